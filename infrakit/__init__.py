@@ -1,0 +1,14 @@
+"""InfraKit's Group / Instance / Flavor system as a Kubernetes operator, with a local mode.
+
+Layers, lowest first (kept so by the import-linter contracts in ``pyproject.toml``):
+
+* ``infrakit.core``     pure decisions: specs, the config hash, the planner, status;
+* ``infrakit.plugins``  the instance and flavor SPIs and the built-in plugins;
+* ``infrakit.engine``   carries the core's plans out through the plugins;
+* ``infrakit.local`` / ``infrakit.operator``  the two adapters (YAML store, kopf);
+* ``infrakit.cli``      ``infrakit-local``, over either adapter.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,397 @@
+"""``infrakit-local``: InfraKit's CLI over the local store (and, with ``--context``, a cluster).
+
+The commands and their words follow the InfraKit tutorial: ``commit``, ``ls``,
+``describe``, ``inspect``, ``free``, ``destroy``, ``plugin ls``, the per-plugin
+``instance-file ...`` and ``flavor-vanilla ...`` commands, plus ``run`` for the
+self-healing loop.  This module only parses arguments and prints; the work is done by
+``infrakit.local.controller`` (or ``infrakit.remote`` for a cluster).
+
+Exit codes: 0 success, 2 bad input (the message names the field), 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import yaml
+
+import infrakit
+from infrakit import engine, logs, plugins
+from infrakit.core import instances, specs
+from infrakit.local import controller as controllers
+from infrakit.local import documents, store, watching
+
+__all__ = ["main", "cli"]
+
+log = logging.getLogger("infrakit")
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Context:
+    home: Path
+    instance_dir: Path
+    durable: bool
+    kube_context: str | None
+
+    @property
+    def settings(self) -> plugins.Settings:
+        return plugins.Settings(instance_dir=self.instance_dir, durable=self.durable)
+
+    def controller(self) -> controllers.Controller:
+        return controllers.Controller(store=store.Store(self.home), settings=self.settings)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+_OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True, help="Output format.")
+_QUIET = click.option("-q", "--quiet", is_flag=True, help="Print rows only, no header.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--home", envvar="INFRAKIT_HOME", type=click.Path(path_type=Path), default=lambda: Path.home() / ".infrakit", show_default="~/.infrakit", help="State directory ($INFRAKIT_HOME).")
+@click.option("--dir", "instance_dir", envvar="INFRAKIT_INSTANCE_DIR", type=click.Path(path_type=Path), default=None, help="Instance directory of the file plugin ($INFRAKIT_INSTANCE_DIR) [default: HOME/instances].")
+@click.option("--fsync/--no-fsync", "durable", envvar="INFRAKIT_FSYNC", default=False, show_default=True, help="fsync every instance file (survives power loss; much slower). The store is always fsynced.")
+@click.option("--context", "kube_context", default=None, help="Work on the cluster of this kubeconfig context instead of the local store.")
+@click.option("--log", "log_level", type=click.IntRange(0, 5), default=4, show_default=True, help="Log level: 0 panic ... 3 warn, 4 info, 5 debug.")
+@click.option("--log-format", type=click.Choice(["term", "json"]), default="term", show_default=True, help="Log format.")
+@click.version_option(infrakit.__version__, "--version", prog_name="infrakit-local")
+@click.pass_context
+def cli(ctx: click.Context, home: Path, instance_dir: Path | None, durable: bool, kube_context: str | None, log_level: int, log_format: str) -> None:
+    """InfraKit groups of instances, without a cluster (or on one, with --context)."""
+    logs.configure(level=log_level, fmt=log_format)
+    home = home.expanduser()
+    ctx.obj = Context(
+        home=home,
+        instance_dir=(instance_dir or home / "instances").expanduser(),
+        durable=durable,
+        kube_context=kube_context,
+    )
+
+
+# -- groups ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--pretend", is_flag=True, help="Print what would happen; change nothing.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for convergence.")
+@pass_context
+def commit(obj: Context, file: str, pretend: bool, timeout: float) -> None:
+    """Commit the Group(s) in FILE (YAML manifest or InfraKit JSON; - for stdin) and converge."""
+    with _errors(file):
+        groups = documents.load_groups(file, text=sys.stdin.buffer.read() if file == "-" else None)
+        if obj.kube_context is not None:
+            from infrakit import remote
+
+            for spec in groups:
+                click.echo(remote.commit(spec, context=obj.kube_context, pretend=pretend))
+            return
+        controller = obj.controller()
+        for spec in groups:
+            engine.resolve(spec, obj.settings)  # every group valid before any is committed
+        for spec in groups:
+            with _progress(spec) as (on_start, on_step):
+                result = controller.commit(spec, pretend=pretend, timeout=timeout, on_step=on_step, on_start=on_start)
+            note = " (paused: no changes until spec.paused is false)" if result.paused else ""
+            if pretend:
+                click.echo(f"Committing {spec.name} would involve: {result.plan_text}{note}")
+            else:
+                click.echo(f"Committed {spec.name}: {result.plan_text}{note}")
+
+
+@cli.command("ls")
+@_QUIET
+@_OUTPUT
+@pass_context
+def list_groups(obj: Context, quiet: bool, output: str) -> None:
+    """List the committed groups."""
+    with _errors():
+        if obj.kube_context is not None:
+            from infrakit import remote
+
+            names = remote.names(context=obj.kube_context)
+        else:
+            names = obj.controller().store.names()
+        _emit(output, [{"ID": n} for n in names], headers=["ID"], rows=[[n] for n in names], quiet=quiet)
+
+
+@cli.command()
+@click.argument("group")
+@_QUIET
+@_OUTPUT
+@pass_context
+def describe(obj: Context, group: str, quiet: bool, output: str) -> None:
+    """List the instances of GROUP: ID, logical ID and tags."""
+    with _errors():
+        if obj.kube_context is not None:
+            from infrakit import remote
+
+            members = remote.observe(group, context=obj.kube_context, settings=obj.settings)
+        else:
+            members = obj.controller().observe(group)[1]
+        _describe_instances([m.description for m in members], quiet=quiet, output=output)
+
+
+@cli.command()
+@click.argument("group")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@pass_context
+def inspect(obj: Context, group: str, output: str) -> None:
+    """Print GROUP's spec and last status as a manifest."""
+    with _errors():
+        if obj.kube_context is not None:
+            from infrakit import remote
+
+            document = remote.get(group, context=obj.kube_context)
+        else:
+            stored = obj.controller().get(group)
+            document = {**stored.spec.to_manifest(), "status": dict(stored.status)}
+        _dump(document, output)
+
+
+@cli.command()
+@click.argument("group")
+@pass_context
+def free(obj: Context, group: str) -> None:
+    """Stop managing GROUP; its instances are left as they are."""
+    with _errors():
+        obj.controller().free(group)
+        click.echo(f"Freed {group}")
+
+
+@cli.command()
+@click.argument("group")
+@pass_context
+def destroy(obj: Context, group: str) -> None:
+    """Destroy GROUP's instances (exactly those) and forget GROUP."""
+    with _errors():
+        steps = obj.controller().destroy(group)
+        click.echo(f"Destroyed {group}: {len(steps)} instances")
+
+
+@cli.command()
+@click.option("--resync", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds between full resyncs.")
+@pass_context
+def run(obj: Context, resync: float) -> None:
+    """Reconcile every group until stopped (Ctrl-C): heal lost instances, finish rolls."""
+    with _errors():
+        watching.run(obj.controller(), resync=resync)
+
+
+# -- plugins --------------------------------------------------------------------------------
+
+
+@cli.group()
+def plugin() -> None:
+    """Plugins known to this installation."""
+
+
+@plugin.command("ls")
+@_QUIET
+def plugin_ls(quiet: bool) -> None:
+    """List the plugins by interface."""
+    rows = [["Group/0.1.0", "group"], ["Metadata/0.1.0", "group"]]
+    rows += [["Instance/0.5.0", name] for name in plugins.available(plugins.INSTANCE_GROUP)]
+    rows += [["Flavor/0.1.0", name] for name in plugins.available(plugins.FLAVOR_GROUP)]
+    _table(["INTERFACE", "NAME"], rows, quiet=quiet)
+
+
+def _instance_commands(name: str) -> click.Group:
+    @click.group(name=name, help=f"Access plugin {name} which implements Instance/0.5.0.")
+    def group() -> None:
+        pass
+
+    def resolve(obj: Context) -> plugins.InstancePlugin:
+        return plugins.instance_plugin(name, obj.settings)
+
+    @group.command("describe", help="Describe all managed instances across all groups, subject to filter.")
+    @click.option("--tags", multiple=True, metavar="K=V", help="Only instances with this tag (repeatable).")
+    @_QUIET
+    @_OUTPUT
+    @pass_context
+    def describe_instances(obj: Context, tags: Sequence[str], quiet: bool, output: str) -> None:
+        with _errors():
+            wanted = dict(_split_tag(t) for t in tags)
+            _describe_instances(resolve(obj).describe(wanted), quiet=quiet, output=output)
+
+    @group.command("provision", help="Provision an instance from an instance spec (JSON/YAML; - for stdin).")
+    @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+    @pass_context
+    def provision(obj: Context, file: str) -> None:
+        with _errors(file):
+            document = _single_document(file)
+            if not isinstance(document, dict):
+                raise specs.SpecError("", "an instance spec is a mapping: Properties, Tags, Init, LogicalID, Attachments")
+            plugin = resolve(obj)
+            plugin.validate(document.get("Properties"))
+            click.echo(plugin.provision(_instance_spec(document)))
+
+    @group.command("destroy", help="Destroy the instance.")
+    @click.argument("instance_id")
+    @pass_context
+    def destroy_instance(obj: Context, instance_id: str) -> None:
+        with _errors():
+            try:
+                resolve(obj).destroy(instance_id)
+            except plugins.InstanceNotFound as error:
+                raise specs.SpecError("", str(error)) from None
+            click.echo(f"Destroyed {instance_id}")
+
+    @group.command("validate", help="Validate instance properties (JSON/YAML; - for stdin).")
+    @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+    @pass_context
+    def validate(obj: Context, file: str) -> None:
+        with _errors(file):
+            resolve(obj).validate(_single_document(file))
+            click.echo("OK")
+
+    return group
+
+
+def _flavor_commands(name: str) -> click.Group:
+    @click.group(name=name, help=f"Access plugin {name} which implements Flavor/0.1.0.")
+    def group() -> None:
+        pass
+
+    @group.command("validate", help="Validate flavor properties (JSON/YAML; - for stdin).")
+    @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+    @pass_context
+    def validate(obj: Context, file: str) -> None:
+        with _errors(file):
+            plugins.flavor_plugin(name, obj.settings).validate(_single_document(file), specs.Allocation(size=1))
+            click.echo("OK")
+
+    return group
+
+
+for _name in plugins.available(plugins.INSTANCE_GROUP):
+    cli.add_command(_instance_commands(_name))
+for _name in plugins.available(plugins.FLAVOR_GROUP):
+    cli.add_command(_flavor_commands(_name))
+
+
+@cli.command()
+def version() -> None:
+    """Print build version information."""
+    click.echo(f"infrakit-local {infrakit.__version__} (python {platform.python_version()}, {sys.platform})")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def main() -> NoReturn:
+    cli.main(prog_name="infrakit-local")
+    raise SystemExit(0)  # pragma: no cover - click exits itself
+
+
+@contextmanager
+def _errors(source: str | None = None) -> Iterator[None]:
+    """Map failures to a one-line message and InfraKit-style exit codes."""
+    where = f"{source}: " if source and source != "-" else ""
+    try:
+        yield
+    except specs.SpecError as error:
+        _fail(f"{where}{error}", EXIT_USAGE)
+    except controllers.GroupNotFound as error:
+        _fail(str(error), EXIT_USAGE)
+    except (plugins.PluginError, controllers.Timeout) as error:
+        _fail(str(error), EXIT_RUNTIME)
+    except OSError as error:
+        _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "), EXIT_RUNTIME)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@contextmanager
+def _progress(spec: specs.GroupSpec) -> Iterator[tuple[Callable[[int], None], Callable[[engine.Step], None]]]:
+    """A progress bar on a terminal for large commits; silent otherwise."""
+    if not sys.stderr.isatty():
+        yield (lambda total: None), (lambda step: None)
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=None) as bar:
+        task = bar.add_task(f"{spec.name}", total=None, visible=False)
+
+        def start(total: int) -> None:
+            bar.update(task, total=max(total, 1), visible=total >= 50)
+
+        def step(_: engine.Step) -> None:
+            bar.advance(task)
+
+        yield start, step
+
+
+def _single_document(file: str) -> Any:
+    text = sys.stdin.buffer.read() if file == "-" else _read(file)
+    found = documents.parse_text(text, source=file)
+    if len(found) != 1:
+        raise specs.SpecError("", f"expected one document, found {len(found)}")
+    return found[0]
+
+
+def _read(file: str) -> bytes:
+    try:
+        with open(file, "rb") as stream:
+            return stream.read(documents.MAX_BYTES + 1)
+    except OSError as error:
+        raise specs.SpecError("", f"cannot read {file}: {error.strerror or error}") from error
+
+
+def _instance_spec(document: dict[str, Any]) -> instances.InstanceSpec:
+    try:
+        return instances.InstanceSpec.from_json(document)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise specs.SpecError("Attachments", f"each attachment needs ID and Type ({error})") from None
+
+
+def _split_tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise specs.SpecError("--tags", f"{text!r} is not K=V")
+    return key, value
+
+
+def _describe_instances(found: Sequence[instances.Description], *, quiet: bool, output: str) -> None:
+    rows = [[d.id, d.logical_id or "-", instances.format_tags(d.tags)] for d in sorted(found, key=lambda d: d.id)]
+    _emit(output, [d.to_json() for d in found], headers=["ID", "LOGICAL", "TAGS"], rows=rows, quiet=quiet)
+
+
+def _emit(output: str, data: Any, *, headers: list[str], rows: list[list[str]], quiet: bool) -> None:
+    if output == "table":
+        _table(headers, rows, quiet=quiet)
+    else:
+        _dump(data, output)
+
+
+def _dump(data: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n"))
+
+
+def _table(headers: list[str], rows: list[list[str]], *, quiet: bool) -> None:
+    shown = rows if quiet else [headers, *rows]
+    if not shown:
+        return
+    widths = [max(len(r[i]) for r in shown) for i in range(len(headers) - 1)]
+    for row in shown:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
+        click.echo("   ".join(cells).rstrip())
+

@@ -1,0 +1,248 @@
+"""The planner: from a spec and the observed instances, what to do next.
+
+This is the whole of the group controller's judgement, as pure functions:
+
+* :func:`classify` turns plugin descriptions (and the flavor's health verdicts) into
+  :class:`Member` records: up to date or not, healthy or not.
+* :func:`plan` decides one step towards the spec: which instances to provision and
+  which to destroy.  It is level-based: it looks only at what is observed, so any pass
+  may be repeated, interrupted or resumed by another process, and a rolling update
+  that was cut short simply continues (the config-hash tag on each instance is the
+  only memory).  Cattle follow a Deployment's rolling rules (``maxSurge`` above,
+  ``maxUnavailable`` below the desired size); pets keep one instance per logical ID.
+* :func:`describe_change` words a commit the way InfraKit's group plugin did
+  ("Performing a rolling update on 5 instances, then adding 5 ...").
+
+The adapters (``infrakit.engine`` driven by the local runner or the kopf operator)
+carry the plans out through the plugins.  Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+
+from infrakit.core import instances, specs
+
+__all__ = ["Destroy", "Member", "Plan", "Provision", "Reason", "classify", "describe_change", "plan", "removal_order"]
+
+
+class Reason(enum.Enum):
+    """Why an instance is provisioned or destroyed (for events, logs and tests)."""
+
+    SCALE_UP = "ScaleUp"
+    SCALE_DOWN = "ScaleDown"
+    ROLLING_UPDATE = "RollingUpdate"
+    DUPLICATE = "Duplicate"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Member:
+    """One observed instance of a group, judged against the spec."""
+
+    description: instances.Description
+    health: instances.Health
+    up_to_date: bool
+
+    @property
+    def id(self) -> str:
+        return self.description.id
+
+    @property
+    def logical_id(self) -> str | None:
+        return self.description.logical_id
+
+    @property
+    def healthy(self) -> bool:
+        return self.health is instances.Health.HEALTHY
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Provision:
+    logical_id: str | None = None
+    reason: Reason = Reason.SCALE_UP
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Destroy:
+    id: str
+    reason: Reason
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Plan:
+    """One step: provisions first (surge), then destroys (drain).
+
+    ``converged`` means the observed set already is the desired set; ``blocked`` means
+    there is work left but it waits on instances becoming healthy.
+    """
+
+    provisions: tuple[Provision, ...] = ()
+    destroys: tuple[Destroy, ...] = ()
+    converged: bool = False
+    blocked: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.provisions and not self.destroys
+
+
+def classify(
+    spec: specs.GroupSpec,
+    descriptions: Iterable[instances.Description],
+    health: Mapping[str, instances.Health],
+) -> list[Member]:
+    """Judge each described instance; ``health`` maps instance ID to the flavor's verdict."""
+    sha = spec.config_sha
+    return sorted(
+        (
+            Member(
+                description=d,
+                health=health.get(d.id, instances.Health.UNKNOWN),
+                up_to_date=d.tags.get(instances.TAG_CONFIG_SHA) == sha,
+            )
+            for d in descriptions
+        ),
+        key=lambda m: m.id,
+    )
+
+
+def plan(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
+    """The next step from ``members`` (all instances of the group) towards ``spec``."""
+    if spec.is_pets:
+        result = _plan_pets(spec, members)
+    else:
+        result = _plan_cattle(spec, members)
+    if spec.paused:
+        return Plan(converged=result.converged, blocked=not result.converged)
+    return result
+
+
+_HEALTH_RANK = {instances.Health.UNHEALTHY: 0, instances.Health.UNKNOWN: 1, instances.Health.HEALTHY: 2}
+
+
+def removal_order(members: Iterable[Member]) -> list[Member]:
+    """Who goes first when instances must go: outdated, then unhealthy, then newest."""
+    return sorted(
+        members,
+        key=lambda m: (m.up_to_date, _HEALTH_RANK[m.health], -m.description.created, _neg(m.id)),
+    )
+
+
+def _neg(text: str) -> tuple[int, ...]:
+    # Descending order of IDs as a sort key (newest-first tie-break that is still total).
+    return tuple(-ord(c) for c in text)
+
+
+def _plan_cattle(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
+    size = spec.desired_size
+    surge, unavailable = spec.update_strategy.max_surge, spec.update_strategy.max_unavailable
+    new = [m for m in members if m.up_to_date]
+    old = [m for m in members if not m.up_to_date]
+
+    if len(new) == size and not old:
+        return Plan(converged=True)
+
+    destroys: list[Destroy] = []
+    # Surplus up-to-date instances go first: a plain scale-down, no roll involved.
+    surplus = removal_order(new)[: max(0, len(new) - size)]
+    destroys += [Destroy(id=m.id, reason=Reason.SCALE_DOWN) for m in surplus]
+    remaining = len(members) - len(surplus)
+
+    # Surge: new instances up to size+maxSurge in all; below the size, always heal.
+    wanted = size - (len(new) - len(surplus))
+    room = max(size + surge - remaining, size - remaining)
+    provisions = max(0, min(wanted, room))
+
+    # Drain outdated instances while at least size-maxUnavailable stay healthy.
+    # Unhealthy ones cost no availability; surplus beyond the size is a scale-down.
+    available = sum(m.healthy for m in members) - sum(m.healthy for m in surplus)
+    budget = available - max(0, size - unavailable)
+    for member in removal_order(old):
+        if member.healthy:
+            if budget <= 0:
+                continue
+            budget -= 1
+        reason = Reason.SCALE_DOWN if remaining > size else Reason.ROLLING_UPDATE
+        destroys.append(Destroy(id=member.id, reason=reason))
+        remaining -= 1
+
+    steps = Plan(
+        provisions=tuple(Provision(reason=Reason.ROLLING_UPDATE if old else Reason.SCALE_UP) for _ in range(provisions)),
+        destroys=tuple(destroys),
+    )
+    return steps if not steps.empty else dataclasses.replace(steps, blocked=True)
+
+
+def _plan_pets(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
+    logical_ids = spec.allocation.logical_ids or ()
+    wanted = set(logical_ids)
+    by_id: dict[str, list[Member]] = defaultdict(list)
+    destroys: list[Destroy] = []
+    for member in members:
+        if member.logical_id in wanted:
+            by_id[member.logical_id].append(member)  # type: ignore[index]
+        else:
+            destroys.append(Destroy(id=member.id, reason=Reason.SCALE_DOWN))
+
+    provisions: list[Provision] = []
+    kept: dict[str, Member] = {}
+    for logical_id in logical_ids:
+        candidates = by_id.get(logical_id)
+        if not candidates:
+            provisions.append(Provision(logical_id=logical_id, reason=Reason.SCALE_UP))
+            continue
+        # Keep the best of duplicates: up to date, healthy, oldest.
+        best, *extra = sorted(
+            candidates, key=lambda m: (not m.up_to_date, -_HEALTH_RANK[m.health], m.description.created, m.id)
+        )
+        kept[logical_id] = best
+        destroys += [Destroy(id=m.id, reason=Reason.DUPLICATE) for m in extra]
+
+    outdated = [kept[i] for i in logical_ids if i in kept and not kept[i].up_to_date]
+    if not destroys and not provisions and not outdated:
+        return Plan(converged=True)
+
+    # A logical ID is one instance: pets cannot surge, so a roll replaces in place,
+    # at most max(1, maxUnavailable) unavailable logical IDs at a time.
+    down = sum(1 for i in logical_ids if i not in kept or not kept[i].healthy)
+    budget = max(1, spec.update_strategy.max_unavailable) - down
+    for member in outdated:
+        if member.healthy:
+            if budget <= 0:
+                continue
+            budget -= 1
+        destroys.append(Destroy(id=member.id, reason=Reason.ROLLING_UPDATE))
+
+    steps = Plan(provisions=tuple(provisions), destroys=tuple(destroys))
+    return steps if not steps.empty else dataclasses.replace(steps, blocked=True)
+
+
+def describe_change(spec: specs.GroupSpec, members: Sequence[Member], *, managed: bool) -> str:
+    """InfraKit's words for what committing ``spec`` will do, given what is observed.
+
+    ``managed`` is false for a group that is new (or was freed): InfraKit then says
+    only that it is managing the group.
+    """
+    size = spec.desired_size
+    if not managed:
+        return f"Managing {size} instances"
+    current = len(members)
+    outdated = sum(1 for m in members if not m.up_to_date)
+    if size > current:
+        adding = f"adding {size - current} instances to increase the group size to {size}"
+        if outdated:
+            return f"Performing a rolling update on {outdated} instances, then {adding}"
+        return adding[0].upper() + adding[1:]
+    if size < current:
+        removing = current - size
+        terminating = f"Terminating {removing} instances to reduce the group size to {size}"
+        still_outdated = max(0, outdated - removing)  # outdated instances are removed first
+        if still_outdated:
+            return f"{terminating}, then performing a rolling update on {still_outdated} instances"
+        return terminating
+    if outdated:
+        return f"Performing a rolling update on {outdated} instances"
+    return "Noop"

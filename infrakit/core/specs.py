@@ -1,0 +1,358 @@
+"""Group specs: the one document both modes accept, parsed and validated.
+
+A Group arrives as a dict, from a Kubernetes manifest (``apiVersion: infrakit.io/v1alpha1,
+kind: Group``) or from InfraKit's own JSON (``{"ID": ..., "Properties": {"Allocation": ...}}``),
+and leaves as a frozen :class:`GroupSpec`.  Validation uses the CRD's own
+openAPIV3Schema (``crds/infrakit.io_groups.yaml``) through ``jsonschema``, plus the
+rules the CRD states in CEL, so the local store and the API server reject the same
+documents and name the same fields.
+
+Reading files and YAML text is the adapters' business; this module sees only dicts.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import importlib.resources
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import jsonschema
+import yaml
+
+from infrakit.core import hashing
+
+__all__ = [
+    "API_VERSION",
+    "KIND",
+    "Allocation",
+    "GroupSpec",
+    "PluginSpec",
+    "SpecError",
+    "UpdateStrategy",
+    "crd_schema",
+    "parse_document",
+    "validate_name",
+]
+
+API_GROUP: Final = "infrakit.io"
+API_VERSION: Final = "infrakit.io/v1alpha1"
+KIND: Final = "Group"
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class SpecError(ValueError):
+    """A document that is not a valid Group; ``field`` names where, ``message`` what to do."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PluginSpec:
+    """A plugin by name, with its properties passed through verbatim (opaque to us)."""
+
+    plugin: str
+    properties: Any = None
+
+    def as_infrakit(self) -> dict[str, Any]:
+        """InfraKit's ``{"Plugin", "Properties"}`` form, the input of the config hash."""
+        return {"Plugin": self.plugin, "Properties": self.properties}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Allocation:
+    """Exactly one of ``size`` (cattle) or ``logical_ids`` (pets)."""
+
+    size: int | None = None
+    logical_ids: tuple[str, ...] | None = None
+
+    @property
+    def desired(self) -> int:
+        return len(self.logical_ids) if self.logical_ids is not None else (self.size or 0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UpdateStrategy:
+    """Bounds of a rolling update, as a Deployment's: never above size+max_surge,
+    never fewer than size-max_unavailable healthy instances."""
+
+    max_surge: int = 1
+    max_unavailable: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GroupSpec:
+    """The desired state of one group."""
+
+    name: str
+    namespace: str | None = None
+    allocation: Allocation
+    instance: PluginSpec
+    flavor: PluginSpec
+    update_strategy: UpdateStrategy = UpdateStrategy()
+    paused: bool = False
+
+    @functools.cached_property
+    def config_sha(self) -> str:
+        return hashing.config_sha(instance=self.instance.as_infrakit(), flavor=self.flavor.as_infrakit())
+
+    @property
+    def desired_size(self) -> int:
+        return self.allocation.desired
+
+    @property
+    def is_pets(self) -> bool:
+        return self.allocation.logical_ids is not None
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The Kubernetes manifest of this spec; ``parse_document`` of it gives it back."""
+        allocation: dict[str, Any] = (
+            {"logicalIDs": list(self.allocation.logical_ids)}
+            if self.allocation.logical_ids is not None
+            else {"size": self.allocation.size}
+        )
+        metadata: dict[str, Any] = {"name": self.name}
+        if self.namespace:
+            metadata["namespace"] = self.namespace
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": metadata,
+            "spec": {
+                "allocation": allocation,
+                "instance": _plugin_manifest(self.instance),
+                "flavor": _plugin_manifest(self.flavor),
+                "updateStrategy": {
+                    "maxSurge": self.update_strategy.max_surge,
+                    "maxUnavailable": self.update_strategy.max_unavailable,
+                },
+                "paused": self.paused,
+            },
+        }
+
+
+def _plugin_manifest(spec: PluginSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"plugin": spec.plugin}
+    if spec.properties is not None:
+        out["properties"] = copy.deepcopy(spec.properties)
+    return out
+
+
+def parse_document(document: Any, *, namespace: str | None = None) -> GroupSpec:
+    """Parse a Group manifest or an InfraKit group config; raise :class:`SpecError`.
+
+    ``namespace`` is the default when the manifest names none (the operator's view);
+    the local store passes ``None`` and ignores namespaces.
+    """
+    if not isinstance(document, Mapping):
+        raise SpecError("", f"a Group must be a mapping, got {_type_name(document)}")
+    if "apiVersion" in document or "kind" in document:
+        return _parse_manifest(document, default_namespace=namespace)
+    if "ID" in document:
+        return _parse_manifest(_infrakit_to_manifest(document), default_namespace=namespace)
+    raise SpecError(
+        "",
+        "not a Group: expected a manifest with 'apiVersion: infrakit.io/v1alpha1' and 'kind: Group', "
+        "or an InfraKit group config with 'ID' and 'Properties'",
+    )
+
+
+def validate_name(name: Any, *, field: str = "metadata.name") -> str:
+    """Group names are DNS-1123 labels: they tag instances and name store files."""
+    if not isinstance(name, str) or not name:
+        raise SpecError(field, "is required: a DNS-1123 label such as 'cattle'")
+    if len(name) > 63 or not _DNS1123_LABEL.match(name):
+        raise SpecError(
+            field,
+            f"{name!r} is not a DNS-1123 label: use at most 63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit",
+        )
+    return name
+
+
+def _parse_manifest(document: Mapping[str, Any], *, default_namespace: str | None) -> GroupSpec:
+    if document.get("apiVersion") != API_VERSION:
+        raise SpecError("apiVersion", f"must be {API_VERSION!r}, got {document.get('apiVersion')!r}")
+    if document.get("kind") != KIND:
+        raise SpecError("kind", f"must be {KIND!r}, got {document.get('kind')!r}")
+    metadata = document.get("metadata")
+    if not isinstance(metadata, Mapping):
+        raise SpecError("metadata", "is required: a mapping with at least 'name'")
+    name = validate_name(metadata.get("name"))
+    namespace = metadata.get("namespace", default_namespace)
+    if namespace is not None:
+        validate_name(namespace, field="metadata.namespace")
+    spec = document.get("spec")
+    if spec is None:
+        raise SpecError("spec", "is required: allocation, instance and flavor")
+    _validate_spec_schema(spec)
+    return _build(spec, name=name, namespace=namespace)
+
+
+def _build(spec: Mapping[str, Any], *, name: str, namespace: str | None) -> GroupSpec:
+    allocation = spec["allocation"]
+    has_size, has_ids = "size" in allocation, "logicalIDs" in allocation
+    if has_size == has_ids:
+        raise SpecError(
+            "spec.allocation",
+            "set exactly one of allocation.size or allocation.logicalIDs"
+            + (" (both are set)" if has_size else " (neither is set)"),
+        )
+    logical_ids: tuple[str, ...] | None = None
+    if has_ids:
+        logical_ids = tuple(allocation["logicalIDs"])
+        seen: set[str] = set()
+        for index, logical_id in enumerate(logical_ids):
+            if logical_id in seen:
+                raise SpecError(f"spec.allocation.logicalIDs[{index}]", f"duplicate logical ID {logical_id!r}")
+            seen.add(logical_id)
+    strategy_doc = spec.get("updateStrategy") or {}
+    strategy = UpdateStrategy(
+        max_surge=strategy_doc.get("maxSurge", 1),
+        max_unavailable=strategy_doc.get("maxUnavailable", 0),
+    )
+    if strategy.max_surge + strategy.max_unavailable == 0:
+        raise SpecError(
+            "spec.updateStrategy",
+            "updateStrategy.maxSurge and updateStrategy.maxUnavailable cannot both be 0",
+        )
+    return GroupSpec(
+        name=name,
+        namespace=namespace,
+        allocation=Allocation(size=allocation.get("size"), logical_ids=logical_ids),
+        instance=PluginSpec(plugin=spec["instance"]["plugin"], properties=spec["instance"].get("properties")),
+        flavor=PluginSpec(plugin=spec["flavor"]["plugin"], properties=spec["flavor"].get("properties")),
+        update_strategy=strategy,
+        paused=bool(spec.get("paused", False)),
+    )
+
+
+def _infrakit_to_manifest(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Translate InfraKit's ``{"ID", "Properties": {"Allocation", "Instance", "Flavor"}}``."""
+    properties = document.get("Properties")
+    if not isinstance(properties, Mapping):
+        raise SpecError("Properties", "is required: a mapping with Allocation, Instance and Flavor")
+    allocation_doc = properties.get("Allocation")
+    if not isinstance(allocation_doc, Mapping):
+        raise SpecError("Properties.Allocation", "is required: {\"Size\": N} or {\"LogicalIDs\": [...]}")
+    allocation: dict[str, Any] = {}
+    if allocation_doc.get("Size") is not None:
+        allocation["size"] = allocation_doc["Size"]
+    if allocation_doc.get("LogicalIDs") is not None:
+        allocation["logicalIDs"] = allocation_doc["LogicalIDs"]
+    spec: dict[str, Any] = {"allocation": allocation}
+    for key in ("Instance", "Flavor"):
+        plugin_doc = properties.get(key)
+        if not isinstance(plugin_doc, Mapping):
+            raise SpecError(f"Properties.{key}", "is required: {\"Plugin\": name, \"Properties\": {...}}")
+        plugin: dict[str, Any] = {"plugin": plugin_doc.get("Plugin")}
+        if plugin_doc.get("Properties") is not None:
+            plugin["properties"] = plugin_doc["Properties"]
+        spec[key.lower()] = plugin
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": document.get("ID")}, "spec": spec}
+
+
+# --- the schema, shared with the API server -------------------------------------------------
+
+
+@functools.cache
+def crd_schema() -> dict[str, Any]:
+    """The CRD's openAPIV3Schema (of the served version) as shipped in the package."""
+    text = importlib.resources.files("infrakit").joinpath("crds/infrakit.io_groups.yaml").read_text("utf-8")
+    crd = yaml.safe_load(text)
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+@functools.cache
+def _spec_validator() -> jsonschema.Draft4Validator:
+    strict = _strict(crd_schema()["properties"]["spec"])
+    return jsonschema.Draft4Validator(strict)
+
+
+def _strict(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Forbid unknown fields, as kubectl's strict field validation does on the server."""
+    out: dict[str, Any] = {k: v for k, v in schema.items() if not k.startswith("x-kubernetes")}
+    out.pop("format", None)  # int32/int64/date-time: bounds are stated separately
+    if "properties" in schema:
+        out["properties"] = {k: _strict(v) for k, v in schema["properties"].items()}
+        if not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    if "items" in schema:
+        out["items"] = _strict(schema["items"])
+    return out
+
+
+def _validate_spec_schema(spec: Any) -> None:
+    errors = sorted(_spec_validator().iter_errors(spec), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise _explain(errors[0], more=len(errors) - 1)
+
+
+def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
+    path = "spec" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    value, rule = error.validator_value, error.validator
+    got = error.instance
+    message: str
+    if rule == "type":
+        message = f"must be {_article(str(value))}, got {_type_name(got)}"
+    elif rule == "required":
+        missing = next((k for k in value if isinstance(got, Mapping) and k not in got), "?")
+        path, message = f"{path}.{missing}", "is required"
+    elif rule == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        unknown = sorted(set(got) - set(error.schema.get("properties", {}))) if isinstance(got, Mapping) else []
+        path = f"{path}.{unknown[0]}" if unknown else path
+        message = f"unknown field; allowed here: {allowed}"
+    elif rule == "minimum":
+        message = f"must be at least {value}, got {got}"
+    elif rule == "maximum":
+        message = f"must be at most {value}, got {got}"
+    elif rule == "pattern":
+        message = f"{got!r} is not allowed: it must match {value}"
+    elif rule == "minLength":
+        message = "must not be empty" if value == 1 else f"must be at least {value} characters"
+    elif rule == "maxLength":
+        message = f"must be at most {value} characters, got {len(got)}"
+    elif rule == "maxItems":
+        message = f"must have at most {value} items, got {len(got)}"
+    elif rule == "enum":
+        message = f"must be one of {', '.join(map(repr, value))}, got {got!r}"
+    else:  # pragma: no cover - rules the CRD does not use yet
+        message = error.message
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return SpecError(path, message)
+
+
+def _article(type_name: str) -> str:
+    return {"integer": "an integer", "object": "a mapping", "array": "a list", "boolean": "true or false"}.get(
+        type_name, f"a {type_name}"
+    )
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {value!r}"
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return f"string {_short(value)!r}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, Iterable):
+        return "a list"
+    return type(value).__name__
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,159 @@
+"""The engine: carries the core's plans out through the plugins.
+
+Both adapters (the local runner and the kopf operator) call :func:`reconcile`; it is
+the only code that turns a :class:`~infrakit.core.planning.Plan` into plugin calls.
+
+One reconcile observes the instances once (``describe`` + ``healthy``), then repeats
+plan -> act, keeping the observed set up to date in memory with each action's result,
+until the plan is empty: converged, or waiting for instances to become healthy.  Every
+intermediate state is one the planner could have observed, so a reconcile may be cut
+short anywhere (a crash, a SIGKILL) and the next one resumes from what is really there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from infrakit import plugins
+from infrakit.core import instances, planning, specs, status
+
+__all__ = ["Outcome", "Plugins", "Step", "observe", "reconcile", "resolve", "teardown"]
+
+log = logging.getLogger(__name__)
+
+_GROUP_TAGS: Final = (instances.TAG_GROUP, instances.TAG_NAMESPACE, instances.TAG_CONFIG_SHA, instances.TAG_LOGICAL_ID)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Plugins:
+    """The two plugins a group is made with."""
+
+    instance: plugins.InstancePlugin
+    flavor: plugins.FlavorPlugin
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Step:
+    """One action taken, reported to the ``on_step`` callback."""
+
+    action: str  # "provision" | "destroy"
+    instance_id: str
+    reason: planning.Reason
+    logical_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """Where a reconcile ended."""
+
+    members: list[planning.Member]
+    plan: planning.Plan  # the last (empty) plan: converged or blocked
+    steps: list[Step]
+
+
+def resolve(spec: specs.GroupSpec, settings: plugins.Settings, *, validate: bool = True) -> Plugins:
+    """Find the group's plugins by name and let them validate their properties."""
+    resolved = Plugins(
+        instance=plugins.instance_plugin(spec.instance.plugin, settings),
+        flavor=plugins.flavor_plugin(spec.flavor.plugin, settings),
+    )
+    if validate:
+        resolved.instance.validate(spec.instance.properties)
+        resolved.flavor.validate(spec.flavor.properties, spec.allocation)
+    return resolved
+
+
+def observe(spec: specs.GroupSpec, resolved: Plugins) -> list[planning.Member]:
+    """Describe the group's instances and judge them."""
+    descriptions = resolved.instance.describe(status.membership_tags(spec))
+    health = {d.id: resolved.flavor.healthy(spec.flavor.properties, d) for d in descriptions}
+    return planning.classify(spec, descriptions, health)
+
+
+def reconcile(
+    spec: specs.GroupSpec,
+    resolved: Plugins,
+    *,
+    members: list[planning.Member] | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Outcome:
+    """Act until the plan is empty (or ``should_stop``); return what is there then."""
+    current = {m.id: m for m in (observe(spec, resolved) if members is None else members)}
+    steps: list[Step] = []
+    # Each pass does at least one action; a bound stops a misbehaving plugin from looping us.
+    budget = 4 * (spec.desired_size + len(current)) + 16
+    while True:
+        plan = planning.plan(spec, sorted(current.values(), key=lambda m: m.id))
+        if plan.empty or budget <= 0 or (should_stop is not None and should_stop()):
+            break
+        budget -= 1
+        for provision in plan.provisions:
+            member = _provision(spec, resolved, provision)
+            current[member.id] = member
+            steps.append(_report(on_step, Step(action="provision", instance_id=member.id, reason=provision.reason, logical_id=provision.logical_id)))
+        for destroy in plan.destroys:
+            gone = current.pop(destroy.id)
+            _destroy(spec, resolved, gone)
+            steps.append(_report(on_step, Step(action="destroy", instance_id=destroy.id, reason=destroy.reason, logical_id=gone.logical_id)))
+    return Outcome(members=sorted(current.values(), key=lambda m: m.id), plan=plan, steps=steps)
+
+
+def teardown(
+    spec: specs.GroupSpec, resolved: Plugins, *, on_step: Callable[[Step], None] | None = None
+) -> list[Step]:
+    """Destroy exactly the group's instances (those carrying its membership tags)."""
+    steps = []
+    for member in observe(spec, resolved):
+        _destroy(spec, resolved, member)
+        steps.append(
+            _report(
+                on_step,
+                Step(action="destroy", instance_id=member.id, reason=planning.Reason.SCALE_DOWN, logical_id=member.logical_id),
+            )
+        )
+    return steps
+
+
+def _provision(spec: specs.GroupSpec, resolved: Plugins, provision: planning.Provision) -> planning.Member:
+    group_tags = {**status.membership_tags(spec), instances.TAG_CONFIG_SHA: spec.config_sha}
+    if provision.logical_id is not None:
+        group_tags[instances.TAG_LOGICAL_ID] = provision.logical_id
+    base = instances.InstanceSpec(
+        properties=spec.instance.properties,
+        tags=dict(group_tags),
+        logical_id=provision.logical_id,
+    )
+    prepared = resolved.flavor.prepare(spec.flavor.properties, base, spec.allocation)
+    # The flavor may add tags but never rewrite the group's own (as InfraKit ensured).
+    flavor_tags = {k: v for k, v in prepared.tags.items() if k not in _GROUP_TAGS}
+    prepared = dataclasses.replace(prepared, tags={**flavor_tags, **group_tags}, logical_id=provision.logical_id)
+    instance_id = resolved.instance.provision(prepared)
+    description = instances.Description(
+        id=instance_id, logical_id=provision.logical_id, tags=dict(prepared.tags), created=time.time()
+    )
+    log.debug("group %s: provisioned %s (%s)", spec.name, instance_id, provision.reason.value)
+    return planning.Member(
+        description=description,
+        health=resolved.flavor.healthy(spec.flavor.properties, description),
+        up_to_date=True,
+    )
+
+
+def _destroy(spec: specs.GroupSpec, resolved: Plugins, member: planning.Member) -> None:
+    resolved.flavor.drain(spec.flavor.properties, member.description)
+    try:
+        resolved.instance.destroy(member.id)
+    except plugins.InstanceNotFound:
+        pass  # gone already: that is what we wanted
+    log.debug("group %s: destroyed %s", spec.name, member.id)
+
+
+def _report(on_step: Callable[[Step], None] | None, step: Step) -> Step:
+    if on_step is not None:
+        on_step(step)
+    return step

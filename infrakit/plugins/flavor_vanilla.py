@@ -1,0 +1,74 @@
+"""The vanilla flavor plugin: init lines, tags and attachments, always healthy.
+
+Properties (InfraKit's ``vanilla.Spec``)::
+
+    Init: [shell lines]            appended to the instance's init script, newline-joined
+    Tags: {key: value}             merged into the instance's tags (the flavor wins)
+    Attachments: [{ID, Type}]      appended to the instance's attachments
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Final
+
+from infrakit.core import instances, specs
+from infrakit.plugins import spi
+
+__all__ = ["VanillaPlugin", "create"]
+
+NAME: Final = "flavor-vanilla"
+_FIELD = "spec.flavor.properties"
+_KNOWN = ("Init", "Tags", "Attachments")
+
+
+def create(settings: spi.Settings) -> VanillaPlugin:
+    return VanillaPlugin()
+
+
+class VanillaPlugin:
+    name = NAME
+
+    def validate(self, properties: Any, allocation: specs.Allocation) -> None:
+        _parse(properties)
+
+    def prepare(
+        self, properties: Any, spec: instances.InstanceSpec, allocation: specs.Allocation
+    ) -> instances.InstanceSpec:
+        init, tags, attachments = _parse(properties)
+        lines = ([spec.init] if spec.init else []) + init
+        return dataclasses.replace(
+            spec,
+            init="\n".join(lines),
+            tags={**spec.tags, **tags},
+            attachments=spec.attachments + attachments,
+        )
+
+    def healthy(self, properties: Any, description: instances.Description) -> instances.Health:
+        return instances.Health.HEALTHY
+
+    def drain(self, properties: Any, description: instances.Description) -> None:
+        return None
+
+
+def _parse(properties: Any) -> tuple[list[str], dict[str, str], tuple[instances.Attachment, ...]]:
+    if properties is None:
+        return [], {}, ()
+    if not isinstance(properties, Mapping):
+        raise specs.SpecError(_FIELD, "must be a mapping with Init, Tags and Attachments")
+    unknown = sorted(set(properties) - set(_KNOWN))
+    if unknown:
+        raise specs.SpecError(f"{_FIELD}.{unknown[0]}", f"unknown vanilla property; allowed: {', '.join(_KNOWN)}")
+    init = properties.get("Init") or []
+    if not isinstance(init, list) or not all(isinstance(line, str) for line in init):
+        raise specs.SpecError(f"{_FIELD}.Init", "must be a list of strings (shell lines)")
+    tags = properties.get("Tags") or {}
+    if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
+        raise specs.SpecError(f"{_FIELD}.Tags", "must be a mapping of strings to strings (quote numbers)")
+    attachments = []
+    for index, item in enumerate(properties.get("Attachments") or []):
+        if not isinstance(item, Mapping) or not isinstance(item.get("ID"), str) or not isinstance(item.get("Type"), str):
+            raise specs.SpecError(f"{_FIELD}.Attachments[{index}]", "must be a mapping with string ID and Type")
+        attachments.append(instances.Attachment(id=item["ID"], type=item["Type"]))
+    return init, {str(k): v for k, v in tags.items()}, tuple(attachments)
