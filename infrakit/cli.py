@@ -30,7 +30,7 @@ from infrakit.core import instances, specs
 from infrakit.local import controller as controllers
 from infrakit.local import documents, store, watching
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "main"]
 
 log = logging.getLogger("infrakit")
 
@@ -55,20 +55,70 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context)
 
-_OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True, help="Output format.")
+_OUTPUT = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 _QUIET = click.option("-q", "--quiet", is_flag=True, help="Print rows only, no header.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--home", envvar="INFRAKIT_HOME", type=click.Path(path_type=Path), default=lambda: Path.home() / ".infrakit", show_default="~/.infrakit", help="State directory ($INFRAKIT_HOME).")
-@click.option("--dir", "instance_dir", envvar="INFRAKIT_INSTANCE_DIR", type=click.Path(path_type=Path), default=None, help="Instance directory of the file plugin ($INFRAKIT_INSTANCE_DIR) [default: HOME/instances].")
-@click.option("--fsync/--no-fsync", "durable", envvar="INFRAKIT_FSYNC", default=False, show_default=True, help="fsync every instance file (survives power loss; much slower). The store is always fsynced.")
-@click.option("--context", "kube_context", default=None, help="Work on the cluster of this kubeconfig context instead of the local store.")
-@click.option("--log", "log_level", type=click.IntRange(0, 5), default=4, show_default=True, help="Log level: 0 panic ... 3 warn, 4 info, 5 debug.")
-@click.option("--log-format", type=click.Choice(["term", "json"]), default="term", show_default=True, help="Log format.")
+@click.option(
+    "--home",
+    envvar="INFRAKIT_HOME",
+    type=click.Path(path_type=Path),
+    default=lambda: Path.home() / ".infrakit",
+    show_default="~/.infrakit",
+    help="State directory ($INFRAKIT_HOME).",
+)
+@click.option(
+    "--dir",
+    "instance_dir",
+    envvar="INFRAKIT_INSTANCE_DIR",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Instance directory of the file plugin ($INFRAKIT_INSTANCE_DIR) [default: HOME/instances].",
+)
+@click.option(
+    "--fsync/--no-fsync",
+    "durable",
+    envvar="INFRAKIT_FSYNC",
+    default=False,
+    show_default=True,
+    help="fsync every instance file (survives power loss; much slower). The store is always fsynced.",
+)
+@click.option(
+    "--context",
+    "kube_context",
+    default=None,
+    help="Work on the cluster of this kubeconfig context instead of the local store.",
+)
+@click.option(
+    "--log",
+    "log_level",
+    type=click.IntRange(0, 5),
+    default=4,
+    show_default=True,
+    help="Log level: 0 panic ... 3 warn, 4 info, 5 debug.",
+)
+@click.option(
+    "--log-format", type=click.Choice(["term", "json"]), default="term", show_default=True, help="Log format."
+)
 @click.version_option(infrakit.__version__, "--version", prog_name="infrakit-local")
 @click.pass_context
-def cli(ctx: click.Context, home: Path, instance_dir: Path | None, durable: bool, kube_context: str | None, log_level: int, log_format: str) -> None:
+def cli(
+    ctx: click.Context,
+    home: Path,
+    instance_dir: Path | None,
+    durable: bool,
+    kube_context: str | None,
+    log_level: int,
+    log_format: str,
+) -> None:
     """InfraKit groups of instances, without a cluster (or on one, with --context)."""
     logs.configure(level=log_level, fmt=log_format)
     home = home.expanduser()
@@ -182,7 +232,9 @@ def destroy(obj: Context, group: str) -> None:
 
 
 @cli.command()
-@click.option("--resync", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds between full resyncs.")
+@click.option(
+    "--resync", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds between full resyncs."
+)
 @pass_context
 def run(obj: Context, resync: float) -> None:
     """Reconcile every group until stopped (Ctrl-C): heal lost instances, finish rolls."""
@@ -233,7 +285,9 @@ def _instance_commands(name: str) -> click.Group:
         with _errors(file):
             document = _single_document(file)
             if not isinstance(document, dict):
-                raise specs.SpecError("", "an instance spec is a mapping: Properties, Tags, Init, LogicalID, Attachments")
+                raise specs.SpecError(
+                    "", "an instance spec is a mapping: Properties, Tags, Init, LogicalID, Attachments"
+                )
             plugin = resolve(obj)
             plugin.validate(document.get("Properties"))
             click.echo(plugin.provision(_instance_spec(document)))
@@ -395,3 +449,6 @@ def _table(headers: list[str], rows: list[list[str]], *, quiet: bool) -> None:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
         click.echo("   ".join(cells).rstrip())
 
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ short anywhere (a crash, a SIGKILL) and the next one resumes from what is really
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -95,17 +96,30 @@ def reconcile(
         for provision in plan.provisions:
             member = _provision(spec, resolved, provision)
             current[member.id] = member
-            steps.append(_report(on_step, Step(action="provision", instance_id=member.id, reason=provision.reason, logical_id=provision.logical_id)))
+            steps.append(
+                _report(
+                    on_step,
+                    Step(
+                        action="provision",
+                        instance_id=member.id,
+                        reason=provision.reason,
+                        logical_id=provision.logical_id,
+                    ),
+                )
+            )
         for destroy in plan.destroys:
             gone = current.pop(destroy.id)
             _destroy(spec, resolved, gone)
-            steps.append(_report(on_step, Step(action="destroy", instance_id=destroy.id, reason=destroy.reason, logical_id=gone.logical_id)))
+            steps.append(
+                _report(
+                    on_step,
+                    Step(action="destroy", instance_id=destroy.id, reason=destroy.reason, logical_id=gone.logical_id),
+                )
+            )
     return Outcome(members=sorted(current.values(), key=lambda m: m.id), plan=plan, steps=steps)
 
 
-def teardown(
-    spec: specs.GroupSpec, resolved: Plugins, *, on_step: Callable[[Step], None] | None = None
-) -> list[Step]:
+def teardown(spec: specs.GroupSpec, resolved: Plugins, *, on_step: Callable[[Step], None] | None = None) -> list[Step]:
     """Destroy exactly the group's instances (those carrying its membership tags)."""
     steps = []
     for member in observe(spec, resolved):
@@ -113,7 +127,12 @@ def teardown(
         steps.append(
             _report(
                 on_step,
-                Step(action="destroy", instance_id=member.id, reason=planning.Reason.SCALE_DOWN, logical_id=member.logical_id),
+                Step(
+                    action="destroy",
+                    instance_id=member.id,
+                    reason=planning.Reason.SCALE_DOWN,
+                    logical_id=member.logical_id,
+                ),
             )
         )
     return steps
@@ -146,10 +165,8 @@ def _provision(spec: specs.GroupSpec, resolved: Plugins, provision: planning.Pro
 
 def _destroy(spec: specs.GroupSpec, resolved: Plugins, member: planning.Member) -> None:
     resolved.flavor.drain(spec.flavor.properties, member.description)
-    try:
+    with contextlib.suppress(plugins.InstanceNotFound):  # gone already: that is what we wanted
         resolved.instance.destroy(member.id)
-    except plugins.InstanceNotFound:
-        pass  # gone already: that is what we wanted
     log.debug("group %s: destroyed %s", spec.name, member.id)
 
 

@@ -74,7 +74,7 @@ def remove_stale_temps(directory: Path) -> list[Path]:
 
     Call it only while holding the lock that every writer of ``directory`` takes.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:

@@ -14,7 +14,14 @@ from typing import Final
 
 __all__ = ["configure"]
 
-_LEVELS: Final = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.ERROR, 3: logging.WARNING, 4: logging.INFO, 5: logging.DEBUG}
+_LEVELS: Final = {
+    0: logging.CRITICAL,
+    1: logging.CRITICAL,
+    2: logging.ERROR,
+    3: logging.WARNING,
+    4: logging.INFO,
+    5: logging.DEBUG,
+}
 
 
 class _JsonFormatter(logging.Formatter):

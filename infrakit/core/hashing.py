@@ -59,7 +59,9 @@ def _render(value: Any, *, depth: int) -> str:
         if not value:
             return "[]"
         inner = "\n" + _PREFIX + _INDENT * (depth + 1)
-        return "[" + ",".join(inner + _render(v, depth=depth + 1) for v in value) + "\n" + _PREFIX + _INDENT * depth + "]"
+        return (
+            "[" + ",".join(inner + _render(v, depth=depth + 1) for v in value) + "\n" + _PREFIX + _INDENT * depth + "]"
+        )
     if value is None:
         return "null"
     if value is True:

@@ -111,10 +111,7 @@ def classify(
 
 def plan(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
     """The next step from ``members`` (all instances of the group) towards ``spec``."""
-    if spec.is_pets:
-        result = _plan_pets(spec, members)
-    else:
-        result = _plan_cattle(spec, members)
+    result = _plan_pets(spec, members) if spec.is_pets else _plan_cattle(spec, members)
     if spec.paused:
         return Plan(converged=result.converged, blocked=not result.converged)
     return result
@@ -160,17 +157,20 @@ def _plan_cattle(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
     # Unhealthy ones cost no availability; surplus beyond the size is a scale-down.
     available = sum(m.healthy for m in members) - sum(m.healthy for m in surplus)
     budget = available - max(0, size - unavailable)
+    excess_old = max(0, len(old) - size)  # outdated beyond the size: a scale-down, not a roll
     for member in removal_order(old):
         if member.healthy:
             if budget <= 0:
                 continue
             budget -= 1
-        reason = Reason.SCALE_DOWN if remaining > size else Reason.ROLLING_UPDATE
+        reason = Reason.SCALE_DOWN if excess_old > 0 else Reason.ROLLING_UPDATE
+        excess_old -= 1
         destroys.append(Destroy(id=member.id, reason=reason))
-        remaining -= 1
 
     steps = Plan(
-        provisions=tuple(Provision(reason=Reason.ROLLING_UPDATE if old else Reason.SCALE_UP) for _ in range(provisions)),
+        provisions=tuple(
+            Provision(reason=Reason.ROLLING_UPDATE if old else Reason.SCALE_UP) for _ in range(provisions)
+        ),
         destroys=tuple(destroys),
     )
     return steps if not steps.empty else dataclasses.replace(steps, blocked=True)
@@ -182,8 +182,8 @@ def _plan_pets(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
     by_id: dict[str, list[Member]] = defaultdict(list)
     destroys: list[Destroy] = []
     for member in members:
-        if member.logical_id in wanted:
-            by_id[member.logical_id].append(member)  # type: ignore[index]
+        if member.logical_id is not None and member.logical_id in wanted:
+            by_id[member.logical_id].append(member)
         else:
             destroys.append(Destroy(id=member.id, reason=Reason.SCALE_DOWN))
 

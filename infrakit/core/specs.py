@@ -241,7 +241,7 @@ def _infrakit_to_manifest(document: Mapping[str, Any]) -> dict[str, Any]:
         raise SpecError("Properties", "is required: a mapping with Allocation, Instance and Flavor")
     allocation_doc = properties.get("Allocation")
     if not isinstance(allocation_doc, Mapping):
-        raise SpecError("Properties.Allocation", "is required: {\"Size\": N} or {\"LogicalIDs\": [...]}")
+        raise SpecError("Properties.Allocation", 'is required: {"Size": N} or {"LogicalIDs": [...]}')
     allocation: dict[str, Any] = {}
     if allocation_doc.get("Size") is not None:
         allocation["size"] = allocation_doc["Size"]
@@ -251,7 +251,7 @@ def _infrakit_to_manifest(document: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("Instance", "Flavor"):
         plugin_doc = properties.get(key)
         if not isinstance(plugin_doc, Mapping):
-            raise SpecError(f"Properties.{key}", "is required: {\"Plugin\": name, \"Properties\": {...}}")
+            raise SpecError(f"Properties.{key}", 'is required: {"Plugin": name, "Properties": {...}}')
         plugin: dict[str, Any] = {"plugin": plugin_doc.get("Plugin")}
         if plugin_doc.get("Properties") is not None:
             plugin["properties"] = plugin_doc["Properties"]
@@ -291,15 +291,19 @@ def _strict(schema: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validate_spec_schema(spec: Any) -> None:
-    errors = sorted(_spec_validator().iter_errors(spec), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        _spec_validator().iter_errors(spec), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if errors:
         raise _explain(errors[0], more=len(errors) - 1)
 
 
 def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
     path = "spec" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    value, rule = error.validator_value, error.validator
-    got = error.instance
+    value: Any = error.validator_value
+    got: Any = error.instance
+    schema: Any = error.schema
+    rule = error.validator
     message: str
     if rule == "type":
         message = f"must be {_article(str(value))}, got {_type_name(got)}"
@@ -307,8 +311,8 @@ def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
         missing = next((k for k in value if isinstance(got, Mapping) and k not in got), "?")
         path, message = f"{path}.{missing}", "is required"
     elif rule == "additionalProperties":
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        unknown = sorted(set(got) - set(error.schema.get("properties", {}))) if isinstance(got, Mapping) else []
+        allowed = ", ".join(sorted(schema.get("properties", {})))
+        unknown = sorted(set(got) - set(schema.get("properties", {}))) if isinstance(got, Mapping) else []
         path = f"{path}.{unknown[0]}" if unknown else path
         message = f"unknown field; allowed here: {allowed}"
     elif rule == "minimum":
@@ -316,7 +320,7 @@ def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
     elif rule == "maximum":
         message = f"must be at most {value}, got {got}"
     elif rule == "pattern":
-        message = f"{got!r} is not allowed: it must match {value}"
+        message = f"{got!r} is not allowed: {_PATTERNS.get(value, f'it must match {value}')}"
     elif rule == "minLength":
         message = "must not be empty" if value == 1 else f"must be at least {value} characters"
     elif rule == "maxLength":
@@ -330,6 +334,14 @@ def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return SpecError(path, message)
+
+
+_PATTERNS: Final = {
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "use lowercase letters, digits and '-', starting and ending with a letter or digit",
+    "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$": (
+        "use at most 63 letters, digits, '.', '_' and '-', starting and ending with a letter or digit"
+    ),
+}
 
 
 def _article(type_name: str) -> str:

@@ -31,10 +31,10 @@ def load_groups(path: str | Path, *, text: bytes | None = None) -> list[specs.Gr
             with open(path, "rb") as stream:
                 text = stream.read(MAX_BYTES + 1)
         except OSError as error:
-            raise specs.SpecError("", f"cannot read {source}: {error.strerror or error}") from error
+            raise specs.SpecError("", f"cannot read the file: {error.strerror or error}") from error
     documents = parse_text(text, source=source)
     if not documents:
-        raise specs.SpecError("", f"{source} holds no document: expected a Group")
+        raise specs.SpecError("", "the file holds no document: expected a Group")
     groups = []
     for index, document in enumerate(documents):
         try:
@@ -45,30 +45,30 @@ def load_groups(path: str | Path, *, text: bytes | None = None) -> list[specs.Gr
     names = [g.name for g in groups]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise specs.SpecError("metadata.name", f"group {duplicates[0]!r} appears more than once in {source}")
+        raise specs.SpecError("metadata.name", f"group {duplicates[0]!r} appears more than once in the file")
     return groups
 
 
 def parse_text(text: bytes, *, source: str = "<input>") -> list[Any]:
     """Decode YAML (or JSON) documents, skipping empty ones; raise SpecError on bad input."""
     if len(text) > MAX_BYTES:
-        raise specs.SpecError("", f"{source} is larger than {MAX_BYTES} bytes; a Group is far smaller")
+        raise specs.SpecError("", f"larger than {MAX_BYTES} bytes; a Group is far smaller")
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise specs.SpecError("", f"{source} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+        raise specs.SpecError("", f"not UTF-8 text (byte {error.start}); save it as UTF-8") from None
     stripped = decoded.lstrip()
     if source.endswith(".json") or stripped.startswith("{"):
         try:
             return [json.loads(decoded, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)]
         except ValueError as error:
-            raise specs.SpecError("", f"{source} is not valid JSON: {error}") from None
+            raise specs.SpecError("", f"not valid JSON: {error}") from None
     try:
-        return [d for d in yaml.load_all(decoded, Loader=_SafeLoader) if d is not None]  # noqa: S506 - a SafeLoader
+        return [d for d in yaml.load_all(decoded, Loader=_SafeLoader) if d is not None]
     except yaml.YAMLError as error:
-        raise specs.SpecError("", f"{source} is not valid YAML: {_one_line(error)}") from None
+        raise specs.SpecError("", f"not valid YAML: {_one_line(error)}") from None
     except RecursionError:
-        raise specs.SpecError("", f"{source} is nested too deeply") from None
+        raise specs.SpecError("", f"nested more than {MAX_DEPTH} levels deep") from None
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def _no_constant(name: str) -> None:
 
 
 def _one_line(error: yaml.YAMLError) -> str:
-    return " ".join(str(error).split())
+    return " ".join(str(error).replace('in "<unicode string>", ', "").split())
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -115,9 +115,7 @@ class _SafeLoader(yaml.SafeLoader):
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=True)
                 if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -126,5 +124,3 @@ _SafeLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-
-

@@ -17,12 +17,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 
-import watchfiles
+from watchfiles._rust_notify import RustNotify
 
 from infrakit import files
 from infrakit.local import controller as controllers
 
-__all__ = ["run", "affected_groups"]
+__all__ = ["affected_groups", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +42,30 @@ def run(
     store_dir.mkdir(parents=True, exist_ok=True)
     instance_dir.mkdir(parents=True, exist_ok=True)
     log.info("watching %s and %s (resync every %ss)", store_dir, instance_dir, resync)
-    controller.reconcile_all()
-    if ready is not None:
-        ready.set()
-    for changes in watchfiles.watch(
-        store_dir,
-        instance_dir,
-        watch_filter=_relevant,
-        debounce=200,
-        step=10,
-        rust_timeout=int(resync * 1000),
-        yield_on_timeout=True,
-        stop_event=stop,
-        raise_interrupt=False,
-    ):
-        if stop.is_set():
-            break
-        names = None if not changes else affected_groups(controller, (Path(p) for _, p in changes))
-        controller.reconcile_all(names)
+    # The notifier is armed *before* the first full reconcile, so nothing that happens
+    # in between is missed.  ``watchfiles.watch`` arms it only when first iterated, after
+    # which we could no longer reconcile before blocking; so we drive the notifier it
+    # wraps ourselves (same calls as ``watchfiles.main.watch``; watchfiles is pinned).
+    with RustNotify([str(store_dir), str(instance_dir)], False, False, 300, False, True) as notify:
+        controller.reconcile_all()
+        if ready is not None:
+            ready.set()
+        log.info("ready")
+        while not stop.is_set():
+            raw = notify.watch(_DEBOUNCE_MS, _STEP_MS, int(resync * 1000), stop)
+            if raw in ("stop", "signal"):
+                break
+            if raw == "timeout":
+                controller.reconcile_all()  # the periodic resync
+                continue
+            paths = [Path(path) for _, path in raw if _relevant(path)]
+            if paths:
+                controller.reconcile_all(affected_groups(controller, paths))
     log.info("stopped")
+
+
+_DEBOUNCE_MS = 200  # at most this long collecting a burst of changes
+_STEP_MS = 10  # a burst ends after this long without changes
 
 
 def affected_groups(controller: controllers.Controller, paths: Iterable[Path]) -> set[str] | None:
@@ -77,7 +82,7 @@ def affected_groups(controller: controllers.Controller, paths: Iterable[Path]) -
     return names
 
 
-def _relevant(change: watchfiles.Change, path: str) -> bool:
+def _relevant(path: str) -> bool:
     name = Path(path).name
     return not name.startswith(".") and not name.endswith(files.TEMP_SUFFIX)
 

@@ -68,7 +68,11 @@ def _parse(properties: Any) -> tuple[list[str], dict[str, str], tuple[instances.
         raise specs.SpecError(f"{_FIELD}.Tags", "must be a mapping of strings to strings (quote numbers)")
     attachments = []
     for index, item in enumerate(properties.get("Attachments") or []):
-        if not isinstance(item, Mapping) or not isinstance(item.get("ID"), str) or not isinstance(item.get("Type"), str):
+        if (
+            not isinstance(item, Mapping)
+            or not isinstance(item.get("ID"), str)
+            or not isinstance(item.get("Type"), str)
+        ):
             raise specs.SpecError(f"{_FIELD}.Attachments[{index}]", "must be a mapping with string ID and Type")
         attachments.append(instances.Attachment(id=item["ID"], type=item["Type"]))
     return init, {str(k): v for k, v in tags.items()}, tuple(attachments)

@@ -1,0 +1,45 @@
+"""Shared fixtures.
+
+Tests are grouped by behaviour: ``core/`` (the pure planner, specs, hashes: dicts in,
+plans out), ``plugins/`` (each plugin against its SPI), ``local/`` (the CLI and the
+store, end to end on a temporary ``$INFRAKIT_HOME``), ``cluster/`` (against a real
+API server, see ``tests/clusterfixtures.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.clusterfixtures"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO_ROOT / "examples"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private ``$INFRAKIT_HOME`` (store and instance directory) for one test."""
+    path = tmp_path / "infrakit-home"
+    monkeypatch.setenv("INFRAKIT_HOME", str(path))
+    monkeypatch.delenv("INFRAKIT_INSTANCE_DIR", raising=False)
+    yield path
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (relative path -> sha256), to prove nothing changed."""
+    if not root.exists():
+        return {}
+    found = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = Path(directory) / name
+            if path.is_symlink():
+                found[str(path.relative_to(root))] = "symlink:" + os.readlink(path)
+            else:
+                found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found

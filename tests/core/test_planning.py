@@ -1,0 +1,256 @@
+"""The planner: examples of each decision, then properties over random observed states."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infrakit.core import instances, planning
+from tests.core.conftest import member, spec
+
+H, U, X = instances.Health.HEALTHY, instances.Health.UNKNOWN, instances.Health.UNHEALTHY
+
+
+# --- examples ---------------------------------------------------------------------------------
+
+
+def test_converged() -> None:
+    plan = planning.plan(spec(size=2), [member("a"), member("b")])
+    assert plan.converged and plan.empty
+
+
+def test_scale_up_and_heal_ignore_surge_limits() -> None:
+    plan = planning.plan(spec(size=5, surge=0, unavailable=1), [member("a")])
+    assert len(plan.provisions) == 4 and not plan.destroys
+
+
+def test_scale_down_removes_unhealthy_then_newest() -> None:
+    members = [
+        member("a", created=1),
+        member("b", created=5),
+        member("c", created=3, health=X),
+        member("d", created=2),
+    ]
+    plan = planning.plan(spec(size=2), members)
+    assert [d.id for d in plan.destroys] == ["c", "b"]
+    assert all(d.reason is planning.Reason.SCALE_DOWN for d in plan.destroys)
+
+
+def test_scale_down_removes_outdated_first() -> None:
+    members = [member("new1", created=9), member("new2", created=8), member("old", up_to_date=False, created=1)]
+    plan = planning.plan(spec(size=2), members)
+    assert [d.id for d in plan.destroys] == ["old"] and not plan.provisions
+
+
+def test_rolling_update_surges_then_drains() -> None:
+    old = [member(f"o{i}", up_to_date=False, created=i) for i in range(3)]
+    first = planning.plan(spec(size=3), old)
+    assert len(first.provisions) == 1 and not first.destroys  # maxSurge 1, maxUnavailable 0
+    second = planning.plan(spec(size=3), [*old, member("n1", created=10)])
+    assert not second.provisions and [d.reason for d in second.destroys] == [planning.Reason.ROLLING_UPDATE]
+
+
+def test_rolling_update_waits_for_health() -> None:
+    old = [member(f"o{i}", up_to_date=False) for i in range(3)]
+    plan = planning.plan(spec(size=3), [*old, member("n1", health=U)])
+    assert plan.empty and plan.blocked and not plan.converged
+
+
+def test_unavailable_budget_without_surge() -> None:
+    old = [member(f"o{i}", up_to_date=False) for i in range(4)]
+    plan = planning.plan(spec(size=4, surge=0, unavailable=2), old)
+    assert len(plan.destroys) == 2 and not plan.provisions
+
+
+def test_unhealthy_outdated_instances_go_at_once() -> None:
+    old = [member(f"o{i}", up_to_date=False, health=X) for i in range(3)]
+    plan = planning.plan(spec(size=3), old)
+    assert len(plan.destroys) == 3
+
+
+def test_paused_does_nothing() -> None:
+    plan = planning.plan(spec(size=3, paused=True), [member("a", up_to_date=False)])
+    assert plan.empty and not plan.converged
+
+
+def test_pets_replace_lost_logical_ids_and_drop_strays_and_duplicates() -> None:
+    members = [
+        member("a1", logical_id="a", created=1),
+        member("a2", logical_id="a", created=2),
+        member("z", logical_id="z"),
+        member("anon"),
+    ]
+    plan = planning.plan(spec(logical_ids=("a", "b")), members)
+    assert [p.logical_id for p in plan.provisions] == ["b"]
+    assert sorted((d.id, d.reason.value) for d in plan.destroys) == [
+        ("a2", "Duplicate"),
+        ("anon", "ScaleDown"),
+        ("z", "ScaleDown"),
+    ]
+
+
+def test_pets_roll_one_at_a_time() -> None:
+    members = [member(f"i{x}", logical_id=x, up_to_date=False) for x in "abc"]
+    plan = planning.plan(spec(logical_ids=("a", "b", "c")), members)
+    assert [d.id for d in plan.destroys] == ["ia"] and not plan.provisions
+    after = planning.plan(spec(logical_ids=("a", "b", "c")), members[1:])
+    assert [p.logical_id for p in after.provisions] == ["a"] and not after.destroys
+
+
+@pytest.mark.parametrize(
+    ("size", "members", "text"),
+    [
+        (5, [], "Adding 5 instances to increase the group size to 5"),
+        (5, [member(str(i)) for i in range(5)], "Noop"),
+        (5, [member(str(i), up_to_date=False) for i in range(5)], "Performing a rolling update on 5 instances"),
+        (
+            10,
+            [member(str(i), up_to_date=False) for i in range(5)],
+            "Performing a rolling update on 5 instances, then adding 5 instances to increase the group size to 10",
+        ),
+        (3, [member(str(i)) for i in range(5)], "Terminating 2 instances to reduce the group size to 3"),
+        (
+            3,
+            [member(str(i), up_to_date=False) for i in range(5)],
+            "Terminating 2 instances to reduce the group size to 3, then performing a rolling update on 3 instances",
+        ),
+    ],
+)
+def test_describe_change(size: int, members: list[planning.Member], text: str) -> None:
+    assert planning.describe_change(spec(size=size), members, managed=True) == text
+    assert planning.describe_change(spec(size=size), members, managed=False) == f"Managing {size} instances"
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class World:
+    """A simulated instance plugin + flavor: what the planner observes each pass."""
+
+    members: dict[str, planning.Member]
+    rng: random.Random
+    counter: int = 0
+
+    def apply(self, plan: planning.Plan, *, size: int, check: object = None) -> None:
+        for provision in plan.provisions:
+            self.counter += 1
+            iid = f"new-{self.counter:05d}"
+            self.members[iid] = member(iid, logical_id=provision.logical_id, health=U, created=1000 + self.counter)
+        if callable(check):
+            check(self)
+        for destroy in plan.destroys:
+            del self.members[destroy.id]
+        if callable(check):
+            check(self)
+
+    def tick(self, heal_chance: float) -> None:
+        """Some instances become healthy (eventually all do)."""
+        for iid, m in list(self.members.items()):
+            if m.health is not H and self.rng.random() < heal_chance:
+                self.members[iid] = dataclasses.replace(m, health=H)
+
+    def observed(self) -> list[planning.Member]:
+        return sorted(self.members.values(), key=lambda m: m.id)
+
+
+healths = st.sampled_from([H, U, X])
+
+
+@st.composite
+def observed_states(draw: st.DrawFn, *, pool: list[str | None]) -> dict[str, planning.Member]:
+    count = draw(st.integers(0, 14))
+    members = {}
+    for index in range(count):
+        iid = f"old-{index:03d}"
+        members[iid] = member(
+            iid,
+            up_to_date=draw(st.booleans()),
+            health=draw(healths),
+            logical_id=draw(st.sampled_from(pool)),
+            created=draw(st.integers(0, 50)),
+        )
+    return members
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[object, World, float]:
+    surge = draw(st.integers(0, 3))
+    unavailable = draw(st.integers(0 if surge else 1, 3))
+    if draw(st.booleans()):
+        ids = tuple(draw(st.lists(st.sampled_from(list("abcdefgh")), unique=True, max_size=6)))
+        target = spec(logical_ids=ids, surge=surge, unavailable=unavailable, note=draw(st.sampled_from(["v1", "v2"])))
+        pool: list[str | None] = [None, *"abcdefghxyz"]
+    else:
+        target = spec(size=draw(st.integers(0, 10)), surge=surge, unavailable=unavailable)
+        pool = [None, "a", "b"]
+    world = World(members=draw(observed_states(pool=pool)), rng=random.Random(draw(st.integers(0, 2**32))))
+    return target, world, draw(st.sampled_from([0.2, 0.5, 1.0]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_any_state_converges_to_exactly_the_desired_set(scenario: tuple[object, World, float]) -> None:
+    target, world, heal_chance = scenario
+    assert isinstance(target, type(spec()))
+    for _ in range(500):
+        plan = planning.plan(target, world.observed())
+        assert plan == planning.plan(target, world.observed()), "the planner must be deterministic"
+        if plan.converged:
+            break
+        world.apply(plan, size=target.desired_size)
+        world.tick(heal_chance)
+    else:
+        pytest.fail(f"did not converge: {world.observed()}")
+    final = world.observed()
+    assert len(final) == target.desired_size
+    assert all(m.up_to_date for m in final)
+    if target.is_pets:
+        assert sorted(m.logical_id or "" for m in final) == sorted(target.allocation.logical_ids or ())
+
+
+@st.composite
+def rolling_updates(draw: st.DrawFn) -> tuple[object, World, float]:
+    size = draw(st.integers(1, 12))
+    surge = draw(st.integers(0, 3))
+    unavailable = draw(st.integers(0 if surge else 1, 3))
+    target = spec(size=size, surge=surge, unavailable=unavailable, note="v2")
+    old = {f"old-{i:03d}": member(f"old-{i:03d}", up_to_date=False, created=i) for i in range(size)}
+    return target, World(members=old, rng=random.Random(draw(st.integers(0, 2**32)))), draw(st.sampled_from([0.1, 0.5, 1.0]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rolling_updates())
+def test_rolling_update_stays_within_surge_and_unavailable(scenario: tuple[object, World, float]) -> None:
+    target, world, heal_chance = scenario
+    assert isinstance(target, type(spec()))
+    size, surge, unavailable = target.desired_size, target.update_strategy.max_surge, target.update_strategy.max_unavailable
+
+    def check(state: World) -> None:
+        total = len(state.members)
+        healthy = sum(m.healthy for m in state.members.values())
+        assert total <= size + surge, f"{total} instances > {size} + maxSurge {surge}"
+        assert healthy >= size - unavailable, f"{healthy} healthy < {size} - maxUnavailable {unavailable}"
+
+    for _ in range(1000):
+        plan = planning.plan(target, world.observed())
+        if plan.converged:
+            break
+        world.apply(plan, size=size, check=check)
+        world.tick(heal_chance)
+    else:
+        pytest.fail("rolling update did not finish")
+    assert all(m.up_to_date for m in world.observed()) and len(world.members) == size
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios())
+def test_paused_groups_are_never_touched(scenario: tuple[object, World, float]) -> None:
+    target, world, _ = scenario
+    assert isinstance(target, type(spec()))
+    paused = dataclasses.replace(target, paused=True)
+    assert planning.plan(paused, world.observed()).empty
