@@ -25,7 +25,7 @@ import click
 import yaml
 
 import infrakit
-from infrakit import engine, logs, plugins
+from infrakit import engine, kubeapi, logs, plugins, remote
 from infrakit.core import instances, specs
 from infrakit.local import controller as controllers
 from infrakit.local import documents, store, watching
@@ -44,6 +44,7 @@ class Context:
     instance_dir: Path
     durable: bool
     kube_context: str | None
+    namespace: str | None
 
     @property
     def settings(self) -> plugins.Settings:
@@ -51,6 +52,10 @@ class Context:
 
     def controller(self) -> controllers.Controller:
         return controllers.Controller(store=store.Store(self.home), settings=self.settings)
+
+    def remote(self) -> remote.Remote:
+        assert self.kube_context is not None
+        return remote.Remote(context=self.kube_context, namespace=self.namespace)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -98,6 +103,12 @@ _QUIET = click.option("-q", "--quiet", is_flag=True, help="Print rows only, no h
     help="Work on the cluster of this kubeconfig context instead of the local store.",
 )
 @click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="With --context: the namespace of the Groups [default: the context's, else 'default'].",
+)
+@click.option(
     "--log",
     "log_level",
     type=click.IntRange(0, 5),
@@ -116,6 +127,7 @@ def cli(
     instance_dir: Path | None,
     durable: bool,
     kube_context: str | None,
+    namespace: str | None,
     log_level: int,
     log_format: str,
 ) -> None:
@@ -127,6 +139,7 @@ def cli(
         instance_dir=(instance_dir or home / "instances").expanduser(),
         durable=durable,
         kube_context=kube_context,
+        namespace=namespace,
     )
 
 
@@ -143,10 +156,11 @@ def commit(obj: Context, file: str, pretend: bool, timeout: float) -> None:
     with _errors(file):
         groups = documents.load_groups(file, text=sys.stdin.buffer.read() if file == "-" else None)
         if obj.kube_context is not None:
-            from infrakit import remote
-
+            cluster = obj.remote()
             for spec in groups:
-                click.echo(remote.commit(spec, context=obj.kube_context, pretend=pretend))
+                engine.resolve(spec, obj.settings)  # plugins known here too: fail before the server
+            for spec in groups:
+                click.echo(cluster.commit(spec, pretend=pretend))
             return
         controller = obj.controller()
         for spec in groups:
@@ -168,12 +182,7 @@ def commit(obj: Context, file: str, pretend: bool, timeout: float) -> None:
 def list_groups(obj: Context, quiet: bool, output: str) -> None:
     """List the committed groups."""
     with _errors():
-        if obj.kube_context is not None:
-            from infrakit import remote
-
-            names = remote.names(context=obj.kube_context)
-        else:
-            names = obj.controller().store.names()
+        names = obj.remote().names() if obj.kube_context is not None else obj.controller().store.names()
         _emit(output, [{"ID": n} for n in names], headers=["ID"], rows=[[n] for n in names], quiet=quiet)
 
 
@@ -186,12 +195,10 @@ def describe(obj: Context, group: str, quiet: bool, output: str) -> None:
     """List the instances of GROUP: ID, logical ID and tags."""
     with _errors():
         if obj.kube_context is not None:
-            from infrakit import remote
-
-            members = remote.observe(group, context=obj.kube_context, settings=obj.settings)
+            found = obj.remote().describe(group)
         else:
-            members = obj.controller().observe(group)[1]
-        _describe_instances([m.description for m in members], quiet=quiet, output=output)
+            found = [m.description for m in obj.controller().observe(group)[1]]
+        _describe_instances(found, quiet=quiet, output=output)
 
 
 @cli.command()
@@ -202,9 +209,7 @@ def inspect(obj: Context, group: str, output: str) -> None:
     """Print GROUP's spec and last status as a manifest."""
     with _errors():
         if obj.kube_context is not None:
-            from infrakit import remote
-
-            document = remote.get(group, context=obj.kube_context)
+            document = obj.remote().get(group)
         else:
             stored = obj.controller().get(group)
             document = {**stored.spec.to_manifest(), "status": dict(stored.status)}
@@ -217,7 +222,10 @@ def inspect(obj: Context, group: str, output: str) -> None:
 def free(obj: Context, group: str) -> None:
     """Stop managing GROUP; its instances are left as they are."""
     with _errors():
-        obj.controller().free(group)
+        if obj.kube_context is not None:
+            obj.remote().free(group)
+        else:
+            obj.controller().free(group)
         click.echo(f"Freed {group}")
 
 
@@ -227,6 +235,10 @@ def free(obj: Context, group: str) -> None:
 def destroy(obj: Context, group: str) -> None:
     """Destroy GROUP's instances (exactly those) and forget GROUP."""
     with _errors():
+        if obj.kube_context is not None:
+            obj.remote().destroy(group)
+            click.echo(f"Destroying {group}: the operator removes its instances")
+            return
         steps = obj.controller().destroy(group)
         click.echo(f"Destroyed {group}: {len(steps)} instances")
 
@@ -358,8 +370,12 @@ def _errors(source: str | None = None) -> Iterator[None]:
         yield
     except specs.SpecError as error:
         _fail(f"{where}{error}", EXIT_USAGE)
-    except controllers.GroupNotFound as error:
+    except (controllers.GroupNotFound, remote.GroupNotFound) as error:
         _fail(str(error), EXIT_USAGE)
+    except kubeapi.ConfigException as error:
+        _fail(f"kubeconfig: {error}", EXIT_USAGE)
+    except kubeapi.ApiException as error:
+        _fail(f"API server: {kubeapi.error_text(error)}", EXIT_RUNTIME)
     except (plugins.PluginError, controllers.Timeout) as error:
         _fail(str(error), EXIT_RUNTIME)
     except OSError as error:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from infrakit import plugins
+from infrakit import faults, plugins
 from infrakit.core import instances, planning, specs, status
 
 __all__ = ["Outcome", "Plugins", "Step", "observe", "reconcile", "resolve", "teardown"]
@@ -96,6 +96,7 @@ def reconcile(
         for provision in plan.provisions:
             member = _provision(spec, resolved, provision)
             current[member.id] = member
+            faults.hit("instance-op")
             steps.append(
                 _report(
                     on_step,
@@ -110,6 +111,7 @@ def reconcile(
         for destroy in plan.destroys:
             gone = current.pop(destroy.id)
             _destroy(spec, resolved, gone)
+            faults.hit("instance-op")
             steps.append(
                 _report(
                     on_step,

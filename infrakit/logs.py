@@ -37,7 +37,8 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure(*, level: int = 4, fmt: str = "term") -> None:
+def configure(*, level: int = 4, fmt: str = "term", frameworks: tuple[str, ...] = ()) -> None:
+    """Log ``infrakit.*`` at ``level``; ``frameworks`` (e.g. kopf) at warnings, or debug with 5."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
@@ -47,3 +48,8 @@ def configure(*, level: int = 4, fmt: str = "term") -> None:
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level, logging.INFO))
     root.propagate = False
+    for name in frameworks:
+        framework = logging.getLogger(name)
+        framework.handlers[:] = [handler]
+        framework.setLevel(logging.DEBUG if level >= 5 else max(logging.WARNING, root.level))
+        framework.propagate = False

@@ -27,7 +27,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     path = tmp_path / "infrakit-home"
     monkeypatch.setenv("INFRAKIT_HOME", str(path))
     monkeypatch.delenv("INFRAKIT_INSTANCE_DIR", raising=False)
-    yield path
+    return path
 
 
 def snapshot(root: Path) -> dict[str, str]:

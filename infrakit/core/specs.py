@@ -337,7 +337,9 @@ def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
 
 
 _PATTERNS: Final = {
-    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "use lowercase letters, digits and '-', starting and ending with a letter or digit",
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": (
+        "use lowercase letters, digits and '-', starting and ending with a letter or digit"
+    ),
     "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$": (
         "use at most 63 letters, digits, '.', '_' and '-', starting and ending with a letter or digit"
     ),

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from infrakit.core import instances, planning, specs
 
-__all__ = ["MAX_LISTED_INSTANCES", "compute", "membership_tags", "selector"]
+__all__ = ["MAX_LISTED_INSTANCES", "compute", "members_from_status", "membership_tags", "selector"]
 
 MAX_LISTED_INSTANCES: Final = 1000
 
@@ -97,7 +97,28 @@ def _instance(member: planning.Member) -> dict[str, Any]:
     out: dict[str, Any] = {"id": member.id, "upToDate": member.up_to_date, "healthy": member.health.value}
     if member.logical_id is not None:
         out["logicalID"] = member.logical_id
+    if not member.up_to_date:  # the current hash is status.configHash; only the odd ones are spelled out
+        out["configHash"] = member.description.tags.get(instances.TAG_CONFIG_SHA, "")
     return out
+
+
+def members_from_status(spec: specs.GroupSpec, status: Mapping[str, Any]) -> list[planning.Member]:
+    """The members a status lists, judged against ``spec`` (what a remote CLI can see).
+
+    Their tags are the group's own (membership, config hash, logical ID); a flavor's
+    tags are not kept in status.
+    """
+    current = status.get("configHash", "")
+    members = []
+    for entry in status.get("instances") or []:
+        sha = current if entry.get("upToDate") else entry.get("configHash", "")
+        tags = {**membership_tags(spec), instances.TAG_CONFIG_SHA: sha}
+        if entry.get("logicalID"):
+            tags[instances.TAG_LOGICAL_ID] = entry["logicalID"]
+        description = instances.Description(id=entry["id"], logical_id=entry.get("logicalID"), tags=tags)
+        health = instances.Health(entry.get("healthy", instances.Health.UNKNOWN.value))
+        members.append(planning.Member(description=description, health=health, up_to_date=sha == spec.config_sha))
+    return members
 
 
 def _condition(

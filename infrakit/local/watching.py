@@ -53,9 +53,9 @@ def run(
         log.info("ready")
         while not stop.is_set():
             raw = notify.watch(_DEBOUNCE_MS, _STEP_MS, int(resync * 1000), stop)
-            if raw in ("stop", "signal"):
-                break
-            if raw == "timeout":
+            if isinstance(raw, str):
+                if raw != "timeout":
+                    break  # "stop" or "signal"
                 controller.reconcile_all()  # the periodic resync
                 continue
             paths = [Path(path) for _, path in raw if _relevant(path)]

@@ -45,7 +45,10 @@ def test_key_order_does_not_matter_but_values_do() -> None:
     [
         ({}, "{}"),
         ([], "[]"),
-        ({"b": [1, {"c": None}], "a": True}, '{\n    "a": true,\n    "b": [\n      1,\n      {\n        "c": null\n      }\n    ]\n  }'),
+        (
+            {"b": [1, {"c": None}], "a": True},
+            '{\n    "a": true,\n    "b": [\n      1,\n      {\n        "c": null\n      }\n    ]\n  }',
+        ),
         (5.0, "5"),
         (1.5, "1.5"),
         (1e21, "1e+21"),

@@ -220,7 +220,11 @@ def rolling_updates(draw: st.DrawFn) -> tuple[object, World, float]:
     unavailable = draw(st.integers(0 if surge else 1, 3))
     target = spec(size=size, surge=surge, unavailable=unavailable, note="v2")
     old = {f"old-{i:03d}": member(f"old-{i:03d}", up_to_date=False, created=i) for i in range(size)}
-    return target, World(members=old, rng=random.Random(draw(st.integers(0, 2**32)))), draw(st.sampled_from([0.1, 0.5, 1.0]))
+    return (
+        target,
+        World(members=old, rng=random.Random(draw(st.integers(0, 2**32)))),
+        draw(st.sampled_from([0.1, 0.5, 1.0])),
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -228,7 +232,11 @@ def rolling_updates(draw: st.DrawFn) -> tuple[object, World, float]:
 def test_rolling_update_stays_within_surge_and_unavailable(scenario: tuple[object, World, float]) -> None:
     target, world, heal_chance = scenario
     assert isinstance(target, type(spec()))
-    size, surge, unavailable = target.desired_size, target.update_strategy.max_surge, target.update_strategy.max_unavailable
+    size, surge, unavailable = (
+        target.desired_size,
+        target.update_strategy.max_surge,
+        target.update_strategy.max_unavailable,
+    )
 
     def check(state: World) -> None:
         total = len(state.members)

@@ -59,7 +59,9 @@ def test_properties_are_opaque_and_verbatim() -> None:
 
 
 def test_yaml_timestamps_stay_strings() -> None:
-    text = (EXAMPLES / "cattle.yaml").read_bytes().replace(b"Note: Instance properties version 1.0", b"Note: 2001-12-14")
+    text = (
+        (EXAMPLES / "cattle.yaml").read_bytes().replace(b"Note: Instance properties version 1.0", b"Note: 2001-12-14")
+    )
     (group,) = documents.load_groups("x.yaml", text=text)
     assert group.instance.properties == {"Note": "2001-12-14"}
 

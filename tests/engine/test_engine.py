@@ -21,7 +21,9 @@ def group(*, size: int = 5, note: str = "v1", logical_ids: tuple[str, ...] | Non
         name="web",
         allocation=specs.Allocation(size=None if logical_ids else size, logical_ids=logical_ids),
         instance=specs.PluginSpec(plugin="instance-memory", properties={"Note": note}),
-        flavor=specs.PluginSpec(plugin="flavor-vanilla", properties={"Tags": {"tier": "web", "infrakit.group": "evil"}}),
+        flavor=specs.PluginSpec(
+            plugin="flavor-vanilla", properties={"Tags": {"tier": "web", "infrakit.group": "evil"}}
+        ),
     )
 
 

@@ -31,7 +31,9 @@ def configs(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]
     return tmp_path / f"cattle.{ext}", tmp_path / f"cattle2.{ext}"
 
 
-def test_tutorial(local: Local, configs: tuple[Path, Path], runner_factory: Callable[[], subprocess.Popen[str]]) -> None:
+def test_tutorial(
+    local: Local, configs: tuple[Path, Path], runner_factory: Callable[[], subprocess.Popen[str]]
+) -> None:
     cattle, cattle2 = configs
 
     assert local("plugin", "ls").stdout.splitlines() == [
@@ -91,7 +93,9 @@ def test_tutorial(local: Local, configs: tuple[Path, Path], runner_factory: Call
 
     # Destroy removes exactly this group's instances.
     other = local.home / "other.yaml"
-    other.write_text((EXAMPLES / "cattle.yaml").read_text().replace("name: cattle", "name: other").replace("size: 5", "size: 2"))
+    other.write_text(
+        (EXAMPLES / "cattle.yaml").read_text().replace("name: cattle", "name: other").replace("size: 5", "size: 2")
+    )
     local("commit", str(other))
     other_ids = {row[0] for row in local.rows("describe", "other")}
     assert local("destroy", "cattle").stdout == "Destroyed cattle: 10 instances\n"
@@ -104,7 +108,12 @@ def _assert_instance_file(path: Path, *, note: str, sha: str) -> None:
     document = json.loads(path.read_text())
     assert document["ID"] == path.name
     assert document["LogicalID"] is None
-    assert document["Tags"] == {"infrakit.config_sha": sha, "infrakit.group": "cattle", "project": "infrakit", "tier": "web"}
+    assert document["Tags"] == {
+        "infrakit.config_sha": sha,
+        "infrakit.group": "cattle",
+        "project": "infrakit",
+        "tier": "web",
+    }
     spec = document["Spec"]
     assert spec["Properties"] == {"Note": note}
     assert spec["Init"] == "docker pull nginx:alpine\ndocker run -d -p 80:80 nginx-alpine"

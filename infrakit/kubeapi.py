@@ -1,0 +1,169 @@
+"""Kubernetes API access for Groups, shared by the operator and the CLI's cluster mode.
+
+Thin, blocking wrappers over the official ``kubernetes`` client (callers in asyncio run
+them in threads): read and list Groups, server-side apply a Group, patch status through
+the ``/status`` subresource, edit finalizers with optimistic concurrency, post Events.
+Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException
+
+__all__ = [
+    "FINALIZER",
+    "GROUP",
+    "ORPHAN_ANNOTATION",
+    "PLURAL",
+    "VERSION",
+    "ApiException",
+    "ConfigException",
+    "Groups",
+    "connect",
+    "error_text",
+]
+
+GROUP: Final = "infrakit.io"
+VERSION: Final = "v1alpha1"
+PLURAL: Final = "groups"
+FINALIZER: Final = "infrakit.io/instances"
+ORPHAN_ANNOTATION: Final = "infrakit.io/orphan-instances"
+FIELD_MANAGER: Final = "infrakit"
+
+
+def connect(*, context: str | None = None) -> kubernetes.client.ApiClient:
+    """An API client: in-cluster service account, else the kubeconfig (``$KUBECONFIG``)."""
+    configuration = kubernetes.client.Configuration()
+    if context is None:
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return kubernetes.client.ApiClient(configuration)
+        except kubernetes.config.ConfigException:
+            pass
+    kubernetes.config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return kubernetes.client.ApiClient(configuration)
+
+
+class Groups:
+    """Group objects through one API client."""
+
+    def __init__(self, api: kubernetes.client.ApiClient) -> None:
+        self.api = api
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(found)
+
+    def items(self, namespace: str | None) -> list[dict[str, Any]]:
+        if namespace is None:
+            listing: Any = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        else:
+            listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        items: list[dict[str, Any]] = listing.get("items", [])
+        return items
+
+    def apply(self, manifest: Mapping[str, Any], *, namespace: str) -> None:
+        """Server-side apply, as ``kubectl apply --server-side`` does."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            manifest["metadata"]["name"],
+            dict(manifest),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, dict(patch), _content_type="application/merge-patch+json"
+        )
+
+    def delete(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
+        """Merge ``status`` into the object's status; False if the object is gone."""
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": dict(status)},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], *, resource_version: str) -> bool:
+        """Replace the finalizer list, failing with 409 if the object changed meanwhile.
+
+        False if the object is gone (nothing left to hold or release).
+        """
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        try:
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, patch, _content_type="application/merge-patch+json"
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def post_event(
+        self, body: Mapping[str, Any], *, reason: str, message: str, warning: bool = False, component: str
+    ) -> None:
+        meta = body["metadata"]
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Group",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": component},
+            "reportingComponent": component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.core.create_namespaced_event(meta["namespace"], event)
+
+
+def error_text(error: ApiException) -> str:
+    """The API server's message from an error, for logs and conditions."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
