@@ -1,0 +1,100 @@
+"""``infrakit-controlplane``: run a local kube-apiserver + etcd in the background.
+
+``up`` starts it detached and prints the kubeconfig path, ``down`` stops it and
+removes its state, ``status`` reports on it, ``build`` only builds the binary.
+State lives in ``--state-dir`` (default ``${INFRAKIT_HOME:-~/.infrakit}/controlplane``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from infrakit.controlplane.build import ControlPlaneError, build
+from infrakit.controlplane.server import load, remove_state_dir, start
+
+
+def default_state_dir() -> Path:
+    home = os.environ.get("INFRAKIT_HOME") or str(Path.home() / ".infrakit")
+    return Path(home).expanduser() / "controlplane"
+
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_state_dir,
+    show_default="${INFRAKIT_HOME:-~/.infrakit}/controlplane",
+    help="Directory for certs, etcd data, kubeconfig, log and pid file.",
+)
+
+
+@click.group()
+def main() -> None:
+    """Run a real local Kubernetes control plane (kube-apiserver + etcd)."""
+
+
+@main.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even if a cached binary exists.")
+def build_cmd(force: bool) -> None:
+    """Build (or find cached) the control-plane binary and print its path."""
+    try:
+        click.echo(build(force=force))
+    except ControlPlaneError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@main.command()
+@state_dir_option
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for readiness.")
+def up(state_dir: Path, timeout: float) -> None:
+    """Start the control plane in the background and print its kubeconfig path."""
+    existing = load(state_dir)
+    if existing is not None and existing.alive():
+        click.echo(f"already running (pid {existing.pid}) at {existing.server}", err=True)
+        cp = existing
+    else:
+        try:
+            binary = build()
+            started = time.monotonic()
+            cp = start(state_dir=state_dir, binary=binary, detach=True, timeout=timeout)
+        except ControlPlaneError as err:
+            raise click.ClickException(str(err)) from err
+        click.echo(f"started (pid {cp.pid}) at {cp.server} in {time.monotonic() - started:.1f}s", err=True)
+    click.echo(f"export KUBECONFIG={shlex.quote(str(cp.kubeconfig))}", err=True)
+    click.echo(cp.kubeconfig)
+
+
+@main.command()
+@state_dir_option
+def down(state_dir: Path) -> None:
+    """Stop the control plane and remove its state directory."""
+    cp = load(state_dir)
+    try:
+        if cp is not None:
+            was_running = cp.alive()
+            cp.stop(remove=True)
+            click.echo(f"stopped (pid {cp.pid})" if was_running else "was not running; state removed", err=True)
+        else:
+            remove_state_dir(state_dir)
+            click.echo("not running", err=True)
+    except ControlPlaneError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@main.command()
+@state_dir_option
+def status(state_dir: Path) -> None:
+    """Report whether the control plane runs and is ready (exit 1 if not)."""
+    cp = load(state_dir)
+    if cp is None or not cp.alive():
+        click.echo("stopped")
+        sys.exit(1)
+    ready = cp.ready()
+    click.echo(f"{'running' if ready else 'not ready'} pid={cp.pid} server={cp.server}")
+    click.echo(f"kubeconfig={cp.kubeconfig}")
+    sys.exit(0 if ready else 1)
