@@ -101,8 +101,24 @@ CASES: list[Case] = [
     Case("a-list", b"- 1\n- 2\n", "must be a mapping"),
     Case("a-scalar", b"hello\n", "must be a mapping"),
     Case("yaml-alias-bomb", _BOMB, "alias"),
-    Case("duplicate-key", _DUPLICATE_KEY, "duplicate key"),
-    Case("deeply-nested", _with("spec.instance.properties", _nested(200)), "nested"),
+    Case(
+        "duplicate-key",
+        _DUPLICATE_KEY,
+        "duplicate key",
+        server="kubectl's YAML decoder keeps the last of duplicate keys before the server sees the object",
+    ),
+    Case(
+        "deeply-nested",
+        _with("spec.instance.properties", _nested(200)),
+        "nested",
+        server="opaque properties are kept verbatim by the server; the operator reports InvalidSpec",
+    ),
+    Case(
+        "nested-properties",
+        _with("spec.flavor.properties", {"Tags": {}, "Init": [], "Attachments": [], **_nested(40)}),
+        "spec.flavor.properties",
+        server="opaque properties are kept verbatim by the server; the operator reports InvalidSpec",
+    ),
     Case("huge-document", _with("spec.instance.properties", {"blob": "x" * (2 << 20)}), "larger than"),
     # --- the envelope ------------------------------------------------------------------------
     Case("wrong-apiversion", _with("apiVersion", "infrakit.io/v9"), "apiVersion"),
@@ -134,7 +150,9 @@ CASES: list[Case] = [
     Case("logical-id-path", _with("spec.allocation", {"logicalIDs": ["../etc"]}), "spec.allocation.logicalIDs[0]"),
     Case("logical-id-empty", _with("spec.allocation", {"logicalIDs": [""]}), "spec.allocation.logicalIDs[0]"),
     Case("logical-id-number", _with("spec.allocation", {"logicalIDs": [1]}), "spec.allocation.logicalIDs[0]"),
-    Case("logical-ids-too-many", _with("spec.allocation", {"logicalIDs": [f"p{i}" for i in range(10001)]}), "logicalIDs"),
+    Case(
+        "logical-ids-too-many", _with("spec.allocation", {"logicalIDs": [f"p{i}" for i in range(10001)]}), "logicalIDs"
+    ),
     Case("allocation-unknown-field", _with("spec.allocation", {"size": 1, "Size": 2}), "spec.allocation.Size"),
     # --- plugins -----------------------------------------------------------------------------------
     Case("missing-instance", _with("spec.instance", _DELETE), "spec.instance"),
@@ -176,8 +194,14 @@ CASES: list[Case] = [
     ),
     # --- update strategy and the rest ----------------------------------------------------------------
     Case("surge-negative", _with("spec.updateStrategy", {"maxSurge": -1}), "spec.updateStrategy.maxSurge"),
-    Case("unavailable-string", _with("spec.updateStrategy", {"maxUnavailable": "25%"}), "spec.updateStrategy.maxUnavailable"),
-    Case("strategy-both-zero", _with("spec.updateStrategy", {"maxSurge": 0, "maxUnavailable": 0}), "spec.updateStrategy"),
+    Case(
+        "unavailable-string",
+        _with("spec.updateStrategy", {"maxUnavailable": "25%"}),
+        "spec.updateStrategy.maxUnavailable",
+    ),
+    Case(
+        "strategy-both-zero", _with("spec.updateStrategy", {"maxSurge": 0, "maxUnavailable": 0}), "spec.updateStrategy"
+    ),
     Case("paused-string", _with("spec.paused", "yes please"), "spec.paused"),
     Case("spec-unknown-field", _with("spec.replicas", 3), "spec.replicas"),
     # --- InfraKit's JSON form ----------------------------------------------------------------------------

@@ -43,6 +43,7 @@ API_VERSION: Final = "infrakit.io/v1alpha1"
 KIND: Final = "Group"
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_PROPERTY_DEPTH: Final = 32  # plugin properties nested deeper are a mistake or an attack
 
 
 class SpecError(ValueError):
@@ -213,6 +214,8 @@ def _build(spec: Mapping[str, Any], *, name: str, namespace: str | None) -> Grou
             if logical_id in seen:
                 raise SpecError(f"spec.allocation.logicalIDs[{index}]", f"duplicate logical ID {logical_id!r}")
             seen.add(logical_id)
+    for kind in ("instance", "flavor"):
+        _check_depth(spec[kind].get("properties"), field=f"spec.{kind}.properties")
     strategy_doc = spec.get("updateStrategy") or {}
     strategy = UpdateStrategy(
         max_surge=strategy_doc.get("maxSurge", 1),
@@ -232,6 +235,19 @@ def _build(spec: Mapping[str, Any], *, name: str, namespace: str | None) -> Grou
         update_strategy=strategy,
         paused=bool(spec.get("paused", False)),
     )
+
+
+def _check_depth(value: Any, *, field: str) -> None:
+    """Refuse properties nested deeper than MAX_PROPERTY_DEPTH (iteratively: no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_PROPERTY_DEPTH:
+            raise SpecError(field, f"nested more than {MAX_PROPERTY_DEPTH} levels deep; flatten the properties")
+        if isinstance(node, Mapping):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
 
 
 def _infrakit_to_manifest(document: Mapping[str, Any]) -> dict[str, Any]:
