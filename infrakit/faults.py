@@ -1,16 +1,24 @@
-"""Failpoints for crash testing, off unless ``$INFRAKIT_FAILPOINTS`` names one.
+"""Failpoints for crash and fault testing, off unless ``$INFRAKIT_FAILPOINTS`` names one.
 
-Like etcd's gofail: the crash-safety suites need to kill a process at an exact point of
-its work (after the Nth instance operation), not after a guessed sleep.  The engine calls
-``hit("instance-op")`` after each provision and destroy; with
-``INFRAKIT_FAILPOINTS="instance-op=kill-after:17"`` the 17th hit SIGKILLs the process.
-With the variable unset (always, in production) ``hit`` is one dict lookup.
+Like etcd's gofail: the reliability suites need to kill or stall a process at an exact
+point of its work (after the Nth instance operation), not after a guessed sleep.
+``INFRAKIT_FAILPOINTS`` is a comma-separated list of ``NAME=ACTION``:
+
+* ``kill-after:N``      the Nth hit of NAME SIGKILLs the process;
+* ``stall-after:N:S``   the Nth hit of NAME sleeps S seconds (once).
+
+Failpoints: ``instance-op`` (after each provision/destroy, in the engine),
+``atomic-write`` (a temp file written, not yet renamed), ``sync-start`` (the operator
+begins syncing a Group).  With the variable unset (always, in production) ``hit`` is
+one dict lookup.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import time
 from typing import Final
 
 __all__ = ["hit"]
@@ -18,24 +26,39 @@ __all__ = ["hit"]
 _ENV: Final = "INFRAKIT_FAILPOINTS"
 
 
-def _parse(text: str) -> dict[str, int]:
+@dataclasses.dataclass
+class _Point:
+    remaining: int
+    stall: float | None  # None: kill
+
+
+def _parse(text: str) -> dict[str, _Point]:
     points = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, action = item.partition("=")
-        kind, _, count = action.partition(":")
-        if kind != "kill-after" or not count.isdigit():
-            raise ValueError(f"{_ENV}: {item!r} is not NAME=kill-after:N")
-        points[name] = int(count)
+        kind, _, rest = action.partition(":")
+        count, _, seconds = rest.partition(":")
+        if kind == "kill-after" and count.isdigit():
+            points[name] = _Point(int(count), None)
+        elif kind == "stall-after" and count.isdigit() and seconds.replace(".", "", 1).isdigit():
+            points[name] = _Point(int(count), float(seconds))
+        else:
+            raise ValueError(f"{_ENV}: {item!r} is not NAME=kill-after:N or NAME=stall-after:N:SECONDS")
     return points
 
 
-_remaining = _parse(os.environ.get(_ENV, ""))
+_points = _parse(os.environ.get(_ENV, ""))
 
 
 def hit(name: str) -> None:
-    """Count a pass through failpoint ``name``; SIGKILL ourselves when its count runs out."""
-    if name not in _remaining:
+    """Count a pass through failpoint ``name``; act when its count runs out."""
+    point = _points.get(name)
+    if point is None:
         return
-    _remaining[name] -= 1
-    if _remaining[name] <= 0:
+    point.remaining -= 1
+    if point.remaining != 0:
+        return
+    if point.stall is None:
         os.kill(os.getpid(), signal.SIGKILL)
+    else:
+        time.sleep(point.stall)

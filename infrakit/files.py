@@ -5,6 +5,9 @@ then renamed over the target, so readers and crashes only ever see the old or th
 content, never a torn file.  ``durable=True`` adds the fsyncs (of the file and of the
 directory) that make the new content survive a power loss, not just a process crash.
 Reads refuse to follow symlinks (``O_NOFOLLOW``) so a hostile link cannot redirect them.
+
+These sit on the provisioning hot path (one write per instance), so they work on
+strings and raw file descriptors: no ``Path`` objects, no buffered file objects.
 """
 
 from __future__ import annotations
@@ -14,36 +17,46 @@ import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["TEMP_SUFFIX", "atomic_write", "fsync_dir", "read_nofollow", "remove_stale_temps"]
+from infrakit import faults
+
+__all__ = ["TEMP_SUFFIX", "atomic_write", "fsync_dir", "read_nofollow", "read_nofollow_stat", "remove_stale_temps"]
 
 TEMP_SUFFIX = ".tmp"
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True, mode: int = 0o644) -> None:
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = True, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` atomically (temp file, fsync, rename)."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    target = os.fspath(path)
+    directory, name = os.path.split(target)
+    temp = os.path.join(directory, f".{name}.{secrets.randbits(32):08x}{TEMP_SUFFIX}")
+    fd = os.open(temp, _CREATE, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        written = os.write(fd, data)
+        if written < len(data):  # rare (a signal, a full disk): finish the job
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        temp.unlink(missing_ok=True)
+        _unlink_quietly(temp)
         raise
     os.close(fd)
+    faults.hit("atomic-write")  # a crash here leaves a temp file, never a torn target
     try:
-        os.rename(temp, path)  # replaces a symlink at ``path`` itself, never its target
+        os.rename(temp, target)  # replaces a symlink at ``path`` itself, never its target
     except BaseException:
-        temp.unlink(missing_ok=True)
+        _unlink_quietly(temp)
         raise
     if durable:
-        fsync_dir(path.parent)
+        fsync_dir(directory or ".")
 
 
-def fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
     """Make renames and unlinks in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -52,19 +65,33 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_nofollow(path: Path, *, limit: int) -> bytes:
+def read_nofollow(path: str | os.PathLike[str], *, limit: int) -> bytes:
     """Read a regular file, refusing symlinks and anything larger than ``limit`` bytes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    return read_nofollow_stat(path, limit=limit)[0]
+
+
+def read_nofollow_stat(path: str | os.PathLike[str], *, limit: int) -> tuple[bytes, os.stat_result]:
+    """As :func:`read_nofollow`, with the ``fstat`` of the file that was read."""
+    fd = os.open(path, _READ)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{path} is not a regular file")
+            raise OSError(f"{os.fspath(path)} is not a regular file")
         if info.st_size > limit:
-            raise OSError(f"{path} is {info.st_size} bytes, more than the {limit} allowed")
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
+            raise OSError(f"{os.fspath(path)} is {info.st_size} bytes, more than the {limit} allowed")
+        # One read does for a file that is not growing: asking for a byte more than its size
+        # and getting less is the end of the file.
+        data = os.read(fd, info.st_size + 1)
+        if len(data) > info.st_size:  # it grew since the fstat: read on, within the limit
+            chunks = [data]
+            total = len(data)
+            while total <= limit and (chunk := os.read(fd, 1 << 16)):
+                total += len(chunk)
+                chunks.append(chunk)
+            if total > limit:
+                raise OSError(f"{os.fspath(path)} grew beyond the {limit} bytes allowed")
+            data = b"".join(chunks)
+        return data, info
     finally:
         os.close(fd)
 
@@ -84,3 +111,10 @@ def remove_stale_temps(directory: Path) -> list[Path]:
             Path(entry.path).unlink(missing_ok=True)
             removed.append(Path(entry.path))
     return removed
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

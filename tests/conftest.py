@@ -40,6 +40,8 @@ def snapshot(root: Path) -> dict[str, str]:
             path = Path(directory) / name
             if path.is_symlink():
                 found[str(path.relative_to(root))] = "symlink:" + os.readlink(path)
+            elif not path.is_file():
+                found[str(path.relative_to(root))] = "special"  # a FIFO: never open it
             else:
                 found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found

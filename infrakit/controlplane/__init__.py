@@ -7,6 +7,6 @@ the ``infrakit-controlplane`` command (``up``/``down``/``status``/``build``).
 """
 
 from infrakit.controlplane.build import ControlPlaneError, build, cached_binary
-from infrakit.controlplane.server import CONTEXT, ControlPlane, load, start
+from infrakit.controlplane.server import CONTEXT, ControlPlane, load, restart, start
 
-__all__ = ["CONTEXT", "ControlPlane", "ControlPlaneError", "build", "cached_binary", "load", "start"]
+__all__ = ["CONTEXT", "ControlPlane", "ControlPlaneError", "build", "cached_binary", "load", "restart", "start"]

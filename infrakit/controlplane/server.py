@@ -174,7 +174,7 @@ def _start_once(*, state_dir: Path, binary: Path, detach: bool, timeout: float) 
     cp = ControlPlane(state_dir=state_dir, server=server, pid=process.pid, process=process)
     (state_dir / "pid").write_text(f"{process.pid}\n")
     (state_dir / STATE_FILE).write_text(
-        json.dumps({"server": server, "pid": process.pid, "binary": str(binary)}, indent=2) + "\n"
+        json.dumps({"server": server, "pid": process.pid, "binary": str(binary), "args": args}, indent=2) + "\n"
     )
     try:
         _wait_ready(cp, timeout=timeout)
@@ -187,6 +187,29 @@ def _start_once(*, state_dir: Path, binary: Path, detach: bool, timeout: float) 
     if detach:
         cp.process = None  # the caller may exit; the child lives on in its own session
     return cp
+
+
+def restart(cp: ControlPlane, *, timeout: float = 120.0) -> ControlPlane:
+    """Stop ``cp`` and start it again on the same ports with the same data (etcd kept).
+
+    For fault tests: clients keep their kubeconfig and must reconnect on their own.
+    """
+    state = json.loads((cp.state_dir / STATE_FILE).read_text())
+    cp.stop()
+    with open(cp.log, "ab") as log:
+        process = subprocess.Popen(
+            [str(a) for a in state["args"]],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cp.state_dir,
+            start_new_session=True,
+        )
+    again = ControlPlane(state_dir=cp.state_dir, server=cp.server, pid=process.pid, process=process)
+    (cp.state_dir / "pid").write_text(f"{process.pid}\n")
+    (cp.state_dir / STATE_FILE).write_text(json.dumps({**state, "pid": process.pid}, indent=2) + "\n")
+    _wait_ready(again, timeout=timeout)
+    return again
 
 
 def load(state_dir: Path) -> ControlPlane | None:

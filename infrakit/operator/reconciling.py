@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from infrakit import engine, kubeapi, plugins
+from infrakit import engine, faults, kubeapi, plugins
 from infrakit.core import planning, specs, status
 
 __all__ = ["Result", "Syncer"]
@@ -54,6 +54,7 @@ class Syncer:
     def sync(self, body: Mapping[str, Any], *, should_stop: Callable[[], bool] | None = None) -> Result:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        faults.hit("sync-start")
         try:
             spec = specs.parse_document({k: v for k, v in body.items() if k != "status"}, namespace=namespace)
             resolved = engine.resolve(spec, self.settings)
