@@ -190,6 +190,7 @@ def _significant(body: dict[str, Any]) -> tuple[Any, ...]:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     settings.posting.level = logging.WARNING
+    settings.scanning.disabled = True  # no CRD/namespace watching: fewer permissions, fixed namespaces
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
     await runtime.start()

@@ -60,8 +60,8 @@ class Elector:
                 started = time.monotonic()
                 try:
                     won = await asyncio.to_thread(self._try_acquire)
-                except (ApiException, OSError, kubernetes.client.exceptions.OpenApiException) as error:
-                    log.warning("lease %s/%s: %s", self.namespace, self.name, error)
+                except Exception as error:
+                    log.warning("lease %s/%s: %s", self.namespace, self.name, _short(error))
                     won = False
                 if won:
                     self._valid_until = started + self.deadline
@@ -135,8 +135,8 @@ class Elector:
                 "spec": {"holderIdentity": None, "leaseDurationSeconds": 1},
             }
             self.leases.replace_namespaced_lease(self.name, self.namespace, body)
-        except (ApiException, OSError) as error:
-            log.debug("could not release the lease: %s", error)
+        except Exception as error:
+            log.debug("could not release the lease: %s", _short(error))
 
     def _spec(self, now: datetime.datetime, *, transitions: int, acquired: datetime.datetime) -> dict[str, Any]:
         return {
@@ -146,6 +146,10 @@ class Elector:
             "renewTime": _micro(now),
             "leaseTransitions": transitions,
         }
+
+
+def _short(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
 
 
 def _now() -> datetime.datetime:

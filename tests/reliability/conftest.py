@@ -40,4 +40,4 @@ def instance_files(directory: Path) -> dict[str, dict[str, Any]]:
 
 
 # The operator fixtures of the e2e suite, shared (imported fixtures are registered here too).
-from tests.e2e.conftest import groups, operator_factory  # noqa: E402, F401
+from tests.e2e.conftest import groups, operator, operator_factory  # noqa: E402, F401
