@@ -145,7 +145,13 @@ class Runtime:
         if result.members or not result.deleted:
             ready = sum(m.healthy for m in result.members)
             updated = sum(m.up_to_date for m in result.members)
-            for state, value in (("current", len(result.members)), ("ready", ready), ("up_to_date", updated)):
+            states = (
+                ("desired", result.desired),
+                ("current", len(result.members)),
+                ("ready", ready),
+                ("up_to_date", updated),
+            )
+            for state, value in states:
                 metrics.INSTANCES.labels(key[0], key[1], state).set(value)
         return result.requeue_after
 

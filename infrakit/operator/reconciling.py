@@ -42,6 +42,7 @@ class Result:
     deleted: bool = False
     error: str | None = None
     actions: int = 0  # instance operations carried out
+    desired: int = 0
 
 
 class Syncer:
@@ -86,7 +87,12 @@ class Syncer:
                 )
         self._write_status(body, spec, outcome.members, outcome.plan)
         blocked = outcome.plan.blocked and not spec.paused
-        return Result(requeue_after=1.0 if blocked else None, members=outcome.members, actions=len(steps))
+        return Result(
+            requeue_after=1.0 if blocked else None,
+            members=outcome.members,
+            actions=len(steps),
+            desired=spec.desired_size,
+        )
 
     # -- phases ---------------------------------------------------------------------------
 

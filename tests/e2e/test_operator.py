@@ -242,3 +242,38 @@ def test_cli_reaches_the_cluster(operator: Operator, groups: Groups, tmp_path: P
     assert cli("commit", str(EXAMPLES / "cattle2.yaml")).returncode == 0
     wait_until(lambda: converged(groups, operator, "cattle", size=10, sha=SHA2), what="10 instances via the CLI")
     assert cli("describe", "nonesuch").returncode == 2
+
+
+@pytest.mark.skipif(EXTERNAL, reason="reads the endpoints of a local operator process")
+def test_metrics_liveness_and_no_kopf_bookkeeping(operator_factory: Callable[..., Operator], groups: Groups) -> None:
+    import socket
+    import urllib.request
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+
+    metrics_port, liveness_port = free_port(), free_port()
+    operator = operator_factory(start=False)
+    operator.extra = ["--metrics-port", str(metrics_port), "--liveness", f"http://127.0.0.1:{liveness_port}/healthz"]
+    operator.start()
+    groups.apply(EXAMPLES / "cattle.yaml")
+    wait_until(lambda: converged(groups, operator, "cattle", size=5, sha=SHA1), what="5 instances")
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+    labels = f'group="cattle",namespace="{operator.namespace}"'
+    wanted = f'infrakit_group_instances{{{labels},state="desired"}} 5.0'
+    text = wait_until(lambda: wanted in (t := scrape()) and t, what="metrics")
+    assert f'infrakit_group_instances{{{labels},state="up_to_date"}} 5.0' in text
+    assert f'infrakit_reconciles_total{{{labels},result="ok"}}' in text
+    assert "infrakit_reconcile_duration_seconds_count" in text
+    assert "infrakit_leader 1.0" in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{liveness_port}/healthz", timeout=5) as response:
+        assert response.status == 200
+        assert json.loads(response.read())  # kopf's probe results, ours included
+    annotations = groups.get("cattle")["metadata"].get("annotations") or {}
+    assert not [k for k in annotations if "kopf" in k]  # on.event handlers keep no per-object state
