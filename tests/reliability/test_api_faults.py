@@ -51,7 +51,7 @@ def settled(groups: Groups, operator: Operator, *, size: int, sha: str) -> bool:
         return False
     try:
         body = groups.get("cattle")
-    except Exception:  # noqa: BLE001 - the API may still be coming back
+    except Exception:
         return False
     status = body.get("status") or {}
     return status.get("observedGeneration") == body["metadata"]["generation"] and status.get("updatedReplicas") == size
