@@ -106,6 +106,8 @@ class Controller:
     def reconcile_all(self, names: set[str] | None = None) -> dict[str, engine.Outcome | Exception]:
         """Reconcile the named groups (default: every stored group), each under the lock."""
         results: dict[str, engine.Outcome | Exception] = {}
+        if names is None:
+            self.owners.clear()  # a full pass rebuilds it: no stale IDs pile up
         for name in sorted(names if names is not None else self.store.names()):
             try:
                 with self.store.lock():

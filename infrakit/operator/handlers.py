@@ -61,6 +61,7 @@ class Runtime:
         self.config = config
         self.cache: dict[Key, dict[str, Any]] = {}
         self.owners: dict[str, Key] = {}  # instance ID -> group, from the last syncs
+        self.members_of: dict[Key, set[str]] = {}
         self.queue: queueing.WorkQueue[Key] = queueing.WorkQueue()
         self.tasks: list[asyncio.Task[None]] = []
         self.elector: leadership.Elector | None = None
@@ -140,6 +141,11 @@ class Runtime:
         metrics.RECONCILES.labels(key[0], key[1], "error" if result.error else "ok").inc()
         if result.actions:
             log.info("group %s/%s: %d instance operations", key[0], key[1], result.actions)
+        current = {m.id for m in result.members}
+        for gone in self.members_of.get(key, set()) - current:
+            if not (self.config.instance_dir / gone).exists():  # its deletion was seen already
+                self.owners.pop(gone, None)
+        self.members_of[key] = current
         for member in result.members:
             self.owners[member.id] = key
         if result.members or not result.deleted:
@@ -160,7 +166,12 @@ class Runtime:
         async for changes in watchfiles.awatch(
             self.config.instance_dir, debounce=200, step=10, watch_filter=_instance_file, recursive=False
         ):
-            keys = {self.owners.get(Path(path).name) for _, path in changes}
+            names = {Path(path).name for _, path in changes}
+            keys = {self.owners.get(name) for name in names}
+            for name in names:  # forget instances that are gone for good (destroyed by us)
+                owner = self.owners.get(name)
+                if owner is not None and name not in self.members_of.get(owner, ()):
+                    del self.owners[name]
             if None in keys:
                 self.enqueue_all()
             else:
