@@ -88,36 +88,29 @@ def reconcile(
     steps: list[Step] = []
     # Each pass does at least one action; a bound stops a misbehaving plugin from looping us.
     budget = 4 * (spec.desired_size + len(current)) + 16
-    while True:
+    plan = planning.Plan()
+    while budget > 0 and not _stopped(should_stop):
         plan = planning.plan(spec, sorted(current.values(), key=lambda m: m.id))
-        if plan.empty or budget <= 0 or (should_stop is not None and should_stop()):
+        if plan.empty:
             break
-        budget -= 1
-        for provision in plan.provisions:
-            member = _provision(spec, resolved, provision)
-            current[member.id] = member
-            faults.hit("instance-op")
-            steps.append(
-                _report(
-                    on_step,
-                    Step(
-                        action="provision",
-                        instance_id=member.id,
-                        reason=provision.reason,
-                        logical_id=provision.logical_id,
-                    ),
-                )
-            )
-        for destroy in plan.destroys:
-            gone = current.pop(destroy.id)
-            _destroy(spec, resolved, gone)
-            faults.hit("instance-op")
-            steps.append(
-                _report(
-                    on_step,
-                    Step(action="destroy", instance_id=destroy.id, reason=destroy.reason, logical_id=gone.logical_id),
-                )
-            )
+        for round_ in plan.rounds:
+            budget -= 1
+            all_healthy = True
+            for provision in round_.provisions:
+                member = _provision(spec, resolved, provision)
+                current[member.id] = member
+                all_healthy &= member.healthy
+                faults.hit("instance-op")
+                step = Step(action="provision", instance_id=member.id, reason=provision.reason)
+                steps.append(_report(on_step, dataclasses.replace(step, logical_id=provision.logical_id)))
+            for destroy in round_.destroys:
+                gone = current.pop(destroy.id)
+                _destroy(spec, resolved, gone)
+                faults.hit("instance-op")
+                step = Step(action="destroy", instance_id=destroy.id, reason=destroy.reason)
+                steps.append(_report(on_step, dataclasses.replace(step, logical_id=gone.logical_id)))
+            if not all_healthy or _stopped(should_stop):
+                break  # later rounds assumed these healthy: plan again from what is
     return Outcome(members=sorted(current.values(), key=lambda m: m.id), plan=plan, steps=steps)
 
 
@@ -170,6 +163,10 @@ def _destroy(spec: specs.GroupSpec, resolved: Plugins, member: planning.Member) 
     with contextlib.suppress(plugins.InstanceNotFound):  # gone already: that is what we wanted
         resolved.instance.destroy(member.id)
     log.debug("group %s: destroyed %s", spec.name, member.id)
+
+
+def _stopped(should_stop: Callable[[], bool] | None) -> bool:
+    return should_stop is not None and should_stop()
 
 
 def _report(on_step: Callable[[Step], None] | None, step: Step) -> Step:

@@ -26,7 +26,18 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from infrakit.core import instances, specs
 
-__all__ = ["Destroy", "Member", "Plan", "Provision", "Reason", "classify", "describe_change", "plan", "removal_order"]
+__all__ = [
+    "Destroy",
+    "Member",
+    "Plan",
+    "Provision",
+    "Reason",
+    "Round",
+    "classify",
+    "describe_change",
+    "plan",
+    "removal_order",
+]
 
 
 class Reason(enum.Enum):
@@ -72,21 +83,39 @@ class Destroy:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Round:
+    """Provisions first (surge), then destroys (drain)."""
+
+    provisions: tuple[Provision, ...] = ()
+    destroys: tuple[Destroy, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Plan:
-    """One step: provisions first (surge), then destroys (drain).
+    """Rounds of actions. The first is decided from what is observed; each later one
+    holds only if every instance provisioned before it is healthy (the engine checks,
+    and plans again at the first that is not).
 
     ``converged`` means the observed set already is the desired set; ``blocked`` means
     there is work left but it waits on instances becoming healthy.
     """
 
-    provisions: tuple[Provision, ...] = ()
-    destroys: tuple[Destroy, ...] = ()
+    rounds: tuple[Round, ...] = ()
     converged: bool = False
     blocked: bool = False
 
     @property
     def empty(self) -> bool:
-        return not self.provisions and not self.destroys
+        return not self.rounds
+
+    @property
+    def provisions(self) -> tuple[Provision, ...]:
+        """The first round's provisions (what the observed state calls for now)."""
+        return self.rounds[0].provisions if self.rounds else ()
+
+    @property
+    def destroys(self) -> tuple[Destroy, ...]:
+        return self.rounds[0].destroys if self.rounds else ()
 
 
 def classify(
@@ -121,16 +150,12 @@ _HEALTH_RANK = {instances.Health.UNHEALTHY: 0, instances.Health.UNKNOWN: 1, inst
 
 
 def removal_order(members: Iterable[Member]) -> list[Member]:
-    """Who goes first when instances must go: outdated, then unhealthy, then newest."""
-    return sorted(
-        members,
-        key=lambda m: (m.up_to_date, _HEALTH_RANK[m.health], -m.description.created, _neg(m.id)),
-    )
+    """Who goes first when instances must go: outdated, then unhealthy, then newest.
 
-
-def _neg(text: str) -> tuple[int, ...]:
-    # Descending order of IDs as a sort key (newest-first tie-break that is still total).
-    return tuple(-ord(c) for c in text)
+    Ties (same creation time) go by ID, highest first, so the order is total.
+    """
+    by_id = sorted(members, key=lambda m: m.id, reverse=True)
+    return sorted(by_id, key=lambda m: (m.up_to_date, _HEALTH_RANK[m.health], -m.description.created))
 
 
 def _plan_cattle(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
@@ -146,34 +171,46 @@ def _plan_cattle(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
     # Surplus up-to-date instances go first: a plain scale-down, no roll involved.
     surplus = removal_order(new)[: max(0, len(new) - size)]
     destroys += [Destroy(id=m.id, reason=Reason.SCALE_DOWN) for m in surplus]
-    remaining = len(members) - len(surplus)
-
-    # Surge: new instances up to size+maxSurge in all; below the size, always heal.
-    wanted = size - (len(new) - len(surplus))
-    room = max(size + surge - remaining, size - remaining)
-    provisions = max(0, min(wanted, room))
-
-    # Drain outdated instances while at least size-maxUnavailable stay healthy.
-    # Unhealthy ones cost no availability; surplus beyond the size is a scale-down.
-    available = sum(m.healthy for m in members) - sum(m.healthy for m in surplus)
-    budget = available - max(0, size - unavailable)
+    kept_new = len(new) - len(surplus)
+    kept_healthy = sum(m.healthy for m in new) - sum(m.healthy for m in surplus)
+    outdated = removal_order(old)
     excess_old = max(0, len(old) - size)  # outdated beyond the size: a scale-down, not a roll
-    for member in removal_order(old):
-        if member.healthy:
-            if budget <= 0:
-                continue
-            budget -= 1
-        reason = Reason.SCALE_DOWN if excess_old > 0 else Reason.ROLLING_UPDATE
-        excess_old -= 1
-        destroys.append(Destroy(id=member.id, reason=reason))
+    reason = Reason.ROLLING_UPDATE if old else Reason.SCALE_UP
 
-    steps = Plan(
-        provisions=tuple(
-            Provision(reason=Reason.ROLLING_UPDATE if old else Reason.SCALE_UP) for _ in range(provisions)
-        ),
-        destroys=tuple(destroys),
-    )
-    return steps if not steps.empty else dataclasses.replace(steps, blocked=True)
+    # The first round decides from what is observed. The following rounds are what the
+    # same rules give if the instances just provisioned turn out healthy; the engine
+    # checks that after each round and stops (to plan again) at the first that is not.
+    # So a whole roll costs one plan, not one plan per instance.
+    rounds: list[Round] = []
+    outdated_healthy = sum(m.healthy for m in outdated)
+    next_out = 0  # outdated[next_out:] are still there
+    while True:
+        # Surge: new instances up to size+maxSurge in all; below the size, always heal.
+        remaining = kept_new + len(outdated) - next_out
+        room = max(size + surge - remaining, size - remaining)
+        provisions = max(0, min(size - kept_new, room))
+        # Drain outdated instances while at least size-maxUnavailable stay healthy.
+        # Unhealthy ones cost no availability; they come first in removal order.
+        budget = kept_healthy + outdated_healthy - max(0, size - unavailable)
+        while next_out < len(outdated):
+            member = outdated[next_out]
+            if member.healthy:
+                if budget <= 0:
+                    break  # healthy from here on: the rest stay
+                budget -= 1
+                outdated_healthy -= 1
+            reason_out = Reason.SCALE_DOWN if excess_old > 0 else Reason.ROLLING_UPDATE
+            destroys.append(Destroy(id=member.id, reason=reason_out))
+            excess_old -= 1
+            next_out += 1
+        if not provisions and not destroys:
+            break
+        made = tuple(Provision(reason=reason) for _ in range(provisions))
+        rounds.append(Round(provisions=made, destroys=tuple(destroys)))
+        kept_new += provisions
+        kept_healthy += provisions  # the assumption the engine checks before the next round
+        destroys = []
+    return Plan(rounds=tuple(rounds)) if rounds else Plan(blocked=True)
 
 
 def _plan_pets(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
@@ -216,8 +253,9 @@ def _plan_pets(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
             budget -= 1
         destroys.append(Destroy(id=member.id, reason=Reason.ROLLING_UPDATE))
 
-    steps = Plan(provisions=tuple(provisions), destroys=tuple(destroys))
-    return steps if not steps.empty else dataclasses.replace(steps, blocked=True)
+    if not provisions and not destroys:
+        return Plan(blocked=True)
+    return Plan(rounds=(Round(provisions=tuple(provisions), destroys=tuple(destroys)),))
 
 
 def describe_change(spec: specs.GroupSpec, members: Sequence[Member], *, managed: bool) -> str:

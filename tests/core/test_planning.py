@@ -57,7 +57,9 @@ def test_rolling_update_surges_then_drains() -> None:
 def test_rolling_update_waits_for_health() -> None:
     old = [member(f"o{i}", up_to_date=False) for i in range(3)]
     plan = planning.plan(spec(size=3), [*old, member("n1", health=U)])
-    assert plan.empty and plan.blocked and not plan.converged
+    assert plan.empty
+    assert plan.blocked
+    assert not plan.converged
 
 
 def test_unavailable_budget_without_surge() -> None:
@@ -136,17 +138,27 @@ class World:
     rng: random.Random
     counter: int = 0
 
-    def apply(self, plan: planning.Plan, *, size: int, check: object = None) -> None:
-        for provision in plan.provisions:
-            self.counter += 1
-            iid = f"new-{self.counter:05d}"
-            self.members[iid] = member(iid, logical_id=provision.logical_id, health=U, created=1000 + self.counter)
-        if callable(check):
-            check(self)
-        for destroy in plan.destroys:
-            del self.members[destroy.id]
-        if callable(check):
-            check(self)
+    def apply(self, plan: planning.Plan, *, check: object = None, instant: float = 0.0) -> None:
+        """Carry out rounds as the engine does: stop after a round whose provisions are
+        not all healthy (new instances are healthy at once with chance ``instant``)."""
+        for round_ in plan.rounds:
+            all_healthy = True
+            for provision in round_.provisions:
+                self.counter += 1
+                iid = f"new-{self.counter:05d}"
+                health = H if self.rng.random() < instant else U
+                all_healthy &= health is H
+                self.members[iid] = member(
+                    iid, logical_id=provision.logical_id, health=health, created=1000 + self.counter
+                )
+            if callable(check):
+                check(self)
+            for destroy in round_.destroys:
+                del self.members[destroy.id]
+            if callable(check):
+                check(self)
+            if not all_healthy:
+                break
 
     def tick(self, heal_chance: float) -> None:
         """Some instances become healthy (eventually all do)."""
@@ -178,7 +190,7 @@ def observed_states(draw: st.DrawFn, *, pool: list[str | None]) -> dict[str, pla
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[object, World, float]:
+def scenarios(draw: st.DrawFn) -> tuple[object, World, float, float]:
     surge = draw(st.integers(0, 3))
     unavailable = draw(st.integers(0 if surge else 1, 3))
     if draw(st.booleans()):
@@ -189,20 +201,20 @@ def scenarios(draw: st.DrawFn) -> tuple[object, World, float]:
         target = spec(size=draw(st.integers(0, 10)), surge=surge, unavailable=unavailable)
         pool = [None, "a", "b"]
     world = World(members=draw(observed_states(pool=pool)), rng=random.Random(draw(st.integers(0, 2**32))))
-    return target, world, draw(st.sampled_from([0.2, 0.5, 1.0]))
+    return target, world, draw(st.sampled_from([0.2, 0.5, 1.0])), draw(st.sampled_from([0.0, 0.5, 1.0]))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
-def test_any_state_converges_to_exactly_the_desired_set(scenario: tuple[object, World, float]) -> None:
-    target, world, heal_chance = scenario
+def test_any_state_converges_to_exactly_the_desired_set(scenario: tuple[object, World, float, float]) -> None:
+    target, world, heal_chance, instant = scenario
     assert isinstance(target, type(spec()))
     for _ in range(500):
         plan = planning.plan(target, world.observed())
         assert plan == planning.plan(target, world.observed()), "the planner must be deterministic"
         if plan.converged:
             break
-        world.apply(plan, size=target.desired_size)
+        world.apply(plan, instant=instant)
         world.tick(heal_chance)
     else:
         pytest.fail(f"did not converge: {world.observed()}")
@@ -214,23 +226,25 @@ def test_any_state_converges_to_exactly_the_desired_set(scenario: tuple[object, 
 
 
 @st.composite
-def rolling_updates(draw: st.DrawFn) -> tuple[object, World, float]:
+def rolling_updates(draw: st.DrawFn) -> tuple[object, World, float, float]:
     size = draw(st.integers(1, 12))
     surge = draw(st.integers(0, 3))
     unavailable = draw(st.integers(0 if surge else 1, 3))
     target = spec(size=size, surge=surge, unavailable=unavailable, note="v2")
     old = {f"old-{i:03d}": member(f"old-{i:03d}", up_to_date=False, created=i) for i in range(size)}
+    rng = random.Random(draw(st.integers(0, 2**32)))
     return (
         target,
-        World(members=old, rng=random.Random(draw(st.integers(0, 2**32)))),
+        World(members=old, rng=rng),
         draw(st.sampled_from([0.1, 0.5, 1.0])),
+        draw(st.sampled_from([0.0, 0.5, 1.0])),
     )
 
 
 @settings(max_examples=300, deadline=None)
 @given(rolling_updates())
-def test_rolling_update_stays_within_surge_and_unavailable(scenario: tuple[object, World, float]) -> None:
-    target, world, heal_chance = scenario
+def test_rolling_update_stays_within_surge_and_unavailable(scenario: tuple[object, World, float, float]) -> None:
+    target, world, heal_chance, instant = scenario
     assert isinstance(target, type(spec()))
     size, surge, unavailable = (
         target.desired_size,
@@ -248,7 +262,7 @@ def test_rolling_update_stays_within_surge_and_unavailable(scenario: tuple[objec
         plan = planning.plan(target, world.observed())
         if plan.converged:
             break
-        world.apply(plan, size=size, check=check)
+        world.apply(plan, check=check, instant=instant)
         world.tick(heal_chance)
     else:
         pytest.fail("rolling update did not finish")
@@ -257,8 +271,19 @@ def test_rolling_update_stays_within_surge_and_unavailable(scenario: tuple[objec
 
 @settings(max_examples=200, deadline=None)
 @given(scenarios())
-def test_paused_groups_are_never_touched(scenario: tuple[object, World, float]) -> None:
-    target, world, _ = scenario
+def test_paused_groups_are_never_touched(scenario: tuple[object, World, float, float]) -> None:
+    target, world, _, _ = scenario
     assert isinstance(target, type(spec()))
     paused = dataclasses.replace(target, paused=True)
     assert planning.plan(paused, world.observed()).empty
+
+
+def test_a_whole_roll_is_one_plan_when_instances_are_healthy_at_once() -> None:
+    old = [member(f"o{i:02d}", up_to_date=False, created=i) for i in range(10)]
+    plan = planning.plan(spec(size=10), old)
+    made = sum(len(r.provisions) for r in plan.rounds)
+    gone = [d.id for r in plan.rounds for d in r.destroys]
+    assert made == 10
+    assert sorted(gone) == sorted(m.id for m in old)
+    assert gone == [m.id for m in planning.removal_order(old)]  # newest outdated first
+    assert all(len(r.provisions) <= 1 for r in plan.rounds)  # maxSurge 1, one at a time
