@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
         kind-up kind-e2e kind-down dev image clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,3 +55,44 @@ bench-smoke: $(STAMP) ## Tiny benchmark run (no thresholds) so the code cannot r
 
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# -- On Kubernetes: the image, a kind cluster, Tilt. These need a Docker engine (and kind,
+# tilt): CI's kind job runs them; see README "Run on Kubernetes".
+IMAGE ?= infrakit-operator:dev
+KIND ?= kind
+KIND_CLUSTER ?= infrakit
+KIND_HOST_DIR ?= /tmp/infrakit-kind/instances
+KIND_KUBECONFIG ?= $(HOME)/.infrakit/kind/kubeconfig
+KIND_KUBECTL = KUBECONFIG=$(KIND_KUBECONFIG) $(CURDIR)/$(BIN)/kubectl
+
+image: ## Build the operator image infrakit-operator:dev
+	docker build -t $(IMAGE) .
+
+# KIND_HOST_DIR is the extraMounts hostPath of manifests/overlays/kind/kind-config.yaml; it
+# must exist before the cluster, writable by the pod's UID 65532 and by the tests.
+# The image is loaded under a fixed tag, so the Deployment is restarted to pick it up.
+kind-up: $(STAMP) image ## A kind cluster running the operator (manifests/overlays/kind)
+	mkdir -p $(KIND_HOST_DIR) $(dir $(KIND_KUBECONFIG))
+	chmod 0777 $(KIND_HOST_DIR)
+	if $(KIND) get clusters 2>/dev/null | grep -x '$(KIND_CLUSTER)' >/dev/null; then \
+	  $(KIND) export kubeconfig --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG); \
+	else \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) --config manifests/overlays/kind/kind-config.yaml \
+	    --kubeconfig $(KIND_KUBECONFIG) --wait 120s; \
+	fi
+	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	$(KIND_KUBECTL) apply -k manifests/overlays/kind
+	$(KIND_KUBECTL) -n infrakit-system rollout restart deployment/infrakit-operator
+	$(KIND_KUBECTL) -n infrakit-system rollout status deployment/infrakit-operator --timeout=180s
+	@echo "export KUBECONFIG=$(KIND_KUBECONFIG)"
+
+kind-e2e: $(STAMP) ## The e2e tests against the operator kind-up deployed
+	INFRAKIT_TEST_CLUSTER=external INFRAKIT_TEST_OPERATOR=external INFRAKIT_TEST_INSTANCE_DIR=$(KIND_HOST_DIR) \
+	  KUBECONFIG=$(KIND_KUBECONFIG) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/e2e
+
+kind-down: ## Delete the kind cluster, its kubeconfig and instance directory
+	$(KIND) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
+	rm -rf $(KIND_HOST_DIR) $(KIND_KUBECONFIG)
+
+dev: $(STAMP) ## Tilt on the kind cluster (after make kind-up): live-updates infrakit/ in the pod
+	KUBECONFIG=$(KIND_KUBECONFIG) PATH="$(CURDIR)/$(BIN):$$PATH" tilt up

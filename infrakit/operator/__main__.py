@@ -101,6 +101,7 @@ def main(
     asyncio.run(
         kopf.operator(
             standalone=True,  # one acting replica is ensured by our Lease, not kopf's peering
+            identity=kopf.Identity(config.identity),  # else kopf asks getpass: fails for UIDs with no passwd entry
             clusterwide=clusterwide,
             namespaces=() if clusterwide else namespaces,
             liveness_endpoint=liveness or None,
