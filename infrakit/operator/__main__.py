@@ -101,7 +101,9 @@ def main(
     asyncio.run(
         kopf.operator(
             standalone=True,  # one acting replica is ensured by our Lease, not kopf's peering
-            identity=kopf.Identity(config.identity),  # else kopf asks getpass: fails for UIDs with no passwd entry
+            # Our identity, or kopf asks getpass, which fails for a UID with no passwd entry.
+            # (kopf's Identity is a NewType of str that kopf does not export.)
+            identity=config.identity,  # type: ignore[arg-type]
             clusterwide=clusterwide,
             namespaces=() if clusterwide else namespaces,
             liveness_endpoint=liveness or None,
