@@ -83,8 +83,12 @@ def affected_groups(controller: controllers.Controller, paths: Iterable[Path]) -
 
 
 def _relevant(path: str) -> bool:
+    """Instance files and group files; not temp files, nor the ``#<inode>`` names under
+    which the kernel reports writes to a not-yet-linked (O_TMPFILE) file."""
     name = Path(path).name
-    return not name.startswith(".") and not name.endswith(files.TEMP_SUFFIX)
+    if name.startswith(".") or name.endswith(files.TEMP_SUFFIX):
+        return False
+    return name.startswith("instance-") or name.endswith(".yaml")
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
