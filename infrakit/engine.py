@@ -88,6 +88,7 @@ def reconcile(
     steps: list[Step] = []
     # Each pass does at least one action; a bound stops a misbehaving plugin from looping us.
     budget = 4 * (spec.desired_size + len(current)) + 16
+    prepared: dict[str | None, instances.InstanceSpec] = {}  # flavor output, per logical ID
     plan = planning.Plan()
     while budget > 0 and not _stopped(should_stop):
         plan = planning.plan(spec, sorted(current.values(), key=lambda m: m.id))
@@ -97,7 +98,7 @@ def reconcile(
             budget -= 1
             all_healthy = True
             for provision in round_.provisions:
-                member = _provision(spec, resolved, provision)
+                member = _provision(spec, resolved, provision, prepared)
                 current[member.id] = member
                 all_healthy &= member.healthy
                 faults.hit("instance-op")
@@ -133,22 +134,18 @@ def teardown(spec: specs.GroupSpec, resolved: Plugins, *, on_step: Callable[[Ste
     return steps
 
 
-def _provision(spec: specs.GroupSpec, resolved: Plugins, provision: planning.Provision) -> planning.Member:
-    group_tags = {**status.membership_tags(spec), instances.TAG_CONFIG_SHA: spec.config_sha}
-    if provision.logical_id is not None:
-        group_tags[instances.TAG_LOGICAL_ID] = provision.logical_id
-    base = instances.InstanceSpec(
-        properties=spec.instance.properties,
-        tags=dict(group_tags),
-        logical_id=provision.logical_id,
-    )
-    prepared = resolved.flavor.prepare(spec.flavor.properties, base, spec.allocation)
-    # The flavor may add tags but never rewrite the group's own (as InfraKit ensured).
-    flavor_tags = {k: v for k, v in prepared.tags.items() if k not in _GROUP_TAGS}
-    prepared = dataclasses.replace(prepared, tags={**flavor_tags, **group_tags}, logical_id=provision.logical_id)
-    instance_id = resolved.instance.provision(prepared)
+def _provision(
+    spec: specs.GroupSpec,
+    resolved: Plugins,
+    provision: planning.Provision,
+    prepared: dict[str | None, instances.InstanceSpec],
+) -> planning.Member:
+    ready = prepared.get(provision.logical_id)
+    if ready is None:
+        ready = prepared[provision.logical_id] = _prepare(spec, resolved, provision.logical_id)
+    instance_id = resolved.instance.provision(ready)
     description = instances.Description(
-        id=instance_id, logical_id=provision.logical_id, tags=dict(prepared.tags), created=time.time()
+        id=instance_id, logical_id=provision.logical_id, tags=ready.tags, created=time.time()
     )
     log.debug("group %s: provisioned %s (%s)", spec.name, instance_id, provision.reason.value)
     return planning.Member(
@@ -156,6 +153,21 @@ def _provision(spec: specs.GroupSpec, resolved: Plugins, provision: planning.Pro
         health=resolved.flavor.healthy(spec.flavor.properties, description),
         up_to_date=True,
     )
+
+
+def _prepare(spec: specs.GroupSpec, resolved: Plugins, logical_id: str | None) -> instances.InstanceSpec:
+    """The instance spec to provision: the flavor's pure transform of the group's own.
+
+    The same for every instance of a reconcile but for the logical ID, so made once each.
+    """
+    group_tags = {**status.membership_tags(spec), instances.TAG_CONFIG_SHA: spec.config_sha}
+    if logical_id is not None:
+        group_tags[instances.TAG_LOGICAL_ID] = logical_id
+    base = instances.InstanceSpec(properties=spec.instance.properties, tags=dict(group_tags), logical_id=logical_id)
+    prepared = resolved.flavor.prepare(spec.flavor.properties, base, spec.allocation)
+    # The flavor may add tags but never rewrite the group's own (as InfraKit ensured).
+    flavor_tags = {k: v for k, v in prepared.tags.items() if k not in _GROUP_TAGS}
+    return dataclasses.replace(prepared, tags={**flavor_tags, **group_tags}, logical_id=logical_id)
 
 
 def _destroy(spec: specs.GroupSpec, resolved: Plugins, member: planning.Member) -> None:

@@ -24,6 +24,11 @@ from infrakit.core import specs
 
 __all__ = ["Store", "StoredGroup"]
 
+# libyaml's safe loader and dumper when PyYAML was built with it: the same documents,
+# five times faster (a status lists up to 1,000 instances).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StoredGroup:
@@ -67,7 +72,7 @@ class Store:
         except FileNotFoundError:
             return None
         try:
-            document = yaml.safe_load(data)
+            document = yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader
             spec = specs.parse_document({k: v for k, v in document.items() if k != "status"})
         except (yaml.YAMLError, AttributeError, specs.SpecError) as error:
             raise specs.SpecError("", f"the store file {path} is damaged ({error}); fix or delete it") from error
@@ -75,7 +80,7 @@ class Store:
 
     def save(self, spec: specs.GroupSpec, status: Mapping[str, Any]) -> None:
         document = {**spec.to_manifest(), "status": dict(status)}
-        text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
         files.atomic_write(self.path(spec.name), text.encode("utf-8"), durable=True)
 
     def delete(self, name: str) -> bool:

@@ -9,6 +9,7 @@ checkout works before it is installed.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 from collections.abc import Callable
@@ -27,6 +28,7 @@ __all__ = [
     "available",
     "flavor_plugin",
     "instance_plugin",
+    "refresh",
 ]
 
 INSTANCE_GROUP: Final = "infrakit.instance"
@@ -42,7 +44,19 @@ _BUILTIN: Final = {
 
 
 def available(group: str) -> dict[str, str]:
-    """Plugin name -> ``module:factory`` for an entry-point group."""
+    """Plugin name -> ``module:factory`` for an entry-point group (a copy)."""
+    return dict(_available(group))
+
+
+def refresh() -> None:
+    """Forget the entry points seen so far (after installing a plugin into a running process)."""
+    _available.cache_clear()
+
+
+@functools.cache
+def _available(group: str) -> dict[str, str]:
+    # Scanning every distribution's metadata costs milliseconds, and entry points do not
+    # change while a process runs: once per process is enough.
     found = dict(_BUILTIN[group])
     for entry in importlib.metadata.entry_points(group=group):
         found[entry.name] = entry.value
@@ -60,7 +74,7 @@ def flavor_plugin(name: str, settings: spi.Settings) -> spi.FlavorPlugin:
 
 
 def _factory(group: str, name: str, *, field: str) -> Callable[[spi.Settings], Any]:
-    known = available(group)
+    known = _available(group)
     if name not in known:
         kind = group.rsplit(".", 1)[-1]
         raise specs.SpecError(field, f"unknown {kind} plugin {name!r}; available: {', '.join(known)}")

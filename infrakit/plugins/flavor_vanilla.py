@@ -30,13 +30,20 @@ def create(settings: spi.Settings) -> VanillaPlugin:
 class VanillaPlugin:
     name = NAME
 
+    def __init__(self) -> None:
+        # The last properties parsed, by identity: a reconcile prepares many instances
+        # from the same (never mutated) properties object.
+        self._parsed: tuple[Any, tuple[list[str], dict[str, str], tuple[instances.Attachment, ...]]] | None = None
+
     def validate(self, properties: Any, allocation: specs.Allocation) -> None:
         _parse(properties)
 
     def prepare(
         self, properties: Any, spec: instances.InstanceSpec, allocation: specs.Allocation
     ) -> instances.InstanceSpec:
-        init, tags, attachments = _parse(properties)
+        if self._parsed is None or self._parsed[0] is not properties:
+            self._parsed = (properties, _parse(properties))
+        init, tags, attachments = self._parsed[1]
         lines = ([spec.init] if spec.init else []) + init
         return dataclasses.replace(
             spec,

@@ -100,6 +100,7 @@ class SlowFlavor(VanillaPlugin):
     """New instances are not healthy until told so."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.ready: set[str] = set()
 
     def healthy(self, properties: Any, description: instances.Description) -> instances.Health:

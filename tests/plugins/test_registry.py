@@ -31,8 +31,13 @@ def test_a_third_party_entry_point_is_found(monkeypatch: pytest.MonkeyPatch, tmp
         return found
 
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
-    plugin = plugins.instance_plugin("instance-thirdparty", plugins.Settings(instance_dir=tmp_path))
-    assert isinstance(plugin, MemoryPlugin)
+    plugins.refresh()
+    try:
+        plugin = plugins.instance_plugin("instance-thirdparty", plugins.Settings(instance_dir=tmp_path))
+        assert isinstance(plugin, MemoryPlugin)
+    finally:
+        monkeypatch.undo()
+        plugins.refresh()
 
 
 def test_unknown_plugin_is_a_spec_error_naming_the_field(tmp_path: Path) -> None:
