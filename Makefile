@@ -34,9 +34,8 @@ lint: $(STAMP) ## ruff, mypy --strict, import-linter contracts
 controlplane: $(STAMP) ## Build (or reuse) the kube-apiserver + etcd binary from pinned Go modules
 	$(BIN)/infrakit-controlplane build
 
-test: lint controlplane ## Every test (the control-plane tests fail, not skip, when CI is set)
+test: lint controlplane bench-smoke ## Every test (the control-plane tests fail, not skip, when CI is set)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
-	$(MAKE) bench-smoke
 
 unit: $(STAMP) ## The tests that need no API server
 	$(BIN)/python -m pytest -q -m 'not cluster' --deselect tests/cluster
