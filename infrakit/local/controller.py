@@ -70,10 +70,16 @@ class Controller:
             text = planning.describe_change(spec, members, managed=previous is not None)
             if pretend:
                 return CommitResult(name=spec.name, plan_text=text, members=members, paused=spec.paused)
-            self.store.save(spec, previous.status if previous else {})
-        if on_start is not None:
-            on_start(len(planning.plan(spec, members).provisions))
-        final = self._converge(spec, resolved, deadline=time.monotonic() + timeout, on_step=on_step)
+            recorded = stores.StoredGroup(spec=spec, status=previous.status if previous else {})
+            self.store.save(recorded.spec, recorded.status)  # the intent first, then the instances
+            if on_start is not None:
+                first = planning.plan(spec, members)
+                on_start(sum(len(r.provisions) + len(r.destroys) for r in first.rounds))
+            # Still under the lock: what was just observed is what is there; no second look.
+            outcome = self._reconcile(recorded, resolved, on_step=on_step, members=members)
+        final = outcome.members
+        if not (outcome.plan.converged or spec.paused):
+            final = self._converge(spec, resolved, deadline=time.monotonic() + timeout, on_step=on_step)
         return CommitResult(name=spec.name, plan_text=text, members=final, paused=spec.paused)
 
     def _converge(
@@ -127,9 +133,10 @@ class Controller:
         resolved: engine.Plugins,
         *,
         on_step: Callable[[engine.Step], None] | None,
+        members: list[planning.Member] | None = None,
     ) -> engine.Outcome:
         spec = stored.spec
-        outcome = engine.reconcile(spec, resolved, on_step=on_step)
+        outcome = engine.reconcile(spec, resolved, members=members, on_step=on_step)
         for member in outcome.members:
             self.owners[member.id] = spec.name
         new_status = status.compute(spec, outcome.members, outcome.plan, now=_now(), previous=stored.status)
