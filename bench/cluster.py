@@ -28,7 +28,7 @@ import psutil
 
 from bench import local, measure, watch
 from bench.measure import Row, Sizes, Workdir
-from infrakit import kubeapi
+from infrakit.cluster import kubeapi
 from infrakit.controlplane import ControlPlane, ControlPlaneError, build, cached_binary, start
 
 S2 = local.S2

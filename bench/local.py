@@ -33,8 +33,9 @@ S6 = "6. scaling curve"
 
 
 def controller(base: Path) -> controllers.Controller:
-    settings = plugins.Settings(instance_dir=base / "instances", durable=False)  # the CLI's default
-    return controllers.Controller(store=stores.Store(base / "home"), settings=settings)
+    options = {"dir": str(base / "instances"), "fsync": False}  # the CLI's default
+    registry = plugins.Registry(defaults={"instance-file": options})
+    return controllers.Controller(store=stores.Store(base / "home"), registry=registry)
 
 
 def spec(name: str, size: int, *, note: str = "Instance properties version 1.0") -> specs.GroupSpec:

@@ -19,16 +19,20 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import yaml
 
 import infrakit
-from infrakit import engine, kubeapi, logs, plugins, remote
+from infrakit import logs, plugins
 from infrakit.core import instances, specs
 from infrakit.local import controller as controllers
-from infrakit.local import documents, store, watching
+from infrakit.local import documents, store
+
+if TYPE_CHECKING:
+    from infrakit.cluster import remote
+    from infrakit.runtime import engine
 
 __all__ = ["cli", "main"]
 
@@ -38,22 +42,33 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(kw_only=True)
 class Context:
     home: Path
     instance_dir: Path
+    dir_given: bool  # --dir or $INFRAKIT_INSTANCE_DIR, not the default
     durable: bool
     kube_context: str | None
     namespace: str | None
+    _registry: plugins.Registry | None = None
 
     @property
-    def settings(self) -> plugins.Settings:
-        return plugins.Settings(instance_dir=self.instance_dir, durable=self.durable)
+    def registry(self) -> plugins.Registry:
+        """The process's plugins; the file plugin's fsync is a process option, its directory a group's."""
+        if self._registry is None:
+            self._registry = plugins.Registry(defaults={"instance-file": {"fsync": self.durable}})
+        return self._registry
+
+    def plugin_options(self, name: str) -> dict[str, Any]:
+        """The options this command line gives the instance plugin ``name`` (recorded with a group)."""
+        return {"dir": str(self.instance_dir.absolute())} if name == "instance-file" else {}
 
     def controller(self) -> controllers.Controller:
-        return controllers.Controller(store=store.Store(self.home), settings=self.settings)
+        return controllers.Controller(store=store.Store(self.home), registry=self.registry)
 
     def remote(self) -> remote.Remote:
+        from infrakit.cluster import remote
+
         assert self.kube_context is not None
         return remote.Remote(context=self.kube_context, namespace=self.namespace)
 
@@ -137,6 +152,7 @@ def cli(
     ctx.obj = Context(
         home=home,
         instance_dir=(instance_dir or home / "instances").expanduser(),
+        dir_given=instance_dir is not None,
         durable=durable,
         kube_context=kube_context,
         namespace=namespace,
@@ -156,18 +172,30 @@ def commit(obj: Context, file: str, pretend: bool, timeout: float) -> None:
     with _errors(file):
         groups = documents.load_groups(file, text=sys.stdin.buffer.read() if file == "-" else None)
         if obj.kube_context is not None:
+            from infrakit.runtime import engine
+
             cluster = obj.remote()
             for spec in groups:
-                engine.resolve(spec, obj.settings)  # plugins known here too: fail before the server
+                engine.resolve(
+                    spec, obj.registry, options=obj.plugin_options(spec.instance.plugin)
+                )  # fail before the server
             for spec in groups:
                 click.echo(cluster.commit(spec, pretend=pretend))
             return
         controller = obj.controller()
-        for spec in groups:
-            engine.resolve(spec, obj.settings)  # every group valid before any is committed
+        for spec in groups:  # every group valid before any is committed
+            controller.validate(spec, options=obj.plugin_options(spec.instance.plugin))
         for spec in groups:
             with _progress(spec) as (on_start, on_step):
-                result = controller.commit(spec, pretend=pretend, timeout=timeout, on_step=on_step, on_start=on_start)
+                result = controller.commit(
+                    spec,
+                    pretend=pretend,
+                    timeout=timeout,
+                    options=obj.plugin_options(spec.instance.plugin),
+                    explicit=obj.dir_given,
+                    on_step=on_step,
+                    on_start=on_start,
+                )
             note = " (paused: no changes until spec.paused is false)" if result.paused else ""
             if pretend:
                 click.echo(f"Committing {spec.name} would involve: {result.plan_text}{note}")
@@ -182,7 +210,7 @@ def commit(obj: Context, file: str, pretend: bool, timeout: float) -> None:
 def list_groups(obj: Context, quiet: bool, output: str) -> None:
     """List the committed groups."""
     with _errors():
-        names = obj.remote().names() if obj.kube_context is not None else obj.controller().store.names()
+        names = obj.remote().names() if obj.kube_context is not None else obj.controller().names()
         _emit(output, [{"ID": n} for n in names], headers=["ID"], rows=[[n] for n in names], quiet=quiet)
 
 
@@ -212,7 +240,7 @@ def inspect(obj: Context, group: str, output: str) -> None:
             document = obj.remote().get(group)
         else:
             stored = obj.controller().get(group)
-            document = {**stored.spec.to_manifest(), "status": dict(stored.status)}
+            document = {**stored.manifest, "status": dict(stored.status)}
         _dump(document, output)
 
 
@@ -239,8 +267,8 @@ def destroy(obj: Context, group: str) -> None:
             obj.remote().destroy(group)
             click.echo(f"Destroying {group}: the operator removes its instances")
             return
-        steps = obj.controller().destroy(group)
-        click.echo(f"Destroyed {group}: {len(steps)} instances")
+        result = obj.controller().destroy(group)
+        click.echo(f"Destroyed {group}: {len(result.steps)} instances")
 
 
 @cli.command()
@@ -250,8 +278,10 @@ def destroy(obj: Context, group: str) -> None:
 @pass_context
 def run(obj: Context, resync: float) -> None:
     """Reconcile every group until stopped (Ctrl-C): heal lost instances, finish rolls."""
+    from infrakit.local import running
+
     with _errors():
-        watching.run(obj.controller(), resync=resync)
+        running.run(obj.controller(), resync=resync)
 
 
 # -- plugins --------------------------------------------------------------------------------
@@ -264,11 +294,12 @@ def plugin() -> None:
 
 @plugin.command("ls")
 @_QUIET
-def plugin_ls(quiet: bool) -> None:
+@pass_context
+def plugin_ls(obj: Context, quiet: bool) -> None:
     """List the plugins by interface."""
     rows = [["Group/0.1.0", "group"], ["Metadata/0.1.0", "group"]]
-    rows += [["Instance/0.5.0", name] for name in plugins.available(plugins.INSTANCE_GROUP)]
-    rows += [["Flavor/0.1.0", name] for name in plugins.available(plugins.FLAVOR_GROUP)]
+    rows += [["Instance/0.5.0", name] for name in obj.registry.names(plugins.INSTANCE_GROUP)]
+    rows += [["Flavor/0.1.0", name] for name in obj.registry.names(plugins.FLAVOR_GROUP)]
     _table(["INTERFACE", "NAME"], rows, quiet=quiet)
 
 
@@ -278,7 +309,7 @@ def _instance_commands(name: str) -> click.Group:
         pass
 
     def resolve(obj: Context) -> plugins.InstancePlugin:
-        return plugins.instance_plugin(name, obj.settings)
+        return obj.registry.instance(name, obj.plugin_options(name))
 
     @group.command("describe", help="Describe all managed instances across all groups, subject to filter.")
     @click.option("--tags", multiple=True, metavar="K=V", help="Only instances with this tag (repeatable).")
@@ -336,7 +367,7 @@ def _flavor_commands(name: str) -> click.Group:
     @pass_context
     def validate(obj: Context, file: str) -> None:
         with _errors(file):
-            plugins.flavor_plugin(name, obj.settings).validate(_single_document(file), specs.Allocation(size=1))
+            obj.registry.flavor(name).validate(_single_document(file), specs.Allocation(size=1))
             click.echo("OK")
 
     return group
@@ -358,8 +389,26 @@ def version() -> None:
 
 
 def main() -> NoReturn:
-    cli.main(prog_name="infrakit-local")
-    raise SystemExit(0)  # pragma: no cover - click exits itself
+    try:
+        cli.main(prog_name="infrakit-local", standalone_mode=False)
+    except click.exceptions.Abort:
+        _interrupted()
+    except KeyboardInterrupt:
+        _interrupted()
+    except click.ClickException as error:
+        error.show()
+        raise SystemExit(error.exit_code) from None
+    except click.exceptions.Exit as done:
+        raise SystemExit(done.exit_code) from None
+    raise SystemExit(0)
+
+
+def _interrupted() -> NoReturn:
+    click.echo(
+        "Interrupted: the group's status says where it stopped (`inspect`); the next commit or `run` resumes it.",
+        err=True,
+    )
+    raise SystemExit(130)
 
 
 @contextmanager
@@ -368,18 +417,29 @@ def _errors(source: str | None = None) -> Iterator[None]:
     where = f"{source}: " if source and source != "-" else ""
     try:
         yield
+    except store.Damaged as error:
+        _fail(str(error), EXIT_USAGE)
     except specs.SpecError as error:
         _fail(f"{where}{error}", EXIT_USAGE)
-    except (controllers.GroupNotFound, remote.GroupNotFound) as error:
+    except controllers.GroupNotFound as error:
         _fail(str(error), EXIT_USAGE)
-    except kubeapi.ConfigException as error:
-        _fail(f"kubeconfig: {error}", EXIT_USAGE)
-    except kubeapi.ApiException as error:
-        _fail(f"API server: {kubeapi.error_text(error)}", EXIT_RUNTIME)
-    except (plugins.PluginError, controllers.Timeout) as error:
+    except (plugins.PluginError, controllers.Timeout, controllers.CommitFailed) as error:
         _fail(str(error), EXIT_RUNTIME)
     except OSError as error:
         _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "), EXIT_RUNTIME)
+    except Exception as error:
+        kubeapi = sys.modules.get("infrakit.cluster.kubeapi")
+        remote = sys.modules.get("infrakit.cluster.remote")
+        if remote is not None and isinstance(error, remote.GroupNotFound):
+            _fail(str(error), EXIT_USAGE)
+        if kubeapi is not None and isinstance(error, kubeapi.ConfigException):
+            _fail(f"kubeconfig: {error}", EXIT_USAGE)
+        if kubeapi is not None and isinstance(error, kubeapi.ApiException):
+            _fail(f"API server: {kubeapi.error_text(error)}", EXIT_RUNTIME)
+        # A defect of ours: still one line for the user, the traceback only at --log 5.
+        log.debug("unexpected failure", exc_info=error)
+        first = (str(error).strip().splitlines() or [""])[0]
+        _fail(f"internal error: {type(error).__name__}: {first} (--log 5 shows the details)", EXIT_RUNTIME)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -17,6 +17,7 @@ __all__ = [
     "TAG_GROUP",
     "TAG_LOGICAL_ID",
     "TAG_NAMESPACE",
+    "TAG_ORPHANED",
     "Attachment",
     "Description",
     "Health",
@@ -28,6 +29,9 @@ TAG_GROUP: Final = "infrakit.group"
 TAG_CONFIG_SHA: Final = "infrakit.config_sha"
 TAG_LOGICAL_ID: Final = "infrakit.logical_id"
 TAG_NAMESPACE: Final = "infrakit.namespace"
+# Set on the instances of a group deleted with its instances left in place on purpose
+# (InfraKit's "free"), so that no collector of dangling instances takes them.
+TAG_ORPHANED: Final = "infrakit.orphaned"
 
 
 class Health(enum.Enum):

@@ -1,26 +1,65 @@
 """Group status: what was observed, in the CRD's ``status`` shape.
 
-Both adapters write the same status (the local store into the group's YAML file, the
-operator through the ``/status`` subresource), so both are computed here, from the
-spec, the observed members and the last plan.  Conditions follow the Kubernetes API
-conventions (``type``, ``status``, ``reason``, ``message``, ``lastTransitionTime``,
-``observedGeneration``); a condition's transition time only moves when its status
-does, so a pass that changes nothing yields an identical status (and no write).
+Both modes write the same status (the local store into the group's YAML file, the
+operator through the ``/status`` subresource), computed here from the spec, the members
+observed at the end of a sync and the last plan, or from a failure.  It never claims
+more than was seen: counts come from the members, and any failure of a sync makes
+``Ready`` false with a reason (``InvalidSpec``, ``ReconcileError``) and the cause.
+
+Conditions follow the Kubernetes API conventions (``type``, ``status``, a CamelCase
+``reason``, ``message``, ``lastTransitionTime``, ``observedGeneration``); a condition's
+transition time only moves when its status does, so a pass that changes nothing yields
+an identical status (and no write).  ``Ready`` is the summary, as Cluster API's:
+
+=============  ======  =================================================================
+reason         Ready   when
+=============  ======  =================================================================
+Converged      True    every desired instance is there, up to date and healthy
+Paused         False   ``spec.paused``: instances are observed, never changed
+RollingOut     False   outdated instances are being replaced
+Progressing    False   scaling up or down, or waiting for instances to become healthy
+Unhealthy      False   converged, but some instances are not healthy
+InvalidSpec    False   the spec or a plugin's properties are invalid: nothing is done
+ReconcileError False   a plugin or the store failed; retried with backoff
+=============  ======  =================================================================
 
 The instance list is capped (``MAX_LISTED_INSTANCES``) so that a huge group's status
-stays far below the API server's object size limit; ``instancesTruncated`` says so.
+stays far below the API server's object size limit; ``instancesTruncated`` says so, and
+the counts stay exact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from infrakit.core import instances, planning, specs
 
-__all__ = ["MAX_LISTED_INSTANCES", "compute", "members_from_status", "membership_tags", "selector"]
+__all__ = [
+    "INVALID_SPEC",
+    "MAX_LISTED_INSTANCES",
+    "RECONCILE_ERROR",
+    "Failure",
+    "compute",
+    "is_member",
+    "members_from_status",
+    "membership_tags",
+    "selector",
+    "with_failure",
+]
 
 MAX_LISTED_INSTANCES: Final = 1000
+INVALID_SPEC: Final = "InvalidSpec"
+RECONCILE_ERROR: Final = "ReconcileError"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Failure:
+    """Why a sync did not do its job: a CamelCase reason and a message naming the cause."""
+
+    reason: str
+    message: str
 
 
 def membership_tags(spec: specs.GroupSpec) -> dict[str, str]:
@@ -29,6 +68,20 @@ def membership_tags(spec: specs.GroupSpec) -> dict[str, str]:
     if spec.namespace:
         tags[instances.TAG_NAMESPACE] = spec.namespace
     return tags
+
+
+def is_member(spec: specs.GroupSpec, description: instances.Description) -> bool:
+    """Whether ``description`` belongs to ``spec``'s group.
+
+    The membership tags must match; and a group with no namespace (the local store's)
+    never takes an instance that carries one: that is a cluster group's, whatever its name.
+    """
+    tags = description.tags
+    if tags.get(instances.TAG_GROUP) != spec.name:
+        return False
+    if spec.namespace:
+        return tags.get(instances.TAG_NAMESPACE) == spec.namespace
+    return instances.TAG_NAMESPACE not in tags
 
 
 def selector(spec: specs.GroupSpec) -> str:
@@ -44,23 +97,31 @@ def compute(
     now: str,
     previous: Mapping[str, Any] | None = None,
     generation: int | None = None,
-    error: str | None = None,
+    failure: Failure | None = None,
 ) -> dict[str, Any]:
-    """The status document; ``previous`` is the last one written (for transition times)."""
+    """The status document; ``previous`` is the last one written (for transition times).
+
+    ``members`` are those observed (and acted on) by the end of the sync; ``failure``
+    is what went wrong in it, if anything.
+    """
     desired = spec.desired_size
     ready = sum(1 for m in members if m.healthy)
     updated = sum(1 for m in members if m.up_to_date)
     outdated = len(members) - updated
     listed = members[:MAX_LISTED_INSTANCES]
 
-    if error:
-        ready_cond = ("False", "ReconcileError", error)
+    if failure is not None:
+        ready_cond = ("False", failure.reason, failure.message)
+    elif spec.paused:
+        ready_cond = ("False", "Paused", "spec.paused is true: instances are observed, never changed")
     elif plan.converged and ready == desired:
         ready_cond = ("True", "Converged", f"{desired} of {desired} instances up to date and healthy")
     elif plan.converged:
         ready_cond = ("False", "Unhealthy", f"{ready} of {desired} instances healthy")
+    elif outdated:
+        ready_cond = ("False", "RollingOut", f"{updated} of {len(members)} instances up to date, {desired} desired")
     else:
-        ready_cond = ("False", "Converging", f"{len(members)} instances, {updated} up to date, {desired} desired")
+        ready_cond = ("False", "Progressing", f"{len(members)} instances, {ready} healthy, {desired} desired")
     rolling_cond = (
         ("True", "RollingUpdate", f"{updated} of {len(members)} instances up to date")
         if outdated and not spec.paused
@@ -71,7 +132,7 @@ def compute(
         if spec.paused
         else ("False", "Active", "the group is managed")
     )
-    old = {c.get("type"): c for c in (previous or {}).get("conditions", []) if isinstance(c, Mapping)}
+    old = _conditions(previous)
     conditions = [
         _condition("Ready", *ready_cond, now=now, old=old.get("Ready"), generation=generation),
         _condition("RollingOut", *rolling_cond, now=now, old=old.get("RollingOut"), generation=generation),
@@ -93,6 +154,32 @@ def compute(
     return status
 
 
+def with_failure(
+    previous: Mapping[str, Any] | None, failure: Failure, *, now: str, generation: int | None
+) -> dict[str, Any]:
+    """``previous`` with ``Ready`` false for ``failure``: for when nothing could be observed.
+
+    The counts stay as last observed (an invalid spec observes nothing new); the
+    condition says why they are not fresh.
+    """
+    new = dict(previous or {})
+    old = _conditions(previous)
+    ready = _condition(
+        "Ready", "False", failure.reason, failure.message, now=now, old=old.get("Ready"), generation=generation
+    )
+    new["conditions"] = [ready, *(c for t, c in old.items() if t != "Ready")]
+    if generation is not None:
+        new["observedGeneration"] = generation
+    return new
+
+
+def _conditions(status: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    found = (status or {}).get("conditions")
+    if not isinstance(found, list):
+        return {}
+    return {c["type"]: c for c in found if isinstance(c, Mapping) and isinstance(c.get("type"), str)}
+
+
 def _instance(member: planning.Member) -> dict[str, Any]:
     out: dict[str, Any] = {"id": member.id, "upToDate": member.up_to_date, "healthy": member.health.value}
     if member.logical_id is not None:
@@ -103,22 +190,38 @@ def _instance(member: planning.Member) -> dict[str, Any]:
 
 
 def members_from_status(spec: specs.GroupSpec, status: Mapping[str, Any]) -> list[planning.Member]:
-    """The members a status lists, judged against ``spec`` (what a remote CLI can see).
+    """The members a status reports, judged against ``spec`` (what a remote CLI can see).
 
     Their tags are the group's own (membership, config hash, logical ID); a flavor's
-    tags are not kept in status.
+    tags are not kept in status.  Past the listed ones (the list is capped), the counts
+    stand for the rest: unnamed members (``id`` empty), up to date or not as counted,
+    so a plan made from them is exact at any size.
     """
     current = status.get("configHash", "")
     members = []
     for entry in status.get("instances") or []:
         sha = current if entry.get("upToDate") else entry.get("configHash", "")
-        tags = {**membership_tags(spec), instances.TAG_CONFIG_SHA: sha}
-        if entry.get("logicalID"):
-            tags[instances.TAG_LOGICAL_ID] = entry["logicalID"]
-        description = instances.Description(id=entry["id"], logical_id=entry.get("logicalID"), tags=tags)
-        health = instances.Health(entry.get("healthy", instances.Health.UNKNOWN.value))
-        members.append(planning.Member(description=description, health=health, up_to_date=sha == spec.config_sha))
+        members.append(_member(spec, entry["id"], entry.get("logicalID"), sha, entry.get("healthy")))
+    replicas = status.get("replicas")
+    updated = status.get("updatedReplicas")
+    if isinstance(replicas, int) and isinstance(updated, int) and replicas > len(members):
+        listed_updated = sum(1 for m in members if m.description.tags.get(instances.TAG_CONFIG_SHA) == current)
+        for index in range(replicas - len(members)):
+            sha = current if index < updated - listed_updated else ""
+            members.append(_member(spec, "", None, sha, instances.Health.UNKNOWN.value))
     return members
+
+
+def _member(spec: specs.GroupSpec, instance_id: str, logical_id: Any, sha: str, health: Any) -> planning.Member:
+    tags = {**membership_tags(spec), instances.TAG_CONFIG_SHA: sha}
+    if logical_id:
+        tags[instances.TAG_LOGICAL_ID] = logical_id
+    description = instances.Description(id=instance_id, logical_id=logical_id, tags=tags)
+    try:
+        judged = instances.Health(health)
+    except ValueError:
+        judged = instances.Health.UNKNOWN
+    return planning.Member(description=description, health=judged, up_to_date=sha == spec.config_sha)
 
 
 def _condition(
@@ -136,7 +239,7 @@ def _condition(
         "type": kind,
         "status": status,
         "reason": reason,
-        "message": message,
+        "message": message[:1024],
         "lastTransitionTime": since or now,
     }
     if generation is not None:

@@ -1,9 +1,8 @@
 """The standalone mode: groups in a local YAML store, no cluster needed.
 
-``store`` keeps the groups, ``documents`` reads Group files, ``controller`` runs the
-engine over them, ``watching`` is the ``run`` loop.
+``store`` keeps the groups, ``documents`` reads Group files, ``records`` adapts the
+store to the runtime, ``controller`` is what the CLI's commands do, ``running`` is the
+``run`` loop (the runtime in the foreground).
 """
 
-from infrakit.local import controller, documents, store, watching
-
-__all__ = ["controller", "documents", "store", "watching"]
+# Submodules are imported by their users, not here: the CLI imports only what a command needs.

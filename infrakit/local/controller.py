@@ -1,25 +1,27 @@
-"""The local adapter: the engine over the YAML store and the instance directory.
+"""What ``infrakit-local`` does without a cluster, over the one runtime.
 
-What ``infrakit-local`` does without a cluster: commit (validate, record, converge),
-free, destroy, describe, and one reconcile of every stored group for the ``run`` loop
-(``infrakit.local.watching``).  All store access happens under the store's lock; the
-engine and the core do the deciding.
+Commit (validate, record, converge), free, destroy, describe: each records the intent
+in the store, then drives the runtime's sync (``infrakit.runtime.syncing``) directly, in
+this process, until the group converges (or a timeout); ``run`` (``infrakit.local.running``)
+runs the same sync from the runtime's queue.  The sync writes status, failures included,
+so a commit that fails or is interrupted leaves a status that says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from infrakit import engine, plugins
-from infrakit.core import planning, specs, status
+from infrakit import plugins
+from infrakit.core import planning, specs
+from infrakit.local import records
 from infrakit.local import store as stores
+from infrakit.runtime import engine, owners, syncing
 
-__all__ = ["CommitResult", "Controller", "GroupNotFound", "Timeout"]
+__all__ = ["CommitFailed", "CommitResult", "Controller", "GroupNotFound", "Timeout"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,10 @@ class Timeout(RuntimeError):
     """A commit did not converge in time (instances not becoming healthy)."""
 
 
+class CommitFailed(RuntimeError):
+    """The sync failed; the group's status says so too (``inspect``)."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CommitResult:
     name: str
@@ -44,14 +50,21 @@ class CommitResult:
 
 
 class Controller:
-    """Local operations on groups; ``settings`` says where instances live."""
+    """Local operations on groups; ``registry`` holds the plugins (and their default options)."""
 
-    def __init__(self, *, store: stores.Store, settings: plugins.Settings) -> None:
+    def __init__(self, *, store: stores.Store, registry: plugins.Registry) -> None:
         self.store = store
-        self.settings = settings
-        self.owners: dict[str, str] = {}  # instance ID -> group, from the last reconciles
+        self.registry = registry
+        self.records = records.LocalStore(store)
+        self.owners = owners.Owners()
+        self.syncer = syncing.Syncer(store=self.records, registry=registry, index=self.owners)
 
     # -- commit ---------------------------------------------------------------------------
+
+    def validate(self, spec: specs.GroupSpec, *, options: Mapping[str, Any] | None = None) -> None:
+        """Everything a commit checks before it records anything; raise ``SpecError``."""
+        _local_only(spec)
+        engine.resolve(spec, self.registry, options=options)
 
     def commit(
         self,
@@ -59,115 +72,121 @@ class Controller:
         *,
         pretend: bool = False,
         timeout: float = 300.0,
+        options: Mapping[str, Any] | None = None,
+        explicit: bool = False,
         on_step: Callable[[engine.Step], None] | None = None,
         on_start: Callable[[int], None] | None = None,
     ) -> CommitResult:
-        """Validate, record and converge ``spec``; with ``pretend``, only say what it would do."""
-        resolved = engine.resolve(spec, self.settings)
+        """Validate, record and converge ``spec``; with ``pretend``, only say what it would do.
+
+        ``options`` are the instance plugin's for this group (the file plugin's ``dir``),
+        recorded with it.  A group committed before keeps its recorded ones, unless
+        ``explicit`` options (the user's ``--dir``) differ: that is refused, as it would
+        lose track of the instances.
+        """
+        _local_only(spec)
+        key = ("", spec.name)
         with self.store.lock():
             previous = self.store.load(spec.name)
+            managed = previous is not None and not previous.deleting
+            recorded = dict(previous.options) if previous is not None and managed else {}
+            given = dict(options or {})
+            if recorded and explicit and given != recorded:
+                raise specs.SpecError(
+                    "--dir" if "dir" in recorded else "instance plugin options",
+                    f"group {spec.name!r} was committed with {_options(recorded)}; "
+                    "commit it with the same, or destroy or free it first",
+                )
+            chosen = recorded or given
+            resolved = engine.resolve(spec, self.registry, options=chosen)
             members = engine.observe(spec, resolved)
-            text = planning.describe_change(spec, members, managed=previous is not None)
+            text = planning.describe_change(spec, members, managed=managed)
             if pretend:
                 return CommitResult(name=spec.name, plan_text=text, members=members, paused=spec.paused)
-            recorded = stores.StoredGroup(spec=spec, status=previous.status if previous else {})
-            self.store.save(recorded.spec, recorded.status)  # the intent first, then the instances
+            generation = 1
+            if previous is not None:
+                generation = previous.generation + (0 if managed and previous.spec == spec else 1)
+            # The intent first, then the instances: a crash from here on resumes from the store.
+            self.store.save(spec, previous.status if previous else {}, generation=generation, options=chosen)
             if on_start is not None:
                 first = planning.plan(spec, members)
                 on_start(sum(len(r.provisions) + len(r.destroys) for r in first.rounds))
             # Still under the lock: what was just observed is what is there; no second look.
-            outcome = self._reconcile(recorded, resolved, on_step=on_step, members=members)
-        final = outcome.members
-        if not (outcome.plan.converged or spec.paused):
-            final = self._converge(spec, resolved, deadline=time.monotonic() + timeout, on_step=on_step)
-        return CommitResult(name=spec.name, plan_text=text, members=final, paused=spec.paused)
+            result = self.syncer.sync(key, members=members, on_step=on_step)
+        result = self._converge(key, spec, result, deadline=time.monotonic() + timeout, on_step=on_step)
+        return CommitResult(name=spec.name, plan_text=text, members=result.members, paused=spec.paused)
 
     def _converge(
         self,
+        key: tuple[str, str],
         spec: specs.GroupSpec,
-        resolved: engine.Plugins,
+        result: syncing.Result,
         *,
         deadline: float,
         on_step: Callable[[engine.Step], None] | None,
-    ) -> list[planning.Member]:
+    ) -> syncing.Result:
         while True:
-            with self.store.lock():
-                stored = self.store.load(spec.name)
-                if stored is None or stored.spec != spec:
-                    # Freed, destroyed or recommitted meanwhile: the newer intent wins.
-                    return engine.observe(spec, resolved)
-                outcome = self._reconcile(stored, resolved, on_step=on_step)
-            if outcome.plan.converged or spec.paused:
-                return outcome.members
+            if result.failure is not None:
+                raise CommitFailed(f"group {spec.name!r}: {result.failure.message}")
+            if result.gone or result.converged or spec.paused or result.spec != spec:
+                return result  # done; or freed, destroyed or recommitted meanwhile: the newer intent wins
             if time.monotonic() > deadline:
-                waiting = sum(1 for m in outcome.members if not m.healthy)
+                waiting = sum(1 for m in result.members if not m.healthy)
                 raise Timeout(
                     f"group {spec.name!r} did not converge: waiting for {waiting} instances to become healthy; "
                     "`infrakit-local run` keeps reconciling it"
                 )
-            time.sleep(0.2)
+            time.sleep(result.requeue_after or syncing.WAIT_FOR_HEALTH)
+            result = self.syncer.sync(key, on_step=on_step)
 
-    # -- the run loop's unit of work ------------------------------------------------------
+    def sync_all(self) -> dict[str, syncing.Result]:
+        """One sync of every stored group (what ``run`` does first), by name."""
+        return {key[1]: self.syncer.sync(key) for key in self.store_keys()}
 
-    def reconcile_all(self, names: set[str] | None = None) -> dict[str, engine.Outcome | Exception]:
-        """Reconcile the named groups (default: every stored group), each under the lock."""
-        results: dict[str, engine.Outcome | Exception] = {}
-        if names is None:
-            self.owners.clear()  # a full pass rebuilds it: no stale IDs pile up
-        for name in sorted(names if names is not None else self.store.names()):
-            try:
-                with self.store.lock():
-                    stored = self.store.load(name)
-                    if stored is None:
-                        continue
-                    resolved = engine.resolve(stored.spec, self.settings)
-                    results[name] = self._reconcile(stored, resolved, on_step=_log_step(name))
-            except (specs.SpecError, plugins.PluginError, OSError) as error:
-                log.error("group %s: %s", name, error)
-                results[name] = error
-        return results
-
-    def _reconcile(
-        self,
-        stored: stores.StoredGroup,
-        resolved: engine.Plugins,
-        *,
-        on_step: Callable[[engine.Step], None] | None,
-        members: list[planning.Member] | None = None,
-    ) -> engine.Outcome:
-        spec = stored.spec
-        outcome = engine.reconcile(spec, resolved, members=members, on_step=on_step)
-        for member in outcome.members:
-            self.owners[member.id] = spec.name
-        new_status = status.compute(spec, outcome.members, outcome.plan, now=_now(), previous=stored.status)
-        if _changed(stored.status, new_status):
-            self.store.save(spec, new_status)
-        return outcome
+    def store_keys(self) -> list[tuple[str, str]]:
+        return [("", name) for name in self.store.names()]
 
     # -- free, destroy, read --------------------------------------------------------------
 
-    def free(self, name: str) -> None:
-        """Stop managing ``name``; its instances are left untouched."""
-        with self.store.lock():
-            if not self.store.delete(name):
-                raise GroupNotFound(name)
+    def free(self, name: str) -> syncing.Result:
+        """Stop managing ``name``; its instances are left untouched (a new commit adopts them)."""
+        return self._delete(name, orphan=True)
 
-    def destroy(self, name: str, *, on_step: Callable[[engine.Step], None] | None = None) -> list[engine.Step]:
+    def destroy(self, name: str, *, on_step: Callable[[engine.Step], None] | None = None) -> syncing.Result:
         """Destroy exactly the group's instances, then forget the group."""
+        return self._delete(name, orphan=False)
+
+    def _delete(self, name: str, *, orphan: bool) -> syncing.Result:
         with self.store.lock():
             stored = self._require(name)
-            resolved = engine.resolve(stored.spec, self.settings, validate=False)
-            steps = engine.teardown(stored.spec, resolved, on_step=on_step)
-            self.store.delete(name)
-        return steps
+            # Recorded first: if this is interrupted, `run` or the next destroy finishes it.
+            self.store.update(stored, deleting=True, orphan=orphan)
+            result = self.syncer.sync(("", name))
+        if result.failure is not None:
+            raise CommitFailed(f"group {name!r}: {result.failure.message}")
+        return result
 
     def get(self, name: str) -> stores.StoredGroup:
         with self.store.lock():
             return self._require(name)
 
+    def names(self) -> list[str]:
+        """The groups being managed (not those being deleted)."""
+        with self.store.lock():
+            found = []
+            for name in self.store.names():
+                try:
+                    stored = self.store.load(name)
+                except specs.SpecError:
+                    found.append(name)  # damaged: listed, so that it can be seen and fixed
+                    continue
+                if stored is not None and not stored.deleting:
+                    found.append(name)
+            return found
+
     def observe(self, name: str) -> tuple[stores.StoredGroup, list[planning.Member]]:
         stored = self.get(name)
-        resolved = engine.resolve(stored.spec, self.settings, validate=False)
+        resolved = engine.resolve(stored.spec, self.registry, options=stored.options, validate=False)
         return stored, engine.observe(stored.spec, resolved)
 
     def _require(self, name: str) -> stores.StoredGroup:
@@ -177,16 +196,15 @@ class Controller:
         return stored
 
 
-def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return dict(old) != dict(new)
+def _local_only(spec: specs.GroupSpec) -> None:
+    if spec.namespace:
+        raise specs.SpecError(
+            "metadata.namespace",
+            f"{spec.namespace!r}: the local store has no namespaces; remove it, or commit with --context",
+        )
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _log_step(name: str) -> Callable[[engine.Step], None]:
-    def report(step: engine.Step) -> None:
-        log.info("group %s: %s %s (%s)", name, step.action, step.instance_id, step.reason.value)
-
-    return report
+def _options(options: Mapping[str, Any]) -> str:
+    if set(options) <= {"dir", "fsync"} and "dir" in options:
+        return f"--dir {options['dir']}"
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()))

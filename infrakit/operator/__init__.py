@@ -1,8 +1,7 @@
-"""The Kubernetes adapter: a kopf operator over the same engine as the local mode.
+"""The Kubernetes adapter: kopf registrations over the one runtime.
 
-``handlers`` registers the kopf handlers (watch events only enqueue keys),
-``queueing`` is the work queue, ``reconciling`` the per-group sync (level-based:
-re-read the Group, observe the instances, act, write status once), ``leadership``
-the Lease that lets one replica act at a time, ``metrics`` the Prometheus endpoint,
-``__main__`` the ``infrakit-operator`` command.
+``handlers`` registers the kopf handlers (watch events only feed the cluster store's
+cache and wake keys; the runtime syncs), ``leadership`` the Lease that lets one replica
+act at a time, ``metrics`` the Prometheus series, ``__main__`` the ``infrakit-operator``
+command.  The sync itself is ``infrakit.runtime.syncing``, the same as the local mode's.
 """

@@ -85,9 +85,10 @@ def main(
 ) -> None:
     """Reconcile infrakit.io Groups: provision, heal, roll and destroy their instances."""
     logs.configure(level=log_level, fmt=log_format, frameworks=("kopf", "aiohttp"))
+    clusterwide = all_namespaces or not namespaces
     config = handlers.Config(
-        instance_dir=instance_dir,
-        durable=durable,
+        plugin_options={"instance-file": {"dir": str(instance_dir.absolute()), "fsync": durable}},
+        namespaces=() if clusterwide else namespaces,
         resync=resync,
         workers=workers,
         metrics_port=metrics_port,
@@ -97,7 +98,6 @@ def main(
         lease_duration=lease_duration,
         identity=identity or f"{socket.gethostname()}-{os.getpid()}",
     )
-    clusterwide = all_namespaces or not namespaces
     asyncio.run(
         kopf.operator(
             standalone=True,  # one acting replica is ensured by our Lease, not kopf's peering
@@ -107,7 +107,7 @@ def main(
             clusterwide=clusterwide,
             namespaces=() if clusterwide else namespaces,
             liveness_endpoint=liveness or None,
-            memo=kopf.Memo(runtime=handlers.Runtime(config)),
+            memo=kopf.Memo(operator=handlers.Operator(config)),
         )
     )
 

@@ -1,10 +1,15 @@
-"""Plugins by name: the built-in ones and any a third party registers.
+"""Plugins by name: the built-in ones and any a third party registers, kept for the process.
 
 Plugins are found through the entry-point groups ``infrakit.instance`` and
-``infrakit.flavor``; each entry point names a factory ``create(settings) -> plugin``.
+``infrakit.flavor``; each entry point names a factory ``create(options) -> plugin``.
 A third party adds a plugin by declaring such an entry point in its own distribution,
 without touching this repository.  The built-ins are also known directly, so a source
 checkout works before it is installed.
+
+A :class:`Registry` owns the plugin objects of one process: it creates a plugin the
+first time its name (and options) is asked for and hands out that same object after,
+so plugins are long-lived, as InfraKit's daemons are.  The runtime subscribes to it to
+start a plugin's change watch when the plugin is first made.
 """
 
 from __future__ import annotations
@@ -12,22 +17,34 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
-from collections.abc import Callable
+import json
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from infrakit.core import specs
-from infrakit.plugins import spi
-from infrakit.plugins.spi import FlavorPlugin, InstanceNotFound, InstancePlugin, PluginError, Settings
+from infrakit.plugins.spi import (
+    FlavorFactory,
+    FlavorPlugin,
+    InstanceFactory,
+    InstanceNotFound,
+    InstancePlugin,
+    PluginError,
+    Watching,
+)
 
 __all__ = [
+    "FLAVOR_GROUP",
+    "INSTANCE_GROUP",
+    "FlavorFactory",
     "FlavorPlugin",
+    "InstanceFactory",
     "InstanceNotFound",
     "InstancePlugin",
     "PluginError",
-    "Settings",
+    "Registry",
+    "Watching",
     "available",
-    "flavor_plugin",
-    "instance_plugin",
     "refresh",
 ]
 
@@ -35,10 +52,7 @@ INSTANCE_GROUP: Final = "infrakit.instance"
 FLAVOR_GROUP: Final = "infrakit.flavor"
 
 _BUILTIN: Final = {
-    INSTANCE_GROUP: {
-        "instance-file": "infrakit.plugins.instance_file:create",
-        "instance-memory": "infrakit.plugins.instance_memory:create",
-    },
+    INSTANCE_GROUP: {"instance-file": "infrakit.plugins.instance_file:create"},
     FLAVOR_GROUP: {"flavor-vanilla": "infrakit.plugins.flavor_vanilla:create"},
 }
 
@@ -63,21 +77,81 @@ def _available(group: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def instance_plugin(name: str, settings: spi.Settings) -> spi.InstancePlugin:
-    plugin: spi.InstancePlugin = _factory(INSTANCE_GROUP, name, field="spec.instance.plugin")(settings)
-    return plugin
+class Registry:
+    """The plugin objects of one process, by name and options.
 
+    ``defaults`` are per plugin name (the file plugin's ``dir`` from ``--dir``, say);
+    the options a caller passes are laid over them.  ``instances``/``flavors`` add
+    factories that win over entry points (tests register the in-memory plugin so).
+    """
 
-def flavor_plugin(name: str, settings: spi.Settings) -> spi.FlavorPlugin:
-    plugin: spi.FlavorPlugin = _factory(FLAVOR_GROUP, name, field="spec.flavor.plugin")(settings)
-    return plugin
+    def __init__(
+        self,
+        *,
+        defaults: Mapping[str, Mapping[str, Any]] | None = None,
+        instances: Mapping[str, InstanceFactory] | None = None,
+        flavors: Mapping[str, FlavorFactory] | None = None,
+    ) -> None:
+        self.defaults = {name: dict(options) for name, options in (defaults or {}).items()}
+        self._factories: dict[str, dict[str, Callable[[Mapping[str, Any]], Any]]] = {
+            INSTANCE_GROUP: dict(instances or {}),
+            FLAVOR_GROUP: dict(flavors or {}),
+        }
+        self._made: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()
+        self._subscribers: list[Callable[[InstancePlugin], None]] = []
 
+    def names(self, group: str) -> list[str]:
+        """Every plugin name of ``group`` this registry can make."""
+        return sorted({*available(group), *self._factories[group]})
 
-def _factory(group: str, name: str, *, field: str) -> Callable[[spi.Settings], Any]:
-    known = _available(group)
-    if name not in known:
-        kind = group.rsplit(".", 1)[-1]
-        raise specs.SpecError(field, f"unknown {kind} plugin {name!r}; available: {', '.join(known)}")
-    module_name, _, attribute = known[name].partition(":")
-    factory: Callable[[spi.Settings], Any] = getattr(importlib.import_module(module_name), attribute)
-    return factory
+    def options(self, name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The options a plugin is made with: the defaults for ``name``, then ``options``."""
+        return {**self.defaults.get(name, {}), **(options or {})}
+
+    def instance(self, name: str, options: Mapping[str, Any] | None = None) -> InstancePlugin:
+        plugin: InstancePlugin = self._get(INSTANCE_GROUP, name, options, field="spec.instance.plugin")
+        return plugin
+
+    def flavor(self, name: str, options: Mapping[str, Any] | None = None) -> FlavorPlugin:
+        plugin: FlavorPlugin = self._get(FLAVOR_GROUP, name, options, field="spec.flavor.plugin")
+        return plugin
+
+    def instance_plugins(self) -> list[InstancePlugin]:
+        """The instance plugins made so far."""
+        with self._lock:
+            return [plugin for (group, _, _), plugin in self._made.items() if group == INSTANCE_GROUP]
+
+    def subscribe(self, callback: Callable[[InstancePlugin], None]) -> None:
+        """Call ``callback`` with every instance plugin made, those made so far included."""
+        with self._lock:
+            self._subscribers.append(callback)
+            made = [plugin for (group, _, _), plugin in self._made.items() if group == INSTANCE_GROUP]
+        for plugin in made:
+            callback(plugin)
+
+    def _get(self, group: str, name: str, options: Mapping[str, Any] | None, *, field: str) -> Any:
+        merged = self.options(name, options)
+        key = (group, name, json.dumps(merged, sort_keys=True, default=str))
+        with self._lock:
+            plugin = self._made.get(key)
+            if plugin is not None:
+                return plugin
+            plugin = self._made[key] = self._factory(group, name, field=field)(merged)
+            subscribers = list(self._subscribers) if group == INSTANCE_GROUP else []
+        for callback in subscribers:
+            callback(plugin)
+        return plugin
+
+    def _factory(self, group: str, name: str, *, field: str) -> Callable[[Mapping[str, Any]], Any]:
+        own = self._factories[group].get(name)
+        if own is not None:
+            return own
+        known = _available(group)
+        if name not in known:
+            kind = group.rsplit(".", 1)[-1]
+            names = ", ".join(self.names(group))
+            raise specs.SpecError(field, f"unknown {kind} plugin {name!r}; available: {names}")
+        module_name, _, attribute = known[name].partition(":")
+        factory: Callable[[Mapping[str, Any]], Any] = getattr(importlib.import_module(module_name), attribute)
+        return factory

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from infrakit.core import instances, specs
-from infrakit.plugins import spi
 
 __all__ = ["VanillaPlugin", "create"]
 
@@ -23,7 +22,7 @@ _FIELD = "spec.flavor.properties"
 _KNOWN = ("Init", "Tags", "Attachments")
 
 
-def create(settings: spi.Settings) -> VanillaPlugin:
+def create(options: Mapping[str, Any]) -> VanillaPlugin:
     return VanillaPlugin()
 
 

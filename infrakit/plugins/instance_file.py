@@ -60,8 +60,12 @@ _MAX_DIRECTORIES: Final = 32  # directories whose listings are kept
 log = logging.getLogger(__name__)
 
 
-def create(settings: spi.Settings) -> FilePlugin:
-    return FilePlugin(directory=settings.instance_dir, durable=settings.durable)
+def create(options: Mapping[str, Any]) -> FilePlugin:
+    """``options``: ``dir`` (the instance directory, required) and ``fsync`` (bool)."""
+    directory = options.get("dir")
+    if not directory:
+        raise spi.PluginError("instance-file needs a directory: give --dir (or $INFRAKIT_INSTANCE_DIR)")
+    return FilePlugin(directory=Path(directory), durable=bool(options.get("fsync", False)))
 
 
 class FilePlugin:

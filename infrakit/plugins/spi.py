@@ -4,20 +4,35 @@ An instance plugin provisions and destroys instances and describes them by tags;
 flavor plugin shapes an instance spec before provisioning and judges health.  Plugin
 properties travel as opaque JSON-like values, so these interfaces never grow.
 
+Plugins are long-lived objects: a process creates one per plugin name and options
+(``infrakit.plugins.Registry``) and keeps it, so a plugin may cache, watch and warn
+once.  A factory is ``create(options) -> plugin``; ``options`` is the plugin's own
+configuration (the file plugin's directory, say), a mapping the runtime passes through.
+
+An instance plugin may also report changes (:class:`Watching`): an async iterator of
+the IDs of instances that changed, so the runtime heals without polling.  The file
+plugin does it with its directory watch; the runtime never knows about directories.
+
 Validation failures raise :class:`infrakit.core.specs.SpecError` naming the field;
 runtime failures raise :class:`PluginError`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from infrakit.core import instances, specs
 
-__all__ = ["FlavorPlugin", "InstanceNotFound", "InstancePlugin", "PluginError", "Settings"]
+__all__ = [
+    "FlavorFactory",
+    "FlavorPlugin",
+    "InstanceFactory",
+    "InstanceNotFound",
+    "InstancePlugin",
+    "PluginError",
+    "Watching",
+]
 
 
 class PluginError(RuntimeError):
@@ -28,18 +43,10 @@ class InstanceNotFound(PluginError):
     """The instance to destroy or label does not exist (any more)."""
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Settings:
-    """What an adapter tells plugin factories about the environment."""
-
-    instance_dir: Path
-    durable: bool = True  # fsync instance files (and their directory) on write
-
-
 class InstancePlugin(Protocol):
     """Instance/0.5.0: provisions the resources a group is made of.
 
-    Example, the in-memory plugin shipped for tests::
+    Example, the in-memory plugin shipped for tests (``infrakit.testing``)::
 
         plugin = MemoryPlugin()
         iid = plugin.provision(InstanceSpec(tags={"infrakit.group": "g"}))
@@ -66,6 +73,18 @@ class InstancePlugin(Protocol):
         ...
 
 
+@runtime_checkable
+class Watching(Protocol):
+    """An optional capability of an instance plugin: tell when instances change.
+
+    ``changes()`` yields the IDs of instances that changed (created, changed, lost), or
+    ``None`` when anything may have changed (after its watch was re-established, say).
+    It runs until the consumer closes it.
+    """
+
+    def changes(self) -> AsyncIterator[frozenset[str] | None]: ...
+
+
 class FlavorPlugin(Protocol):
     """Flavor/0.1.0: what an instance is for, and whether it is well."""
 
@@ -86,3 +105,7 @@ class FlavorPlugin(Protocol):
 
     def drain(self, properties: Any, description: instances.Description) -> None:
         """Prepare the instance for removal (move work away); called before destroy."""
+
+
+InstanceFactory = Callable[[Mapping[str, Any]], InstancePlugin]
+FlavorFactory = Callable[[Mapping[str, Any]], FlavorPlugin]

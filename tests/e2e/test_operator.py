@@ -202,16 +202,16 @@ def test_two_operators_never_both_act(operator_factory: Callable[..., Operator],
     wait_until(lambda: converged(groups, a, "cattle", size=5, sha=SHA1), what="5 instances")
     (a.instance_dir / sorted(a.instances("cattle"))[0]).unlink()
     wait_until(lambda: len(a.instances("cattle")) == 5, what="healed by the leader")
+    wait_until(lambda: "instance operations" in a.log.read_text(), what="the leader's report")
     time.sleep(1)
     assert "acquired the lease" not in b.log.read_text()
     assert "instance operations" not in b.log.read_text()
-    assert "instance operations" in a.log.read_text()
 
     a.kill()
     wait_until(lambda: "acquired the lease" in b.log.read_text(), timeout=30, what="b to take over")
     (b.instance_dir / sorted(b.instances("cattle"))[0]).unlink()
     wait_until(lambda: len(b.instances("cattle")) == 5, what="healed by the new leader")
-    assert "instance operations" in b.log.read_text()
+    wait_until(lambda: "instance operations" in b.log.read_text(), what="the new leader's report")
     assert len(b.instances("cattle")) == 5
 
 

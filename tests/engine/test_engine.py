@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from infrakit import engine
 from infrakit.core import instances, planning, specs
 from infrakit.plugins.flavor_vanilla import VanillaPlugin
-from infrakit.plugins.instance_memory import MemoryPlugin
+from infrakit.runtime import engine
+from infrakit.testing.memory import MemoryPlugin
 
 
 def group(*, size: int = 5, note: str = "v1", logical_ids: tuple[str, ...] | None = None) -> specs.GroupSpec:

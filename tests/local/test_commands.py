@@ -59,7 +59,9 @@ def test_machine_output_and_inspect(local: Local) -> None:
         "reason": "Converged",
         "message": "5 of 5 instances up to date and healthy",
         "lastTransitionTime": "-",
+        "observedGeneration": 1,
     }
+    assert inspected["metadata"]["generation"] == inspected["status"]["observedGeneration"] == 1
     assert json.loads(local("inspect", "cattle", "-o", "json").stdout) == inspected
 
 

@@ -41,7 +41,6 @@ def test_tutorial(
         "Group/0.1.0      group",
         "Metadata/0.1.0   group",
         "Instance/0.5.0   instance-file",
-        "Instance/0.5.0   instance-memory",
         "Flavor/0.1.0     flavor-vanilla",
     ]
     assert local("instance-file", "describe").stdout.split() == ["ID", "LOGICAL", "TAGS"]

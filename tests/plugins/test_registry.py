@@ -1,4 +1,4 @@
-"""Plugins are found by name through entry points, so third parties can add their own."""
+"""Plugins are found by name through entry points, and a registry keeps one object per name and options."""
 
 from __future__ import annotations
 
@@ -9,18 +9,28 @@ import pytest
 
 from infrakit import plugins
 from infrakit.core import specs
-from infrakit.plugins.instance_memory import MemoryPlugin
+from infrakit.plugins.instance_file import FilePlugin
+from infrakit.testing.memory import MemoryPlugin
 
 
 def test_builtins_are_registered_as_entry_points() -> None:
     names = {e.name for e in importlib.metadata.entry_points(group=plugins.INSTANCE_GROUP)}
-    assert {"instance-file", "instance-memory"} <= names
+    assert "instance-file" in names
     assert "flavor-vanilla" in {e.name for e in importlib.metadata.entry_points(group=plugins.FLAVOR_GROUP)}
 
 
-def test_a_third_party_entry_point_is_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_memory_plugin_is_not_an_installed_plugin() -> None:
+    """It reports instances that do not exist: tests register it, users never get it."""
+    assert "instance-memory" not in plugins.available(plugins.INSTANCE_GROUP)
+    with pytest.raises(specs.SpecError):
+        plugins.Registry().instance("instance-memory")
+    registry = plugins.Registry(instances={"instance-memory": lambda options: MemoryPlugin()})
+    assert isinstance(registry.instance("instance-memory"), MemoryPlugin)
+
+
+def test_a_third_party_entry_point_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     extra = importlib.metadata.EntryPoint(
-        name="instance-thirdparty", value="infrakit.plugins.instance_memory:create", group=plugins.INSTANCE_GROUP
+        name="instance-thirdparty", value="infrakit.testing.memory:create", group=plugins.INSTANCE_GROUP
     )
     real = importlib.metadata.entry_points
 
@@ -33,14 +43,31 @@ def test_a_third_party_entry_point_is_found(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
     plugins.refresh()
     try:
-        plugin = plugins.instance_plugin("instance-thirdparty", plugins.Settings(instance_dir=tmp_path))
-        assert isinstance(plugin, MemoryPlugin)
+        assert isinstance(plugins.Registry().instance("instance-thirdparty"), MemoryPlugin)
     finally:
         monkeypatch.undo()
         plugins.refresh()
 
 
-def test_unknown_plugin_is_a_spec_error_naming_the_field(tmp_path: Path) -> None:
+def test_unknown_plugin_is_a_spec_error_naming_the_field() -> None:
     with pytest.raises(specs.SpecError) as caught:
-        plugins.flavor_plugin("flavor-nope", plugins.Settings(instance_dir=tmp_path))
+        plugins.Registry().flavor("flavor-nope")
     assert caught.value.field == "spec.flavor.plugin" and "flavor-vanilla" in caught.value.message
+
+
+def test_plugins_are_long_lived_one_per_name_and_options(tmp_path: Path) -> None:
+    registry = plugins.Registry(defaults={"instance-file": {"fsync": False}})
+    made: list[plugins.InstancePlugin] = []
+    registry.subscribe(made.append)
+    a = registry.instance("instance-file", {"dir": str(tmp_path / "a")})
+    assert registry.instance("instance-file", {"dir": str(tmp_path / "a")}) is a
+    b = registry.instance("instance-file", {"dir": str(tmp_path / "b")})
+    assert b is not a and isinstance(b, FilePlugin) and b.directory == tmp_path / "b"
+    assert registry.flavor("flavor-vanilla") is registry.flavor("flavor-vanilla")
+    assert made == [a, b]  # subscribers hear of each plugin once, when it is made
+    assert registry.instance_plugins() == [a, b]
+
+
+def test_the_file_plugin_needs_a_directory() -> None:
+    with pytest.raises(plugins.PluginError, match="--dir"):
+        plugins.Registry().instance("instance-file")

@@ -55,9 +55,10 @@ def recover_and_check(home: Path, expected: Path) -> None:
     (spec,) = documents.load_groups(expected)
     before = instance_files(home / "instances")  # nothing torn, no temp files, even right after the kill
     assert all(d["ID"] == name for name, d in before.items())
-    local = controller.Controller(store=store.Store(home), settings=plugins.Settings(instance_dir=home / "instances"))
-    results = local.reconcile_all()
-    assert not any(isinstance(r, Exception) for r in results.values()), results
+    registry = plugins.Registry(defaults={"instance-file": {"dir": str(home / "instances")}})
+    local = controller.Controller(store=store.Store(home), registry=registry)
+    results = local.sync_all()
+    assert not any(r.failure for r in results.values()), results
     files = instance_files(home / "instances")
     assert len(files) == spec.desired_size
     assert {d["Tags"]["infrakit.config_sha"] for d in files.values()} == {spec.config_sha}

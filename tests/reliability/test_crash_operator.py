@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infrakit import engine, plugins
+from infrakit import plugins
 from infrakit.local import documents
+from infrakit.runtime import engine
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import EXTERNAL, Groups, Operator, wait_until
 from tests.reliability.conftest import SIZE, instance_files, kill_points
@@ -64,8 +65,8 @@ def crash_and_recover(
         # The starting state, made in-process by the same engine (saves an operator start).
         (spec,) = documents.load_groups(before)
         spec = dataclasses.replace(spec, namespace=groups.namespace)
-        settings = plugins.Settings(instance_dir=tmp / "instances")
-        engine.reconcile(spec, engine.resolve(spec, settings))
+        registry = plugins.Registry(defaults={"instance-file": {"dir": str(tmp / "instances")}})
+        engine.reconcile(spec, engine.resolve(spec, registry))
         groups.apply(before)
     groups.apply(after)
     doomed = operator_factory(*IDENTITY, env={"INFRAKIT_FAILPOINTS": f"instance-op=kill-after:{point}"})

@@ -71,7 +71,8 @@ def test_fifty_concurrent_commits_with_kills(tmp_path: Path) -> None:
     assert all(o[2] for o in killed)
 
     the_store = store.Store(home)
-    local = controller.Controller(store=the_store, settings=plugins.Settings(instance_dir=home / "instances"))
+    registry = plugins.Registry(defaults={"instance-file": {"dir": str(home / "instances")}})
+    local = controller.Controller(store=the_store, registry=registry)
     for name in the_store.names():  # every store file parses and is a whole Group
         assert the_store.load(name) is not None
     for name, _, _, _, _, _ in committed:
@@ -80,7 +81,7 @@ def test_fifty_concurrent_commits_with_kills(tmp_path: Path) -> None:
     assert shared is not None
     assert shared.spec.instance.properties["Note"] in {note for name, note, *_ in committed if name == "shared"}
 
-    local.reconcile_all()  # takes the lock: cleans what killed writers left
+    local.sync_all()  # takes the lock: cleans what killed writers left
     assert not [p for p in the_store.groups_dir.iterdir() if p.name.endswith(".tmp")]
     files = instance_files(home / "instances")
     for name in the_store.names():

@@ -35,7 +35,7 @@ VERSION: Final = "v1alpha1"
 PLURAL: Final = "groups"
 FINALIZER: Final = "infrakit.io/instances"
 ORPHAN_ANNOTATION: Final = "infrakit.io/orphan-instances"
-FIELD_MANAGER: Final = "infrakit"
+FIELD_MANAGER: Final = "infrakit-cli"
 
 
 def connect(*, context: str | None = None) -> kubernetes.client.ApiClient:
@@ -54,8 +54,9 @@ def connect(*, context: str | None = None) -> kubernetes.client.ApiClient:
 class Groups:
     """Group objects through one API client."""
 
-    def __init__(self, api: kubernetes.client.ApiClient) -> None:
+    def __init__(self, api: kubernetes.client.ApiClient, *, field_manager: str = FIELD_MANAGER) -> None:
         self.api = api
+        self.field_manager = field_manager  # how our writes show up in managedFields
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.core = kubernetes.client.CoreV1Api(api)
 
@@ -85,14 +86,21 @@ class Groups:
             PLURAL,
             manifest["metadata"]["name"],
             dict(manifest),
-            field_manager=FIELD_MANAGER,
+            field_manager=self.field_manager,
             force=True,
             _content_type="application/apply-patch+yaml",
         )
 
     def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, dict(patch), _content_type="application/merge-patch+json"
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            dict(patch),
+            field_manager=self.field_manager,
+            _content_type="application/merge-patch+json",
         )
 
     def delete(self, namespace: str, name: str) -> None:
@@ -108,6 +116,7 @@ class Groups:
                 PLURAL,
                 name,
                 {"status": dict(status)},
+                field_manager=self.field_manager,
                 _content_type="application/merge-patch+json",
             )
         except ApiException as error:
@@ -124,7 +133,14 @@ class Groups:
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         try:
             self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, patch, _content_type="application/merge-patch+json"
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                field_manager=self.field_manager,
+                _content_type="application/merge-patch+json",
             )
         except ApiException as error:
             if error.status == 404:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from infrakit import kubeapi
+from infrakit.cluster import kubeapi
 from infrakit.core import instances, planning, specs, status
 
 __all__ = ["GroupNotFound", "Remote"]

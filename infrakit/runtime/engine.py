@@ -1,7 +1,7 @@
 """The engine: carries the core's plans out through the plugins.
 
-Both adapters (the local runner and the kopf operator) call :func:`reconcile`; it is
-the only code that turns a :class:`~infrakit.core.planning.Plan` into plugin calls.
+The runtime's sync (``infrakit.runtime.syncing``) calls :func:`reconcile`; it is the
+only code that turns a :class:`~infrakit.core.planning.Plan` into plugin calls.
 
 One reconcile observes the instances once (``describe`` + ``healthy``), then repeats
 plan -> act, keeping the observed set up to date in memory with each action's result,
@@ -16,17 +16,23 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from infrakit import faults, plugins
 from infrakit.core import instances, planning, specs, status
 
-__all__ = ["Outcome", "Plugins", "Step", "observe", "reconcile", "resolve", "teardown"]
+__all__ = ["Outcome", "Plugins", "Progress", "Step", "observe", "orphan", "reconcile", "resolve", "teardown"]
 
 log = logging.getLogger(__name__)
 
-_GROUP_TAGS: Final = (instances.TAG_GROUP, instances.TAG_NAMESPACE, instances.TAG_CONFIG_SHA, instances.TAG_LOGICAL_ID)
+_GROUP_TAGS: Final = (
+    instances.TAG_GROUP,
+    instances.TAG_NAMESPACE,
+    instances.TAG_CONFIG_SHA,
+    instances.TAG_LOGICAL_ID,
+    instances.TAG_ORPHANED,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,11 +62,37 @@ class Outcome:
     steps: list[Step]
 
 
-def resolve(spec: specs.GroupSpec, settings: plugins.Settings, *, validate: bool = True) -> Plugins:
-    """Find the group's plugins by name and let them validate their properties."""
+class Progress:
+    """What a reconcile has seen and done so far, readable when it is cut short.
+
+    A sync that fails half-way still writes a status from what is really there: the
+    members observed, plus those provisioned, minus those destroyed before the failure.
+    """
+
+    def __init__(self) -> None:
+        self.members: dict[str, planning.Member] = {}
+        self.steps: list[Step] = []
+
+    def sorted_members(self) -> list[planning.Member]:
+        return sorted(self.members.values(), key=lambda m: m.id)
+
+
+def resolve(
+    spec: specs.GroupSpec,
+    registry: plugins.Registry,
+    *,
+    options: Mapping[str, Any] | None = None,
+    validate: bool = True,
+) -> Plugins:
+    """The group's (long-lived) plugins by name; they validate their properties.
+
+    ``options`` are the instance plugin's, as the group was committed with (the local
+    store keeps the file plugin's directory so); ``validate=False`` is for tearing down a
+    group whose properties have become invalid: its instances must go all the same.
+    """
     resolved = Plugins(
-        instance=plugins.instance_plugin(spec.instance.plugin, settings),
-        flavor=plugins.flavor_plugin(spec.flavor.plugin, settings),
+        instance=registry.instance(spec.instance.plugin, options),
+        flavor=registry.flavor(spec.flavor.plugin),
     )
     if validate:
         resolved.instance.validate(spec.instance.properties)
@@ -70,7 +102,7 @@ def resolve(spec: specs.GroupSpec, settings: plugins.Settings, *, validate: bool
 
 def observe(spec: specs.GroupSpec, resolved: Plugins) -> list[planning.Member]:
     """Describe the group's instances and judge them."""
-    descriptions = resolved.instance.describe(status.membership_tags(spec))
+    descriptions = [d for d in resolved.instance.describe(status.membership_tags(spec)) if status.is_member(spec, d)]
     health = {d.id: resolved.flavor.healthy(spec.flavor.properties, d) for d in descriptions}
     return planning.classify(spec, descriptions, health)
 
@@ -80,18 +112,28 @@ def reconcile(
     resolved: Plugins,
     *,
     members: list[planning.Member] | None = None,
+    plan: planning.Plan | None = None,
     on_step: Callable[[Step], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
 ) -> Outcome:
-    """Act until the plan is empty (or ``should_stop``); return what is there then."""
-    current = {m.id: m for m in (observe(spec, resolved) if members is None else members)}
-    steps: list[Step] = []
+    """Act until the plan is empty (or ``should_stop``); return what is there then.
+
+    ``members`` and ``plan``, when the caller has them already, spare a describe and a
+    plan; ``progress`` is kept up to date with every action, for a caller that must
+    report on a reconcile cut short by an exception.
+    """
+    progress = progress if progress is not None else Progress()
+    progress.members = current = {m.id: m for m in (observe(spec, resolved) if members is None else members)}
+    steps = progress.steps
     # Each pass does at least one action; a bound stops a misbehaving plugin from looping us.
     budget = 4 * (spec.desired_size + len(current)) + 16
     prepared: dict[str | None, instances.InstanceSpec] = {}  # flavor output, per logical ID
+    planned = plan
     plan = planning.Plan()
     while budget > 0 and not _stopped(should_stop):
-        plan = planning.plan(spec, sorted(current.values(), key=lambda m: m.id))
+        plan = planned or planning.plan(spec, sorted(current.values(), key=lambda m: m.id))
+        planned = None
         if plan.empty:
             break
         for round_ in plan.rounds:
@@ -105,8 +147,9 @@ def reconcile(
                 step = Step(action="provision", instance_id=member.id, reason=provision.reason)
                 steps.append(_report(on_step, dataclasses.replace(step, logical_id=provision.logical_id)))
             for destroy in round_.destroys:
-                gone = current.pop(destroy.id)
+                gone = current[destroy.id]
                 _destroy(spec, resolved, gone)
+                del current[destroy.id]
                 faults.hit("instance-op")
                 step = Step(action="destroy", instance_id=destroy.id, reason=destroy.reason)
                 steps.append(_report(on_step, dataclasses.replace(step, logical_id=gone.logical_id)))
@@ -115,10 +158,16 @@ def reconcile(
     return Outcome(members=sorted(current.values(), key=lambda m: m.id), plan=plan, steps=steps)
 
 
-def teardown(spec: specs.GroupSpec, resolved: Plugins, *, on_step: Callable[[Step], None] | None = None) -> list[Step]:
+def teardown(
+    spec: specs.GroupSpec,
+    resolved: Plugins,
+    *,
+    members: list[planning.Member] | None = None,
+    on_step: Callable[[Step], None] | None = None,
+) -> list[Step]:
     """Destroy exactly the group's instances (those carrying its membership tags)."""
     steps = []
-    for member in observe(spec, resolved):
+    for member in observe(spec, resolved) if members is None else members:
         _destroy(spec, resolved, member)
         steps.append(
             _report(
@@ -132,6 +181,20 @@ def teardown(spec: specs.GroupSpec, resolved: Plugins, *, on_step: Callable[[Ste
             )
         )
     return steps
+
+
+def orphan(spec: specs.GroupSpec, resolved: Plugins) -> list[planning.Member]:
+    """Mark the group's instances as left in place on purpose; return them.
+
+    A collector of dangling instances (a group deleted before it could tear down) never
+    takes an instance so marked; a later group of the same name adopts it as before.
+    """
+    members = observe(spec, resolved)
+    for member in members:
+        if member.description.tags.get(instances.TAG_ORPHANED) != "true":
+            with contextlib.suppress(plugins.InstanceNotFound):
+                resolved.instance.label(member.id, {instances.TAG_ORPHANED: "true"})
+    return members
 
 
 def _provision(

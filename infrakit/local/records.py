@@ -1,0 +1,95 @@
+"""The local store as the runtime sees it: records, status writes, a change feed.
+
+Adapts ``infrakit.local.store`` to ``infrakit.runtime.stores.Store``.  Local keys are
+``("", name)``.  Events are log lines.  Nothing is collected: a local group's instances
+go only when the group is destroyed (its record is kept, marked deleting, until they
+are), and a freed group's instances are meant to stay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from infrakit import files
+from infrakit.local import store as stores_
+from infrakit.runtime import stores
+
+__all__ = ["LocalStore"]
+
+log = logging.getLogger("infrakit.local")
+
+
+class LocalStore:
+    collects_garbage = False
+
+    def __init__(self, store: stores_.Store) -> None:
+        self.store = store
+
+    def session(self) -> AbstractContextManager[None]:
+        return self.store.lock()
+
+    def keys(self) -> list[stores.Key]:
+        return [("", name) for name in self.store.names()]
+
+    def owns(self, key: stores.Key) -> bool:
+        return key[0] == ""
+
+    def get(self, key: stores.Key) -> stores.Record | None:
+        stored = self.store.load(key[1])
+        if stored is None:
+            return None
+        return stores.Record(
+            key=key,
+            manifest=stored.manifest,
+            status=stored.status,
+            generation=stored.generation,
+            deleting=stored.deleting,
+            orphan=stored.orphan,
+            options=stored.options,
+        )
+
+    def exists(self, key: stores.Key) -> bool:
+        return self.store.path(key[1]).exists()
+
+    def write_status(self, record: stores.Record, status: Mapping[str, Any]) -> None:
+        stored = self.store.load(record.name)
+        if stored is None or stored.generation != record.generation:
+            return  # gone, or committed anew meanwhile: that status is not about it
+        self.store.update(stored, status=status)
+
+    def guard(self, record: stores.Record) -> bool:
+        return True
+
+    def unguard(self, record: stores.Record) -> None:
+        return None
+
+    def release(self, record: stores.Record) -> None:
+        self.store.delete(record.name)
+
+    def event(
+        self, record: stores.Record, *, reason: str, message: str, warning: bool = False, force: bool = False
+    ) -> None:
+        log.log(logging.WARNING if warning else logging.INFO, "group %s: %s: %s", record.name, reason, message)
+
+    def changes(self) -> AsyncIterator[stores.Key | None]:
+        return self._changes()
+
+    async def _changes(self) -> AsyncIterator[stores.Key | None]:
+        import watchfiles
+
+        directory = self.store.groups_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        async for changes in watchfiles.awatch(
+            directory, debounce=200, step=10, recursive=False, watch_filter=_group_file
+        ):
+            for name in sorted({Path(path).name.removesuffix(".yaml") for _, path in changes}):
+                yield ("", name)
+
+
+def _group_file(change: Any, path: str) -> bool:
+    name = Path(path).name
+    return name.endswith(".yaml") and not name.startswith(".") and not name.endswith(files.TEMP_SUFFIX)

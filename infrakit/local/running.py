@@ -1,0 +1,53 @@
+"""``infrakit-local run``: the runtime over the local store, in the foreground.
+
+The same runtime as the operator's (``infrakit.runtime.running``): every stored group
+is synced once, then again whenever its store file or one of its instances changes
+(the file plugin's change feed: a deleted instance file is replaced within
+milliseconds), when it waits for health, after a failure (with backoff), and at each
+resync.  SIGINT/SIGTERM stop it cleanly: a sync in flight stops between two instance
+operations and writes a status that says it was interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from infrakit.local import controller as controllers
+from infrakit.runtime import running
+
+__all__ = ["run"]
+
+log = logging.getLogger("infrakit.local")
+
+
+def run(controller: controllers.Controller, *, resync: float = 10.0, workers: int = 2) -> None:
+    """Reconcile every group until SIGINT or SIGTERM."""
+    asyncio.run(_run(controller, resync=resync, workers=workers))
+
+
+async def _run(controller: controllers.Controller, *, resync: float, workers: int) -> None:
+    stopping = asyncio.Event()
+    runtime = running.Runtime(
+        syncer=controller.syncer, workers=workers, resync=resync, may_act=lambda: not stopping.is_set()
+    )
+    loop = asyncio.get_running_loop()
+    main = asyncio.ensure_future(runtime.run(ready=asyncio.Event()))
+
+    def stop(signum: int) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stopping.set()
+        main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    log.info("watching %s (resync every %ss)", controller.store.groups_dir, resync)
+    try:
+        await main
+    except asyncio.CancelledError:
+        pass
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")

@@ -1,0 +1,218 @@
+"""The reconcile runtime: a queue, workers, change watches and a resync, around one sync.
+
+Every mode runs this: ``infrakit-local run``, the group daemon, and the operator (whose
+kopf handlers only call :meth:`Runtime.enqueue`).  What wakes a group:
+
+* its record changed (the store's own change feed, or kopf's watch for the operator);
+* one of its instances changed: each instance plugin that can report changes
+  (``plugins.Watching``) is watched from the moment the registry makes it, and the
+  owner index maps the instance to its group (an unknown instance wakes every group);
+* the sync asked to be requeued (waiting for health) or failed (per-key backoff);
+* the periodic resync, which also collects the instances of groups that are gone.
+
+Syncs run in worker threads (plugins block); one key is never synced twice at once.
+Acting can be switched off (``may_act``: a replica that is not the leader), and a
+sync in flight stops between instance operations when it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from infrakit import plugins
+from infrakit.runtime import queueing, stores, syncing
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        syncer: syncing.Syncer,
+        workers: int = 2,
+        resync: float = 30.0,
+        may_act: Callable[[], bool] = lambda: True,
+        on_result: Callable[[syncing.Result], None] | None = None,
+    ) -> None:
+        self.syncer = syncer
+        self.store = syncer.store
+        self.registry = syncer.registry
+        self.owners = syncer.owners
+        self.workers = workers
+        self.resync = resync
+        self.may_act = may_act
+        self.on_result = on_result
+        self.queue: queueing.WorkQueue[stores.Key] = queueing.WorkQueue()
+        self.synced = 0  # syncs completed (for readiness and tests)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watched: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._first: set[stores.Key] = set()
+        self._ready: asyncio.Event | None = None
+
+    # -- waking groups ----------------------------------------------------------------------
+
+    def enqueue(self, key: stores.Key, *, after: float = 0.0) -> None:
+        self.queue.add(key, after=after)
+
+    def enqueue_all(self) -> None:
+        try:
+            keys = self.store.keys()
+        except Exception as error:
+            log.warning("cannot list the groups: %s", error)
+            return
+        for key in keys:
+            self.queue.add(key)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self, *, ready: asyncio.Event | None = None) -> None:
+        """Reconcile until cancelled; ``ready`` is set once every group was synced once."""
+        self._loop = asyncio.get_running_loop()
+        self._ready = ready
+        try:
+            self._first = set(self.store.keys())
+        except Exception as error:
+            log.warning("cannot list the groups: %s", error)
+            self._first = set()
+        self._spawn(self._feed_store(), "store-changes")
+        self.registry.subscribe(self._plugin_made)
+        for index in range(self.workers):
+            self._spawn(self._work(), f"worker-{index}")
+        self._spawn(self._resync(), "resync")
+        for key in sorted(self._first):
+            self.queue.add(key)
+        self._check_ready()
+        try:
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        self.queue.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _check_ready(self) -> None:
+        if self._ready is not None and not self._first and not self._ready.is_set():
+            self._ready.set()
+            log.info("ready")
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self._process(key)
+            finally:
+                self.queue.done(key)
+                if key in self._first:
+                    self._first.discard(key)
+                    self._check_ready()
+
+    async def _process(self, key: stores.Key) -> None:
+        if not self.may_act():
+            return  # a standby replica: re-enqueued on election
+        started = time.monotonic()
+        try:
+            result = await asyncio.to_thread(self.syncer.sync, key, should_stop=lambda: not self.may_act())
+        except Exception as error:  # the store itself failed (API down): back off
+            delay = self.queue.fail(key)
+            log.warning("group %s: %s (retrying in %.2gs)", _name(key), _one_line(error), delay)
+            return
+        self.synced += 1
+        result = dataclasses.replace(result, elapsed=time.monotonic() - started)
+        if self.on_result is not None:
+            try:
+                self.on_result(result)
+            except Exception:
+                log.exception("on_result failed")
+        if result.gone:
+            self.queue.drop(key)
+        elif result.failure is not None:
+            if result.retry:
+                self.queue.fail(key)
+        else:
+            self.queue.forget(key)
+            if result.requeue_after is not None:
+                self.queue.add(key, after=result.requeue_after)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync)
+            self.enqueue_all()
+            if self.store.collects_garbage and self.may_act():
+                for plugin in self.registry.instance_plugins():
+                    try:
+                        await asyncio.to_thread(self.syncer.collect_dangling, plugin)
+                    except Exception as error:
+                        log.warning("collecting dangling instances failed: %s", _one_line(error))
+
+    async def _feed_store(self) -> None:
+        changes = self.store.changes()
+        if changes is None:
+            return
+        async for key in changes:
+            if key is None:
+                self.enqueue_all()
+            else:
+                self.queue.add(key)
+
+    # -- instance plugins' change feeds -------------------------------------------------------
+
+    def _plugin_made(self, plugin: plugins.InstancePlugin) -> None:
+        """Called by the registry, maybe from a worker thread."""
+        if self._loop is None or not isinstance(plugin, plugins.Watching):
+            return
+        self._loop.call_soon_threadsafe(self._watch, plugin)
+
+    def _watch(self, plugin: plugins.Watching) -> None:
+        if id(plugin) in self._watched:
+            return
+        self._watched.add(id(plugin))
+        self._spawn(self._feed_instances(plugin), f"watch-{getattr(plugin, 'name', 'plugin')}")
+
+    async def _feed_instances(self, plugin: plugins.Watching) -> None:
+        try:
+            async for changed in plugin.changes():
+                keys = {self.owners.owner(i) for i in changed} if changed is not None else {None}
+                if None in keys:
+                    self.enqueue_all()
+                else:
+                    for key in keys:
+                        if key is not None:
+                            self.queue.add(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.error("the change feed of plugin %s failed: %s", getattr(plugin, "name", "?"), _one_line(error))
+        finally:
+            self._watched.discard(id(plugin))
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _name(key: stores.Key) -> str:
+    return f"{key[0]}/{key[1]}" if key[0] else key[1]
