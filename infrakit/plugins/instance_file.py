@@ -50,6 +50,9 @@ as git's index does:
 * when the directory's own mtime is unchanged, settled (older than ``RACY_NS`` when it
   was listed), every entry is trusted and the last full check is recent, the directory
   is not even listed: a describe is then one ``stat`` and a dictionary lookup by group.
+
+``changes`` tells the runtime which instances changed (filesystem notifications,
+debounced), and survives the directory being removed and re-created.
 """
 
 from __future__ import annotations
@@ -67,13 +70,17 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from infrakit import files
 from infrakit.core import instances, specs
 from infrakit.plugins import spi
+
+if TYPE_CHECKING:
+    import asyncio
+    import concurrent.futures
 
 __all__ = ["MAX_FILE", "MAX_PROPERTIES", "RACY_NS", "REVALIDATE", "FilePlugin", "create"]
 
@@ -91,6 +98,10 @@ _HEAD: Final = 8192  # bytes read to recover an undecodable file's identity (ID,
 _TAIL: Final = 65536  # bytes read to recover its Tags
 _MAX_WARNED: Final = 4096  # (file, problem) pairs remembered so each is warned about once
 
+# What changes() waits for: the same debounce as the controllers' watchers.
+_DEBOUNCE_MS: Final = 200  # at most this long collecting a burst of changes
+_STEP_MS: Final = 10  # a burst ends after this long without changes
+_CHECK_MS: Final = 1000  # between checks that the watched directory is still the same one
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +222,88 @@ class FilePlugin:
             group = tags.get(instances.TAG_GROUP)
             candidates = listing.everything if group is None else listing.by_group.get(group, ())
             return [d for d in candidates if all(d.tags.get(k) == v for k, v in tags.items())]
+
+    async def changes(self) -> AsyncIterator[frozenset[str] | None]:
+        """The IDs of the instances whose files changed (created, modified, deleted), as they change.
+
+        ``None`` means anything may have changed (list everything again): it comes first,
+        once the watch is armed, and again each time the watch had to be re-established
+        because the directory was removed, replaced or renamed (the directory's parent,
+        or the nearest ancestor that exists, is watched until it is back).  Changes come
+        in debounced bursts; temp files and the ``#<inode>`` names of unnamed files being
+        written are not instances and never reported.  Ends when the consumer stops
+        iterating (``aclose``), taking its watch thread with it.
+        """
+        import asyncio  # lazy: only the long-running controllers watch
+        import concurrent.futures
+
+        from watchfiles._rust_notify import RustNotify
+
+        stop = threading.Event()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="infrakit-watch")
+        try:
+            while True:
+                identity = _directory(self._root)
+                if identity is None:
+                    await self._until_directory(pool, stop)
+                    continue
+                try:
+                    notify = RustNotify([self._root], False, False, 300, False, True)
+                except FileNotFoundError:
+                    continue  # removed meanwhile
+                except OSError as error:  # out of inotify watches, say: try again, slowly
+                    self._warn(self._root, f"cannot be watched ({error}); retrying")
+                    await asyncio.sleep(_CHECK_MS / 1000)
+                    continue
+                with notify:
+                    if _directory(self._root) != identity:
+                        continue  # replaced while the watch was armed
+                    yield None
+                    while True:
+                        raw = await _watch(notify, pool, stop, timeout_ms=_CHECK_MS)
+                        if isinstance(raw, str):  # "timeout" ("signal" and "stop" do not happen in a thread)
+                            if _directory(self._root) != identity:
+                                break
+                            continue
+                        changed = set()
+                        lost = False
+                        for change, path in raw:
+                            parent, name = os.path.split(path)
+                            if parent == self._root and _ID.match(name):
+                                changed.add(name)
+                            elif path == self._root and change == _DELETED:
+                                lost = True  # a new directory may reuse the inode: the identity cannot tell
+                        if lost or _directory(self._root) != identity:
+                            break  # what happened since is covered by the None of the next watch
+                        if changed:
+                            yield frozenset(changed)
+        finally:
+            stop.set()
+            pool.shutdown(wait=True)  # the watch thread has returned or is returning ("stop")
+
+    async def _until_directory(self, pool: concurrent.futures.ThreadPoolExecutor, stop: threading.Event) -> None:
+        """Wait until the instance directory exists, watching the nearest ancestor that does."""
+        import asyncio
+
+        from watchfiles._rust_notify import RustNotify
+
+        while _directory(self._root) is None:
+            ancestor = os.path.dirname(self._root)
+            while ancestor != os.path.dirname(ancestor) and _directory(ancestor) is None:
+                ancestor = os.path.dirname(ancestor)
+            try:
+                notify = RustNotify([ancestor], False, False, 300, False, True)
+            except OSError:  # the ancestor went too, or no watch can be had: look again later
+                await asyncio.sleep(_CHECK_MS / 1000)
+                continue
+            with notify:
+                while _directory(self._root) is None and _directory(ancestor) is not None:
+                    deeper = os.path.dirname(self._root)
+                    while deeper != ancestor and _directory(deeper) is None:
+                        deeper = os.path.dirname(deeper)
+                    if deeper != ancestor:
+                        break  # a closer ancestor appeared: watch it instead
+                    await _watch(notify, pool, stop, timeout_ms=_CHECK_MS)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -379,6 +472,8 @@ class FilePlugin:
 
 # -- reading -------------------------------------------------------------------------------
 
+_DELETED: Final = 3  # watchfiles.Change.deleted (the raw notifier reports ints)
+
 
 def _description(name: str, document: Any) -> instances.Description | str:
     """The description an instance document gives, or what is wrong with it.
@@ -506,6 +601,41 @@ def _key(info: os.stat_result) -> tuple[int, int, int, int]:
 
 def _trusted(info: os.stat_result, started_ns: int) -> bool:
     return started_ns - max(info.st_mtime_ns, info.st_ctime_ns) > RACY_NS
+
+
+def _directory(path: str) -> tuple[int, int] | None:
+    """The (st_dev, st_ino) of the directory at ``path``, None if there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
+async def _watch(
+    notify: Any, pool: concurrent.futures.ThreadPoolExecutor, stop: threading.Event, *, timeout_ms: int
+) -> set[tuple[int, str]] | str:
+    """One debounced burst of changes from ``notify`` (or ``"timeout"``), waited for in ``pool``."""
+    import asyncio
+
+    future = asyncio.get_running_loop().run_in_executor(pool, notify.watch, _DEBOUNCE_MS, _STEP_MS, timeout_ms, stop)
+    try:
+        result: set[tuple[int, str]] | str = await asyncio.shield(future)
+    except BaseException:  # cancelled: the thread must return before the notifier is closed
+        stop.set()
+        await _settle(future)
+        raise
+    return result
+
+
+async def _settle(future: asyncio.Future[Any]) -> None:
+    import asyncio
+
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            continue  # cancelled again: still wait, the thread is stopping (``stop`` is set)
 
 
 # -- writing -------------------------------------------------------------------------------
