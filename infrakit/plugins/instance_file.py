@@ -207,8 +207,10 @@ class FilePlugin:
     def describe(self, tags: Mapping[str, str]) -> list[instances.Description]:
         try:
             info = os.stat(self._root)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+        except FileNotFoundError:
+            return []  # made on first use
+        except OSError as error:
+            raise spi.PluginError(f"cannot list the instance directory {self.directory}: {error}") from None
         with self._lock:
             listing = self._listing
             if listing is None or listing.identity != (info.st_dev, info.st_ino):  # first, or another directory
@@ -317,6 +319,8 @@ class FilePlugin:
             scanned = list(os.scandir(self._root))
         except FileNotFoundError:
             scanned = []
+        except OSError as error:  # not a directory, no permission: "no instances" would be a lie
+            raise spi.PluginError(f"cannot list the instance directory {self.directory}: {error}") from None
         for entry in scanned:
             name = entry.name
             if not _ID.match(name):

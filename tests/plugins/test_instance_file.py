@@ -130,3 +130,12 @@ def test_create_keeps_one_plugin_per_directory(tmp_path: Path) -> None:
     settings = Settings(instance_dir=tmp_path, durable=False)
     assert instance_file.create(settings) is instance_file.create(Settings(instance_dir=tmp_path, durable=False))
     assert instance_file.create(settings) is not instance_file.create(Settings(instance_dir=tmp_path / "other"))
+
+
+def test_a_directory_that_cannot_be_listed_is_an_error_not_an_empty_group(tmp_path: Path) -> None:
+    """Before: a regular file where the directory belongs raised NotADirectoryError (a traceback)."""
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(PluginError, match="cannot list the instance directory"):
+        FilePlugin(directory=tmp_path / "file").describe({})
+    with pytest.raises(PluginError, match="cannot list the instance directory"):
+        FilePlugin(directory=tmp_path / "file" / "below").describe({})
