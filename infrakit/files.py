@@ -23,9 +23,11 @@ from infrakit import faults
 
 __all__ = [
     "TEMP_SUFFIX",
+    "TooLarge",
     "atomic_write",
     "create_new",
     "fsync_dir",
+    "read_ends_nofollow",
     "read_nofollow",
     "read_nofollow_stat",
     "remove_stale_temps",
@@ -132,6 +134,10 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+class TooLarge(OSError):
+    """A file is larger than the reader allows (it may still be read in part: :func:`read_ends_nofollow`)."""
+
+
 def read_nofollow(path: str | os.PathLike[str], *, limit: int) -> bytes:
     """Read a regular file, refusing symlinks and anything larger than ``limit`` bytes."""
     return read_nofollow_stat(path, limit=limit)[0]
@@ -145,7 +151,7 @@ def read_nofollow_stat(path: str | os.PathLike[str], *, limit: int) -> tuple[byt
         if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{os.fspath(path)} is not a regular file")
         if info.st_size > limit:
-            raise OSError(f"{os.fspath(path)} is {info.st_size} bytes, more than the {limit} allowed")
+            raise TooLarge(f"{os.fspath(path)} is {info.st_size} bytes, more than the {limit} allowed")
         # One read does for a file that is not growing: asking for a byte more than its size
         # and getting less is the end of the file.
         data = os.read(fd, info.st_size + 1)
@@ -156,9 +162,24 @@ def read_nofollow_stat(path: str | os.PathLike[str], *, limit: int) -> tuple[byt
                 total += len(chunk)
                 chunks.append(chunk)
             if total > limit:
-                raise OSError(f"{os.fspath(path)} grew beyond the {limit} bytes allowed")
+                raise TooLarge(f"{os.fspath(path)} grew beyond the {limit} bytes allowed")
             data = b"".join(chunks)
         return data, info
+    finally:
+        os.close(fd)
+
+
+def read_ends_nofollow(path: str | os.PathLike[str], *, head: int, tail: int) -> tuple[bytes, bytes, os.stat_result]:
+    """The first ``head`` and the last ``tail`` bytes of a regular file (never a symlink), and its ``fstat``.
+
+    For a file too large to read whole: what it says about itself at both ends.
+    """
+    fd = os.open(path, _READ)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{os.fspath(path)} is not a regular file")
+        return os.pread(fd, head, 0), os.pread(fd, tail, max(0, info.st_size - tail)), info
     finally:
         os.close(fd)
 

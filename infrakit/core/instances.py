@@ -12,6 +12,8 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Final
 
+from infrakit.core import specs
+
 __all__ = [
     "TAG_CONFIG_SHA",
     "TAG_GROUP",
@@ -22,7 +24,9 @@ __all__ = [
     "Description",
     "Health",
     "InstanceSpec",
+    "check_spec",
     "format_tags",
+    "kind",
 ]
 
 TAG_GROUP: Final = "infrakit.group"
@@ -75,15 +79,84 @@ class InstanceSpec:
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> InstanceSpec:
-        tags = document.get("Tags") or {}
-        attachments = document.get("Attachments") or []
-        return cls(
+        """The spec an InfraKit JSON document describes; ``SpecError`` naming the first bad field.
+
+        Nothing is coerced: a number where a string belongs is refused, not turned into
+        one, so what is provisioned is what the document says.
+        """
+        if not isinstance(document, Mapping):
+            raise specs.SpecError("", f"an instance spec must be a mapping, got {kind(document)}")
+        tags = document.get("Tags")
+        if tags is not None and not isinstance(tags, Mapping):
+            raise specs.SpecError("Tags", f"must be a mapping of strings to strings, got {kind(tags)}")
+        attachments = document.get("Attachments")
+        if attachments is not None and not isinstance(attachments, list):
+            raise specs.SpecError("Attachments", f"must be a list, got {kind(attachments)}")
+        for index, attachment in enumerate(attachments or ()):
+            if not isinstance(attachment, Mapping):
+                raise specs.SpecError(
+                    f"Attachments[{index}]", f"must be a mapping with ID and Type, got {kind(attachment)}"
+                )
+            for key in ("ID", "Type"):
+                if type(attachment.get(key)) is not str:
+                    got = kind(attachment[key]) if key in attachment else "nothing"
+                    raise specs.SpecError(f"Attachments[{index}].{key}", f"must be a string, got {got}")
+        init = document.get("Init")
+        spec = cls(
             properties=document.get("Properties"),
-            tags={str(k): str(v) for k, v in tags.items()},
-            init=str(document.get("Init") or ""),
+            tags=dict(tags or {}),
+            init="" if init is None else init,
             logical_id=document.get("LogicalID"),
-            attachments=tuple(Attachment(id=str(a["ID"]), type=str(a["Type"])) for a in attachments),
+            attachments=tuple(Attachment(id=a["ID"], type=a["Type"]) for a in attachments or ()),
         )
+        check_spec(spec)
+        return spec
+
+
+def check_spec(spec: InstanceSpec) -> None:
+    """Raise ``SpecError`` naming the first field of ``spec`` that is not of InfraKit's types.
+
+    Plugins call it before provisioning: a spec is a frozen dataclass, but nothing stops
+    a caller (a flavor, a document) from putting a list where a string belongs.
+    """
+    if spec.logical_id is not None and type(spec.logical_id) is not str:
+        raise specs.SpecError("LogicalID", f"must be a string or null, got {kind(spec.logical_id)}")
+    if not isinstance(spec.tags, Mapping):
+        raise specs.SpecError("Tags", f"must be a mapping of strings to strings, got {kind(spec.tags)}")
+    for key, value in spec.tags.items():
+        if type(key) is not str:
+            raise specs.SpecError("Tags", f"keys must be strings, got {kind(key)} ({key!r})")
+        if type(value) is not str:
+            raise specs.SpecError(f"Tags.{key}", f"must be a string, got {kind(value)}")
+    if type(spec.init) is not str:
+        raise specs.SpecError("Init", f"must be a string, got {kind(spec.init)}")
+    if not isinstance(spec.attachments, tuple):
+        raise specs.SpecError("Attachments", f"must be a list, got {kind(spec.attachments)}")
+    for index, attachment in enumerate(spec.attachments):
+        if not isinstance(attachment, Attachment):
+            raise specs.SpecError(
+                f"Attachments[{index}]", f"must be a mapping with ID and Type, got {kind(attachment)}"
+            )
+        for key, value in (("ID", attachment.id), ("Type", attachment.type)):
+            if type(value) is not str:
+                raise specs.SpecError(f"Attachments[{index}].{key}", f"must be a string, got {kind(value)}")
+
+
+def kind(value: Any) -> str:
+    """What a JSON-like value is, for error messages ("got a list")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -6,11 +6,14 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
 from infrakit.core import instances
-from infrakit.plugins import InstanceNotFound, PluginError
+from infrakit.plugins import InstanceNotFound, PluginError, instance_file
 from infrakit.plugins.instance_file import FilePlugin
 
 SPEC = instances.InstanceSpec(
@@ -95,3 +98,37 @@ def test_label_never_writes_through_a_symlink(tmp_path: Path) -> None:
 
 def test_missing_directory_describes_nothing(tmp_path: Path) -> None:
     assert FilePlugin(directory=tmp_path / "nope").describe({}) == []
+
+
+json_values = hypothesis.strategies.recursive(
+    hypothesis.strategies.none()
+    | hypothesis.strategies.booleans()
+    | hypothesis.strategies.integers()
+    | hypothesis.strategies.floats(allow_nan=False, allow_infinity=False)
+    | hypothesis.strategies.text(max_size=5),
+    lambda children: (
+        hypothesis.strategies.lists(children, max_size=4)
+        | hypothesis.strategies.dictionaries(hypothesis.strategies.text(max_size=3), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@hypothesis.given(json_values)
+@hypothesis.settings(max_examples=300, deadline=None)
+def test_validate_measures_the_properties_as_the_file_renders_them(properties: Any) -> None:
+    """The size validate checks is exactly what the properties take in the file provision writes."""
+    depth, indentation = instance_file._measure(properties, base=4)
+    in_file = json.dumps({"Spec": {"Properties": properties}}, indent=2, sort_keys=True)
+    without = json.dumps({"Spec": {"Properties": None}}, indent=2)
+    assert len(instance_file._compact.encode(properties)) + indentation == len(in_file) - len(without) + len("null")
+    assert depth <= 32
+
+
+def test_a_directory_that_cannot_be_listed_is_an_error_not_an_empty_group(tmp_path: Path) -> None:
+    """Before: a regular file where the directory belongs raised NotADirectoryError (a traceback)."""
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(PluginError, match="cannot list the instance directory"):
+        FilePlugin(directory=tmp_path / "file").describe({})
+    with pytest.raises(PluginError, match="cannot list the instance directory"):
+        FilePlugin(directory=tmp_path / "file" / "below").describe({})
