@@ -8,7 +8,7 @@ point of its work (after the Nth instance operation), not after a guessed sleep.
 * ``stall-after:N:S``   the Nth hit of NAME sleeps S seconds (once).
 
 Failpoints: ``instance-op`` (after each provision/destroy, in the engine),
-``atomic-write`` (a temp file written, not yet renamed), ``sync-start`` (the operator
+``atomic-write`` (a temp file written, not yet renamed), ``sync-start`` (the runtime
 begins syncing a Group).  With the variable unset (always, in production) ``hit`` is
 one dict lookup.
 """

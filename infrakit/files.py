@@ -184,11 +184,15 @@ def read_ends_nofollow(path: str | os.PathLike[str], *, head: int, tail: int) ->
         os.close(fd)
 
 
-def remove_stale_temps(directory: Path) -> list[Path]:
+def remove_stale_temps(directory: Path, *, older_than: float = 0.0) -> list[Path]:
     """Remove temporary files a killed writer left behind; return what was removed.
 
-    Call it only while holding the lock that every writer of ``directory`` takes.
+    Call it while holding the lock that every writer of ``directory`` takes, or with
+    ``older_than`` (seconds) well above how long a live writer keeps its temp file.
     """
+    import time
+
+    cutoff = time.time() - older_than
     removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
@@ -196,6 +200,11 @@ def remove_stale_temps(directory: Path) -> list[Path]:
         return removed
     for entry in entries:
         if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and entry.is_file(follow_symlinks=False):
+            try:
+                if older_than and entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                    continue  # maybe a live writer's
+            except FileNotFoundError:
+                continue
             Path(entry.path).unlink(missing_ok=True)
             removed.append(Path(entry.path))
     return removed

@@ -149,6 +149,8 @@ class ClusterStore:
         self, record: stores.Record, *, reason: str, message: str, warning: bool = False, force: bool = False
     ) -> None:
         key = (record.key[0], record.key[1], reason)
+        if warning:
+            log.warning("group %s/%s: %s: %s", key[0], key[1], reason, message)
         now = time.monotonic()
         with self._lock:
             self._pending[key] += 1

@@ -26,8 +26,11 @@ log = logging.getLogger("infrakit.local")
 class LocalStore:
     collects_garbage = False
 
-    def __init__(self, store: stores_.Store) -> None:
+    def __init__(self, store: stores_.Store, *, verbose: bool = False) -> None:
         self.store = store
+        # ``run`` logs what happens (as the operator posts Events); a one-shot command prints
+        # its own result and error line, so its events are debug.
+        self.verbose = verbose
 
     def session(self) -> AbstractContextManager[None]:
         return self.store.lock()
@@ -73,7 +76,8 @@ class LocalStore:
     def event(
         self, record: stores.Record, *, reason: str, message: str, warning: bool = False, force: bool = False
     ) -> None:
-        log.log(logging.WARNING if warning else logging.INFO, "group %s: %s: %s", record.name, reason, message)
+        level = (logging.WARNING if warning else logging.INFO) if self.verbose else logging.DEBUG
+        log.log(level, "group %s: %s: %s", record.name, reason, message)
 
     def changes(self) -> AsyncIterator[stores.Key | None]:
         return self._changes()

@@ -58,6 +58,7 @@ debounced), and survives the directory being removed and re-created.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -91,6 +92,7 @@ MAX_PROPERTIES: Final = 4 << 20  # bytes the properties may take in a file; the 
 _MAX_DEPTH: Final = specs.MAX_PROPERTY_DEPTH  # what the core accepts; deeper risks the encoder's recursion
 
 RACY_NS: Final = 2_000_000_000  # a change this recent may hide behind equal timestamps (FAT: 2 s)
+STALE_TEMP_SECONDS: Final = 300.0  # a temp file this old is no live writer's
 REVALIDATE: Final = 1.0  # seconds between full (stat every file) checks of a directory
 
 _HEAD: Final = 8192  # bytes read to recover an undecodable file's identity (ID, LogicalID, CreatedAt)
@@ -114,6 +116,10 @@ def create(options: Mapping[str, Any]) -> FilePlugin:
     directory = options.get("dir")
     if not directory:
         raise spi.PluginError("instance-file needs a directory: give --dir (or $INFRAKIT_INSTANCE_DIR)")
+    # What writers killed mid-write left (the directory is shared: only what is old enough
+    # to be no live writer's).
+    with contextlib.suppress(OSError):
+        files.remove_stale_temps(Path(directory), older_than=STALE_TEMP_SECONDS)
     return FilePlugin(directory=Path(directory), durable=bool(options.get("fsync", False)))
 
 

@@ -72,6 +72,7 @@ class Progress:
     def __init__(self) -> None:
         self.members: dict[str, planning.Member] = {}
         self.steps: list[Step] = []
+        self.observed = False  # the members are known (a failure came after the describe)
 
     def sorted_members(self) -> list[planning.Member]:
         return sorted(self.members.values(), key=lambda m: m.id)
@@ -125,6 +126,7 @@ def reconcile(
     """
     progress = progress if progress is not None else Progress()
     progress.members = current = {m.id: m for m in (observe(spec, resolved) if members is None else members)}
+    progress.observed = True
     steps = progress.steps
     # Each pass does at least one action; a bound stops a misbehaving plugin from looping us.
     budget = 4 * (spec.desired_size + len(current)) + 16
@@ -210,7 +212,6 @@ def _provision(
     description = instances.Description(
         id=instance_id, logical_id=provision.logical_id, tags=ready.tags, created=time.time()
     )
-    log.debug("group %s: provisioned %s (%s)", spec.name, instance_id, provision.reason.value)
     return planning.Member(
         description=description,
         health=resolved.flavor.healthy(spec.flavor.properties, description),
@@ -237,7 +238,6 @@ def _destroy(spec: specs.GroupSpec, resolved: Plugins, member: planning.Member) 
     resolved.flavor.drain(spec.flavor.properties, member.description)
     with contextlib.suppress(plugins.InstanceNotFound):  # gone already: that is what we wanted
         resolved.instance.destroy(member.id)
-    log.debug("group %s: destroyed %s", spec.name, member.id)
 
 
 def _stopped(should_stop: Callable[[], bool] | None) -> bool:

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from infrakit import plugins
+from infrakit import faults, plugins
 from infrakit.core import instances, planning, specs, status
 from infrakit.runtime import engine, owners, stores
 
@@ -102,6 +102,7 @@ class Syncer:
         ``members`` spares the first describe when the caller has just made one (the
         local commit, under the same lock).
         """
+        faults.hit("sync-start")
         with self.store.session():
             try:
                 record = self.store.get(key)
@@ -151,6 +152,7 @@ class Syncer:
         try:
             observed = engine.observe(spec, resolved) if members is None else members
             progress.members = {m.id: m for m in observed}
+            progress.observed = True
             lost = self.owners.lost(record.key, {m.id for m in observed})
             plan = planning.plan(spec, observed)
             if (observed or plan.provisions) and not record.guarded and not self.store.guard(record):
@@ -170,7 +172,8 @@ class Syncer:
                 final, plan = outcome.members, outcome.plan
             if not final and record.guarded and not plan.provisions:
                 self.store.unguard(record)
-        except stores.Conflict:
+        except stores.Conflict as conflict:
+            log.info("group %s: %s (Conflict): syncing again", _name(record.key), conflict)
             if progress.steps:
                 self.owners.set(record.key, list(progress.members))
             return Result(key=record.key, spec=spec, members=progress.sorted_members(), requeue_after=RETRY_CONFLICT)
@@ -213,7 +216,6 @@ class Syncer:
         new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
         if _ready_changed(record.status, new):
             self.store.event(record, reason=status.INVALID_SPEC, message=message, warning=True, force=True)
-        log.error("group %s: %s", _name(record.key), message)
         self._write_raw(record, new)
         return Result(key=record.key, spec=spec, failure=failure)
 
@@ -229,17 +231,21 @@ class Syncer:
     ) -> Result:
         """A plugin or the store failed: status says so, from what is known to be there."""
         failure = _failure(status.RECONCILE_ERROR, _describe(error))
-        log.error("group %s: %s", _name(record.key), failure.message)
         log.debug("group %s: failure detail", _name(record.key), exc_info=error)
-        members = progress.sorted_members() if progress is not None else []
-        if progress is not None and not progress.members and resolved is not None:
+        members: list[planning.Member] = []
+        known = progress is not None and progress.observed
+        if progress is not None and progress.observed:
+            members = progress.sorted_members()
+        elif resolved is not None:
             try:  # the failure came before anything was observed: look once more
                 members = engine.observe(spec, resolved)
-            except Exception:
-                members = []
+                known = True
+            except Exception:  # noqa: S110 - the first failure is the one reported
+                pass
         if _ready_message(record.status) != failure.message:
+            # Once per distinct failure, not once per retry: the store shows it (an Event, a log line).
             self.store.event(record, reason=status.RECONCILE_ERROR, message=failure.message, warning=True, force=True)
-        if progress is not None and progress.members:
+        if known:
             self._write(record, spec, members, plan, failure)
         else:
             new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
@@ -272,7 +278,10 @@ class Syncer:
                 self.store.event(record, reason="Destroyed", message=message, force=True)
         except Exception as error:
             failure = _failure(status.RECONCILE_ERROR, f"cannot tear down: {_describe(error)}")
-            log.error("group %s: %s", _name(record.key), failure.message)
+            if _ready_message(record.status) != failure.message:
+                self.store.event(
+                    record, reason=status.RECONCILE_ERROR, message=failure.message, warning=True, force=True
+                )
             new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
             self._write_raw(record, new)
             return Result(key=record.key, spec=spec, steps=steps, failure=failure)

@@ -83,6 +83,9 @@ def test_service_account_may_do_what_the_operator_does(operator_rbac: Cluster, n
         ("patch", "groups.infrakit.io", "--subresource=status", *ns),
         ("create", "events", *ns),
         ("create", "events", *system),
+        # kopf's scanning: the CRD appearing late, namespaces matching globs
+        *[(verb, "customresourcedefinitions.apiextensions.k8s.io") for verb in ("list", "watch")],
+        *[(verb, "namespaces") for verb in ("list", "watch")],
         # the Lease, in the operator's namespace
         ("create", "leases.coordination.k8s.io", *system),
         ("get", f"leases.coordination.k8s.io/{LEASE}", *system),
@@ -108,8 +111,9 @@ def test_service_account_may_do_nothing_else(operator_rbac: Cluster, namespace: 
         ("update", "groups.infrakit.io", "--subresource=scale", *ns),
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),
         ("update", "customresourcedefinitions.apiextensions.k8s.io/groups.infrakit.io"),
-        ("get", "customresourcedefinitions.apiextensions.k8s.io"),
-        ("list", "namespaces"),
+        ("get", "customresourcedefinitions.apiextensions.k8s.io/groups.infrakit.io"),
+        ("delete", "customresourcedefinitions.apiextensions.k8s.io/groups.infrakit.io"),
+        ("get", "namespaces/default"),
         ("create", "namespaces"),
         *[(verb, "events", *ns) for verb in ("list", "patch", "update", "delete")],
         ("create", "events.events.k8s.io", *ns),
