@@ -264,7 +264,7 @@ def test_a_leader_that_sees_another_holder_stops_at_once(
     assert f"lost the lease {LEASE} (taken by c): stopping all changes" in messages(caplog)
 
 
-@pytest.mark.parametrize("seed", range(25))
+@pytest.mark.parametrize("seed", range(40))
 def test_never_two_leaders_under_random_latency_failures_and_crashes(
     make_elector: ElectorFactory, clock: Clock, leases: MemoryLeases, seed: int
 ) -> None:
@@ -290,7 +290,7 @@ def test_never_two_leaders_under_random_latency_failures_and_crashes(
     leases._enter = slow_enter  # type: ignore[method-assign]
 
     async def scenario() -> None:
-        for _ in range(300):
+        for _ in range(1000):
             roll = rng.random()
             if roll < 0.05 and len(alive) > 1:
                 alive.discard(rng.choice(sorted(alive)))  # a crash: no release
@@ -298,7 +298,7 @@ def test_never_two_leaders_under_random_latency_failures_and_crashes(
                 alive.add(rng.randrange(3))  # back (a restarted replica would have a new identity; fine)
             leases.failure = ConnectionResetError("reset") if rng.random() < 0.1 else None
             await asyncio.gather(*(electors[i].attempt() for i in sorted(alive) if rng.random() < 0.8))
-            clock.advance(rng.uniform(0, RENEW))
+            clock.advance(rng.uniform(0, RENEW / 4))
             check()
 
     run(scenario())
