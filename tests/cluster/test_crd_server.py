@@ -15,7 +15,7 @@ from tests.clusterfixtures import REPO_ROOT, Cluster
 
 EXAMPLE = REPO_ROOT / "examples" / "cattle.yaml"
 STATUS = {"desiredReplicas": 5, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 1, "configHash": "abc123def"}
-COLUMNS = ["NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "READY", "AGE"]
+COLUMNS = ["NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "HEALTHY", "READY", "REASON", "AGE"]
 
 
 def _group(cluster: Cluster, namespace: str, name: str = "cattle") -> dict[str, Any]:
@@ -54,8 +54,7 @@ def test_printer_columns(crd_installed: Cluster, namespace: str) -> None:
     assert [row["NAME"] for row in rows] == ["cattle"]
 
     names, rows = _table(crd_installed.kubectl("get", "groups", "-n", namespace, "-o", "wide").stdout)
-    assert names[: len(COLUMNS)] == COLUMNS
-    assert "CONFIG-HASH" in names
+    assert names == [*COLUMNS, "CONFIG-HASH", "PAUSED", "MESSAGE"]
 
 
 def test_category_and_short_name(crd_installed: Cluster, namespace: str) -> None:
@@ -109,8 +108,8 @@ def test_status_subresource(crd_installed: Cluster, namespace: str) -> None:
     assert {k: group["status"][k] for k in STATUS} == STATUS
 
     _, rows = _table(crd_installed.kubectl("get", "groups", "-n", namespace, "-o", "wide").stdout)
-    shown = {k: rows[0][k] for k in ("DESIRED", "CURRENT", "UP-TO-DATE", "READY", "CONFIG-HASH")}
-    assert shown == {"DESIRED": "5", "CURRENT": "3", "UP-TO-DATE": "2", "READY": "1", "CONFIG-HASH": "abc123def"}
+    shown = {k: rows[0][k] for k in ("DESIRED", "CURRENT", "UP-TO-DATE", "HEALTHY", "CONFIG-HASH")}
+    assert shown == {"DESIRED": "5", "CURRENT": "3", "UP-TO-DATE": "2", "HEALTHY": "1", "CONFIG-HASH": "abc123def"}
 
     # A write to the main resource may change spec but never status.
     manifest = yaml.safe_load(EXAMPLE.read_text())
