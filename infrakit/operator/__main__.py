@@ -31,6 +31,13 @@ __all__ = ["main"]
 )
 @click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace (the default with no --namespace).")
 @click.option(
+    "--scanning/--no-scanning",
+    default=True,
+    show_default=True,
+    help="Let kopf watch the CRD (served once installed, even after the start) and the namespaces (for "
+    "--namespace globs); needs cluster-wide list/watch on both. Without it, the API is listed once at start.",
+)
+@click.option(
     "--liveness",
     default="http://0.0.0.0:8080/healthz",
     show_default=True,
@@ -70,6 +77,7 @@ def main(
     instance_dir: Path,
     namespaces: tuple[str, ...],
     all_namespaces: bool,
+    scanning: bool,
     liveness: str,
     metrics_port: int,
     resync: float,
@@ -89,6 +97,7 @@ def main(
     config = handlers.Config(
         plugin_options={"instance-file": {"dir": str(instance_dir.absolute()), "fsync": durable}},
         namespaces=() if clusterwide else namespaces,
+        scanning=scanning,
         resync=resync,
         workers=workers,
         metrics_port=metrics_port,

@@ -16,6 +16,9 @@ What kopf offers that we do not use, and why:
 * kopf's peering (one active operator): peering objects need a CRD of kopf's own and
   cluster-wide permissions; a ``coordination.k8s.io`` Lease (``leadership``) is what
   Kubernetes controllers use, and it also fences every write of a replica that lost it;
+* kopf's scanning, where the operator may not list CRDs and namespaces cluster-wide (the
+  namespaced overlay passes ``--no-scanning``): kopf would log a 403 and fall back to its
+  start-up listing anyway, which is what turning it off does, quietly;
 * kopf's posting of events from its logs: events are aggregated by the store instead
   (``infrakit.cluster.records``), with the ones that matter never rate-limited.
 """
@@ -49,6 +52,7 @@ class Config:
 
     plugin_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     namespaces: tuple[str, ...] = ()
+    scanning: bool = True
     resync: float = 30.0
     workers: int = 2
     metrics_port: int = 9090
@@ -98,6 +102,7 @@ class Operator:
                 duration=self.config.lease_duration,
                 renew=min(2.0, self.config.lease_duration / 5),
                 on_elected=self.runtime.enqueue_all,
+                on_lost=_lost,
             )
             self._election = asyncio.create_task(self.elector.run(), name="leader-election")
         if self.config.metrics_port:
@@ -121,6 +126,10 @@ class Operator:
             self.runtime.enqueue(key)
 
 
+def _lost() -> None:
+    log.warning("not the leader any more: syncs in flight stop before their next instance operation or write")
+
+
 # -- kopf handlers (async: they run in kopf's event loop, where the runtime's queue lives) -----------
 
 
@@ -128,6 +137,8 @@ class Operator:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     operator: Operator = memo.operator
     settings.posting.level = logging.WARNING
+    # Off only where the operator may not list CRDs and namespaces (the namespaced overlay).
+    settings.scanning.disabled = not operator.config.scanning
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
     await operator.start()

@@ -220,7 +220,7 @@ def test_namespaced_overlay_has_no_cluster_permissions() -> None:
     binding = one(docs, "RoleBinding", "infrakit-operator")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "infrakit-operator"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": SYSTEM_NAMESPACE}]
-    assert operator_container(docs)["args"][-1] == "--namespace=$(POD_NAMESPACE)"
+    assert operator_container(docs)["args"][-2:] == ["--namespace=$(POD_NAMESPACE)", "--no-scanning"]
     assert not any("--namespace" in arg for arg in operator_container(render("base"))["args"])
 
 

@@ -227,7 +227,13 @@ def test_operator_under_its_service_account(operator_rbac: Cluster, namespace: s
         namespace=namespace,  # --namespace (unless -A) and --lease-namespace
         instance_dir=tmp_path / "instances",
         log=tmp_path / "operator.log",
-        extra=["--log", "5", *(["--all-namespaces"] if everywhere else [])],  # debug: kopf's watch-stream
+        # --log 5: kopf's watch-stream lines; --no-scanning as the namespaced overlay runs it
+        extra=[
+            "--log",
+            "5",
+            *(["--all-namespaces"] if everywhere else []),
+            *(["--no-scanning"] if kind == "namespaced" else []),
+        ],
         env={"KUBECONFIG": str(kubeconfig)},
     )
     groups = Groups(cluster=cluster, namespace=namespace)

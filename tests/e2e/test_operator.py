@@ -51,8 +51,8 @@ def test_tutorial(operator: Operator, groups: Groups, tmp_path: Path) -> None:
         }
         assert document["Spec"]["Init"] == "docker pull nginx:alpine\ndocker run -d -p 80:80 nginx-alpine"
     header, row = groups.kubectl("get", "groups").stdout.splitlines()
-    assert header.split() == ["NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "READY", "AGE"]
-    assert row.split()[:5] == ["cattle", "5", "5", "5", "5"]
+    assert header.split() == ["NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "HEALTHY", "READY", "REASON", "AGE"]
+    assert row.split()[:7] == ["cattle", "5", "5", "5", "5", "True", "Converged"]
     assert groups.condition("cattle", "Ready")["status"] == "True"
     first = set(operator.instances("cattle"))
 
