@@ -102,10 +102,10 @@ class Syncer:
         ``members`` spares the first describe when the caller has just made one (the
         local commit, under the same lock).
         """
-        faults.hit("sync-start")
         with self.store.session():
             try:
                 record = self.store.get(key)
+                faults.hit("sync-start")  # a stall here works from the record as it was read
             except specs.SpecError as error:  # a damaged record: this group only
                 log.error("group %s: %s", _name(key), error)
                 return Result(key=key, failure=status.Failure(reason=status.INVALID_SPEC, message=str(error)))
