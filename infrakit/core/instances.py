@@ -15,6 +15,7 @@ from typing import Any, Final
 from infrakit.core import specs
 
 __all__ = [
+    "BOOTSTRAP_SHA",
     "TAG_CONFIG_SHA",
     "TAG_GROUP",
     "TAG_LOGICAL_ID",
@@ -36,6 +37,10 @@ TAG_NAMESPACE: Final = "infrakit.namespace"
 # Set on the instances of a group deleted with its instances left in place on purpose
 # (InfraKit's "free"), so that no collector of dangling instances takes them.
 TAG_ORPHANED: Final = "infrakit.orphaned"
+# The config hash of an instance made outside InfraKit to join a group (the first manager
+# of a swarm, which must exist before any group can be committed): InfraKit adopts it as
+# up to date and labels it with the group's hash, never replaces it.
+BOOTSTRAP_SHA: Final = "bootstrap"
 
 
 class Health(enum.Enum):
