@@ -16,6 +16,7 @@ from infrakit.core import specs
 
 __all__ = [
     "BOOTSTRAP_SHA",
+    "MAX_FLAVOR_BYTES",
     "TAG_CONFIG_SHA",
     "TAG_GROUP",
     "TAG_LOGICAL_ID",
@@ -41,6 +42,12 @@ TAG_ORPHANED: Final = "infrakit.orphaned"
 # of a swarm, which must exist before any group can be committed): InfraKit adopts it as
 # up to date and labels it with the group's hash, never replaces it.
 BOOTSTRAP_SHA: Final = "bootstrap"
+
+MAX_FLAVOR_BYTES: Final = 1 << 20
+"""Bytes a flavor may add to an instance spec (init script, tags, attachments), measured as
+compact ASCII JSON (``json.dumps`` defaults: escapes count).  A flavor's ``validate``
+refuses more; every instance plugin must store a spec carrying this much besides its
+properties (the file plugin leaves room for it: ``infrakit.plugins.instance_file``)."""
 
 
 class Health(enum.Enum):
