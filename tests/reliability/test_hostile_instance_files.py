@@ -170,7 +170,7 @@ def test_what_flavor_and_instance_validation_accept_together_is_written_and_read
 
 
 def test_an_init_script_too_big_for_any_instance_is_refused_at_commit(tmp_path: Path) -> None:
-    """Before: YAML aliases made a 9 MB init script from a legal document; commit saved the
+    """Before: YAML aliases made a 9.6 MB init script from a legal document; commit saved the
     group, then every provision failed (exit 1, and `run` retried it for ever)."""
     home = tmp_path / "home"
     chunk = "x" * 600_000
