@@ -333,7 +333,7 @@ def _instance_commands(name: str) -> click.Group:
                 )
             plugin = resolve(obj)
             plugin.validate(document.get("Properties"))
-            click.echo(plugin.provision(_instance_spec(document)))
+            click.echo(plugin.provision(instances.InstanceSpec.from_json(document)))
 
     @group.command("destroy", help="Destroy the instance.")
     @click.argument("instance_id")
@@ -481,13 +481,6 @@ def _read(file: str) -> bytes:
             return stream.read(documents.MAX_BYTES + 1)
     except OSError as error:
         raise specs.SpecError("", f"cannot read {file}: {error.strerror or error}") from error
-
-
-def _instance_spec(document: dict[str, Any]) -> instances.InstanceSpec:
-    try:
-        return instances.InstanceSpec.from_json(document)
-    except (KeyError, TypeError, AttributeError) as error:
-        raise specs.SpecError("Attachments", f"each attachment needs ID and Type ({error})") from None
 
 
 def _split_tag(text: str) -> tuple[str, str]:

@@ -15,6 +15,8 @@ from typing import Any, Final
 from infrakit.core import specs
 
 __all__ = [
+    "BOOTSTRAP_SHA",
+    "MAX_FLAVOR_BYTES",
     "TAG_CONFIG_SHA",
     "TAG_GROUP",
     "TAG_LOGICAL_ID",
@@ -36,6 +38,16 @@ TAG_NAMESPACE: Final = "infrakit.namespace"
 # Set on the instances of a group deleted with its instances left in place on purpose
 # (InfraKit's "free"), so that no collector of dangling instances takes them.
 TAG_ORPHANED: Final = "infrakit.orphaned"
+# The config hash of an instance made outside InfraKit to join a group (the first manager
+# of a swarm, which must exist before any group can be committed): InfraKit adopts it as
+# up to date and labels it with the group's hash, never replaces it.
+BOOTSTRAP_SHA: Final = "bootstrap"
+
+MAX_FLAVOR_BYTES: Final = 1 << 20
+"""Bytes a flavor may add to an instance spec (init script, tags, attachments), measured as
+compact ASCII JSON (``json.dumps`` defaults: escapes count).  A flavor's ``validate``
+refuses more; every instance plugin must store a spec carrying this much besides its
+properties (the file plugin leaves room for it: ``infrakit.plugins.instance_file``)."""
 
 
 class Health(enum.Enum):

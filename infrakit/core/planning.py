@@ -3,7 +3,9 @@
 This is the whole of the group controller's judgement, as pure functions:
 
 * :func:`classify` turns plugin descriptions (and the flavor's health verdicts) into
-  :class:`Member` records: up to date or not, healthy or not.
+  :class:`Member` records: up to date or not, healthy or not.  An instance made outside
+  InfraKit and tagged ``infrakit.config_sha=bootstrap`` is up to date: InfraKit adopts it
+  (the first manager of a swarm), and :func:`plan` labels it with the group's hash.
 * :func:`plan` decides one step towards the spec: which instances to provision and
   which to destroy.  It is level-based: it looks only at what is observed, so any pass
   may be repeated, interrupted or resumed by another process, and a rolling update
@@ -28,6 +30,7 @@ from infrakit.core import instances, specs
 
 __all__ = [
     "Destroy",
+    "Label",
     "Member",
     "Plan",
     "Provision",
@@ -47,6 +50,7 @@ class Reason(enum.Enum):
     SCALE_DOWN = "ScaleDown"
     ROLLING_UPDATE = "RollingUpdate"
     DUPLICATE = "Duplicate"
+    BOOTSTRAP = "Bootstrap"  # labelled: made outside InfraKit, adopted as up to date
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -83,9 +87,19 @@ class Destroy:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Round:
-    """Provisions first (surge), then destroys (drain)."""
+class Label:
+    """Tags to merge into an instance's own (through the instance plugin's ``label``)."""
 
+    id: str
+    tags: Mapping[str, str]
+    reason: Reason = Reason.BOOTSTRAP
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Round:
+    """Labels first (adoptions), then provisions (surge), then destroys (drain)."""
+
+    labels: tuple[Label, ...] = ()
     provisions: tuple[Provision, ...] = ()
     destroys: tuple[Destroy, ...] = ()
 
@@ -123,14 +137,18 @@ def classify(
     descriptions: Iterable[instances.Description],
     health: Mapping[str, instances.Health],
 ) -> list[Member]:
-    """Judge each described instance; ``health`` maps instance ID to the flavor's verdict."""
+    """Judge each described instance; ``health`` maps instance ID to the flavor's verdict.
+
+    A bootstrap instance (:data:`~infrakit.core.instances.BOOTSTRAP_SHA`) is up to date
+    whatever the spec: it is to be labelled, never rolled.
+    """
     sha = spec.config_sha
     return sorted(
         (
             Member(
                 description=d,
                 health=health.get(d.id, instances.Health.UNKNOWN),
-                up_to_date=d.tags.get(instances.TAG_CONFIG_SHA) == sha,
+                up_to_date=d.tags.get(instances.TAG_CONFIG_SHA) in (sha, instances.BOOTSTRAP_SHA),
             )
             for d in descriptions
         ),
@@ -143,7 +161,26 @@ def plan(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
     result = _plan_pets(spec, members) if spec.is_pets else _plan_cattle(spec, members)
     if spec.paused:
         return Plan(converged=result.converged, blocked=not result.converged)
-    return result
+    return _adopt(spec, members, result)
+
+
+def _adopt(spec: specs.GroupSpec, members: Sequence[Member], result: Plan) -> Plan:
+    """``result`` with the bootstrap members it keeps labelled with the group's hash first.
+
+    As InfraKit did on every look at a group: so the tag says what the instance is, and
+    a later spec rolls it like any other.  One it destroys anyway (a surplus, a
+    duplicate) is not labelled.
+    """
+    going = {d.id for d in result.destroys}
+    labels = tuple(
+        Label(id=m.id, tags={instances.TAG_CONFIG_SHA: spec.config_sha})
+        for m in members
+        if m.description.tags.get(instances.TAG_CONFIG_SHA) == instances.BOOTSTRAP_SHA and m.id not in going
+    )
+    if not labels:
+        return result
+    first, *rest = result.rounds or (Round(),)
+    return Plan(rounds=(dataclasses.replace(first, labels=labels), *rest))
 
 
 _HEALTH_RANK = {instances.Health.UNHEALTHY: 0, instances.Health.UNKNOWN: 1, instances.Health.HEALTHY: 2}

@@ -10,6 +10,7 @@ Properties (InfraKit's ``vanilla.Spec``)::
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -35,7 +36,23 @@ class VanillaPlugin:
         self._parsed: tuple[Any, tuple[list[str], dict[str, str], tuple[instances.Attachment, ...]]] | None = None
 
     def validate(self, properties: Any, allocation: specs.Allocation) -> None:
-        _parse(properties)
+        init, tags, attachments = _parse(properties)
+        # What prepare adds travels in every instance spec: as big as instance plugins
+        # can store, or a group would validate and then fail to provision on every pass.
+        sizes = {
+            "Init": len(json.dumps("\n".join(init))),
+            "Tags": len(json.dumps(tags)),
+            "Attachments": len(json.dumps([a.to_json() for a in attachments])),
+        }
+        total = sum(sizes.values())
+        if total > instances.MAX_FLAVOR_BYTES:
+            largest = max(sizes, key=lambda part: sizes[part])
+            raise specs.SpecError(
+                f"{_FIELD}.{largest}",
+                f"Init, Tags and Attachments take {total} bytes as JSON, more than the "
+                f"{instances.MAX_FLAVOR_BYTES} a flavor may add to an instance; make them smaller "
+                "(fetch a large init script from the instance instead)",
+            )
 
     def prepare(
         self, properties: Any, spec: instances.InstanceSpec, allocation: specs.Allocation

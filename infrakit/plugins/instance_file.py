@@ -22,8 +22,10 @@ on every pass and fill the disk):
   allows, or that are not JSON;
 * ``provision`` and ``label`` refuse (``PluginError``, nothing written) a file larger
   than ``MAX_FILE``, the read limit, which leaves ``MAX_FILE - MAX_PROPERTIES`` for what
-  the flavor adds (init script, tags); ``provision`` refuses a spec of the wrong types
-  (``SpecError`` naming the field).
+  the flavor adds (init script, tags, attachments: at most
+  ``infrakit.core.instances.MAX_FLAVOR_BYTES`` as compact JSON, which a flavor's
+  ``validate`` checks; indented, and the tags twice, they take at most 3.5 times that);
+  ``provision`` refuses a spec of the wrong types (``SpecError`` naming the field).
 
 A file named as an instance that cannot be decoded (larger than the read limit, damaged
 in the middle, written by an older version with other limits) may still be one of ours,

@@ -47,7 +47,7 @@ class Plugins:
 class Step:
     """One action taken, reported to the ``on_step`` callback."""
 
-    action: str  # "provision" | "destroy"
+    action: str  # "label" | "provision" | "destroy"
     instance_id: str
     reason: planning.Reason
     logical_id: str | None = None
@@ -140,6 +140,8 @@ def reconcile(
             break
         for round_ in plan.rounds:
             budget -= 1
+            if not _label(resolved, round_.labels, current, on_step=on_step, steps=steps):
+                break  # an instance to label is gone: plan again from what is
             all_healthy = True
             for provision in round_.provisions:
                 member = _provision(spec, resolved, provision, prepared)
@@ -197,6 +199,30 @@ def orphan(spec: specs.GroupSpec, resolved: Plugins) -> list[planning.Member]:
             with contextlib.suppress(plugins.InstanceNotFound):
                 resolved.instance.label(member.id, {instances.TAG_ORPHANED: "true"})
     return members
+
+
+def _label(
+    resolved: Plugins,
+    labels: tuple[planning.Label, ...],
+    current: dict[str, planning.Member],
+    *,
+    on_step: Callable[[Step], None] | None,
+    steps: list[Step],
+) -> bool:
+    """Label the members (InfraKit's adoption of bootstrap instances); False if one is gone."""
+    for label in labels:
+        member = current[label.id]
+        try:
+            resolved.instance.label(label.id, label.tags)
+        except plugins.InstanceNotFound:
+            del current[label.id]  # lost meanwhile: the next plan replaces it
+            return False
+        tags = {**member.description.tags, **label.tags}
+        current[label.id] = dataclasses.replace(member, description=dataclasses.replace(member.description, tags=tags))
+        faults.hit("instance-op")
+        step = Step(action="label", instance_id=label.id, reason=label.reason, logical_id=member.logical_id)
+        steps.append(_report(on_step, step))
+    return True
 
 
 def _provision(

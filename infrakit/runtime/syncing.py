@@ -378,6 +378,13 @@ class Syncer:
         rolled = counts[("destroy", planning.Reason.ROLLING_UPDATE)]
         made_count = sum(n for (action, _), n in counts.items() if action == "provision")
         removed = sum(n for (action, _), n in counts.items() if action == "destroy") - rolled
+        if done_labels := counts[("label", planning.Reason.BOOTSTRAP)]:
+            self.store.event(
+                record,
+                reason="Adopted",
+                message=f"adopted {done_labels} instances made outside InfraKit "
+                f"({instances.TAG_CONFIG_SHA}={instances.BOOTSTRAP_SHA}): labelled with config {spec.config_sha}",
+            )
         if made_count:
             self.store.event(
                 record, reason="Provisioned", message=f"provisioned {made_count} instances (config {spec.config_sha})"

@@ -287,3 +287,69 @@ def test_a_whole_roll_is_one_plan_when_instances_are_healthy_at_once() -> None:
     assert sorted(gone) == sorted(m.id for m in old)
     assert gone == [m.id for m in planning.removal_order(old)]  # newest outdated first
     assert all(len(r.provisions) <= 1 for r in plan.rounds)  # maxSurge 1, one at a time
+
+
+# --- bootstrap instances (issue 11, item 12b) ---------------------------------------------------
+
+
+def bootstrap(iid: str, *, logical_id: str | None = None, created: float = 0.0) -> planning.Member:
+    """An instance made outside InfraKit to join the group, classified as the engine does."""
+    tags = {instances.TAG_GROUP: "g", instances.TAG_CONFIG_SHA: instances.BOOTSTRAP_SHA}
+    description = instances.Description(id=iid, logical_id=logical_id, tags=tags, created=created)
+    (judged,) = planning.classify(spec(), [description], {iid: H})
+    return judged
+
+
+def test_a_bootstrap_instance_is_up_to_date_and_labelled_with_the_group_hash() -> None:
+    target = spec(size=3)
+    members = [bootstrap("boot"), member("a")]
+    assert members[0].up_to_date
+    plan = planning.plan(target, members)
+    assert not plan.converged
+    assert [(lb.id, dict(lb.tags), lb.reason) for lb in plan.rounds[0].labels] == [
+        ("boot", {instances.TAG_CONFIG_SHA: target.config_sha}, planning.Reason.BOOTSTRAP)
+    ]
+    assert len(plan.provisions) == 1 and not plan.destroys  # it counts: one more, not two
+
+
+def test_a_group_of_bootstrap_instances_only_needs_labels() -> None:
+    plan = planning.plan(spec(size=2), [bootstrap("b1"), bootstrap("b2")])
+    assert [lb.id for r in plan.rounds for lb in r.labels] == ["b1", "b2"]
+    assert not any(r.provisions or r.destroys for r in plan.rounds)
+    assert not plan.empty  # the engine acts on it
+
+
+def test_a_bootstrap_instance_waiting_on_a_roll_is_still_labelled() -> None:
+    waiting = [member("old", up_to_date=False), member("new", health=U)]
+    assert planning.plan(spec(size=2), [*waiting, member("m")]).blocked  # the same, labelled already
+    plan = planning.plan(spec(size=2), [*waiting, bootstrap("boot")])
+    assert [lb.id for lb in plan.rounds[0].labels] == ["boot"]
+    assert not plan.provisions and not plan.destroys
+
+
+def test_a_bootstrap_instance_that_goes_is_not_labelled() -> None:
+    plan = planning.plan(spec(size=1), [member("a", created=1), bootstrap("boot", created=9)])
+    assert [d.id for d in plan.destroys] == ["boot"]  # newest first, as any up-to-date surplus
+    assert not plan.rounds[0].labels
+
+
+def test_a_bootstrap_pet_keeps_its_logical_id() -> None:
+    target = spec(logical_ids=("m1", "m2"))
+    plan = planning.plan(target, [bootstrap("boot", logical_id="m1")])
+    assert [lb.id for lb in plan.rounds[0].labels] == ["boot"]
+    assert [p.logical_id for p in plan.provisions] == ["m2"] and not plan.destroys
+
+
+def test_a_paused_group_labels_nothing() -> None:
+    assert planning.plan(spec(size=1, paused=True), [bootstrap("boot")]).empty
+
+
+def test_once_labelled_it_is_an_ordinary_member() -> None:
+    target = spec(size=1)
+    labelled = instances.Description(
+        id="boot", tags={instances.TAG_GROUP: "g", instances.TAG_CONFIG_SHA: target.config_sha}
+    )
+    assert planning.plan(target, planning.classify(target, [labelled], {"boot": H})).converged
+    rolled = spec(size=1, note="v2")  # a later spec rolls it like any other
+    (outdated,) = planning.classify(rolled, [labelled], {"boot": H})
+    assert not outdated.up_to_date

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from infrakit.core import instances, planning, specs
+from infrakit.plugins import PluginError
 from infrakit.plugins.flavor_vanilla import VanillaPlugin
 from infrakit.runtime import engine
 from infrakit.testing.memory import MemoryPlugin
@@ -125,3 +126,56 @@ def test_a_roll_waits_on_health_and_continues() -> None:
     assert outcome.plan.converged
     assert all(m.up_to_date for m in engine.observe(target, resolved))
     assert isinstance(outcome.plan, planning.Plan)
+
+
+# -- bootstrap instances (issue 11, item 12b) ----------------------------------------------------
+
+
+def made_outside(plugin: MemoryPlugin, *, logical_id: str | None = None) -> str:
+    """An instance made outside InfraKit for group ``web`` (InfraKit's bootstrap tag)."""
+    tags = {instances.TAG_GROUP: "web", instances.TAG_CONFIG_SHA: instances.BOOTSTRAP_SHA}
+    if logical_id is not None:
+        tags[instances.TAG_LOGICAL_ID] = logical_id
+    return plugin.provision(instances.InstanceSpec(tags=tags, logical_id=logical_id))
+
+
+def test_a_bootstrap_instance_is_adopted_and_relabelled(plugins: engine.Plugins) -> None:
+    assert isinstance(plugins.instance, MemoryPlugin)
+    boot = made_outside(plugins.instance)
+    spec = group(size=3)
+    outcome = engine.reconcile(spec, plugins)
+    assert outcome.plan.converged
+    assert [(s.action, s.instance_id) for s in outcome.steps[:1]] == [("label", boot)]
+    assert [s.action for s in outcome.steps[1:]] == ["provision"] * 2
+    tags = {d.id: d.tags for d in plugins.instance.describe({})}
+    assert boot in tags and tags[boot][instances.TAG_CONFIG_SHA] == spec.config_sha
+    assert {m.description.tags[instances.TAG_CONFIG_SHA] for m in outcome.members} == {spec.config_sha}
+    assert engine.reconcile(spec, plugins).steps == []  # labelled once: nothing more to do
+
+
+def test_a_bootstrap_pet_is_adopted_under_its_logical_id(plugins: engine.Plugins) -> None:
+    assert isinstance(plugins.instance, MemoryPlugin)
+    boot = made_outside(plugins.instance, logical_id="a")
+    outcome = engine.reconcile(group(logical_ids=("a", "b")), plugins)
+    assert outcome.plan.converged
+    assert sorted((m.logical_id, m.id == boot) for m in outcome.members) == [("a", True), ("b", False)]
+
+
+def test_a_bootstrap_instance_gone_before_its_label_is_replaced(plugins: engine.Plugins) -> None:
+    assert isinstance(plugins.instance, MemoryPlugin)
+    boot = made_outside(plugins.instance)
+    spec = group(size=2)
+    members = engine.observe(spec, plugins)
+    plugins.instance.instances.pop(boot)  # lost between observe and label
+    outcome = engine.reconcile(spec, plugins, members=members)
+    assert outcome.plan.converged and len(plugins.instance.describe({})) == 2
+    assert boot not in {m.id for m in outcome.members}
+
+
+def test_a_label_that_fails_fails_the_reconcile_and_destroys_nothing(plugins: engine.Plugins) -> None:
+    assert isinstance(plugins.instance, MemoryPlugin)
+    boot = made_outside(plugins.instance)
+    plugins.instance.faults["label"] = PluginError("label refused")
+    with pytest.raises(PluginError, match="label refused"):
+        engine.reconcile(group(size=1), plugins)
+    assert [d.id for d in plugins.instance.describe({})] == [boot]  # kept, as InfraKit did

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from infrakit.core import instances, specs
@@ -51,3 +53,26 @@ def test_validate_names_the_field(properties: object, field: str) -> None:
     with pytest.raises(specs.SpecError) as caught:
         VanillaPlugin().validate(properties, ALLOC)
     assert field in caught.value.field
+
+
+@pytest.mark.parametrize("char", ["x", "\x01", "é", "\U0001f600"])  # 1, 6, 6 and 12 bytes as JSON
+def test_validate_refuses_more_init_than_an_instance_can_carry(char: str) -> None:
+    """An init script is measured as it travels (escaped JSON), so every instance plugin can store it."""
+    limit = instances.MAX_FLAVOR_BYTES
+    per_char = len(json.dumps(char)) - 2
+    count = (limit - 6) // per_char  # the quotes, and the empty Tags and Attachments take 2 each
+    VanillaPlugin().validate({"Init": [char * count]}, ALLOC)
+    with pytest.raises(specs.SpecError) as caught:
+        VanillaPlugin().validate({"Init": [char * (count + 1)]}, ALLOC)
+    assert caught.value.field == "spec.flavor.properties.Init"
+    assert str(limit) in caught.value.message
+
+
+def test_tags_and_attachments_count_too_naming_the_largest() -> None:
+    tags = {f"k{i}": "v" * 100 for i in range(instances.MAX_FLAVOR_BYTES // 200)}  # ~0.6 MB
+    attachments = [{"ID": "a" * 200, "Type": "t"} for _ in range(instances.MAX_FLAVOR_BYTES // 300)]  # ~0.8 MB
+    VanillaPlugin().validate({"Tags": tags}, ALLOC)
+    VanillaPlugin().validate({"Attachments": attachments}, ALLOC)
+    with pytest.raises(specs.SpecError) as caught:
+        VanillaPlugin().validate({"Tags": tags, "Attachments": attachments, "Init": ["x"]}, ALLOC)
+    assert caught.value.field == "spec.flavor.properties.Attachments"

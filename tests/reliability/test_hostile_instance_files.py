@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from infrakit import cli
 from infrakit.core import instances, specs
 from infrakit.plugins import InstanceNotFound, PluginError, instance_file
+from infrakit.plugins.flavor_vanilla import VanillaPlugin
 from infrakit.plugins.instance_file import FilePlugin
 from tests.conftest import snapshot
 
@@ -126,6 +127,64 @@ def test_a_too_big_spec_is_refused_at_commit_and_never_provisioned_in_a_loop(tmp
         assert code == 2, err
         assert "spec.instance.properties" in err and "Traceback" not in err
         assert ids(home / "instances") == set()
+
+
+def _flavor_at_its_limit(shape: str) -> dict[str, Any]:
+    """Vanilla properties adding as much as a flavor may, in the shape that costs a file most."""
+    limit = instances.MAX_FLAVOR_BYTES - 4  # what the two empty parts take
+    if shape == "init-escapes":  # every byte escaped: 6 bytes of JSON each
+        return {"Init": ["\x01" * ((limit - 2) // 6)]}
+    if shape == "tiny-tags":  # indented and written twice (Spec.Tags and Tags): 3.5 times their JSON
+        tags: dict[str, str] = {}
+        size = 2
+        while size + len(f'"{len(tags):x}": "", ') <= limit:
+            size += len(f'"{len(tags):x}": "", ')
+            tags[f"{len(tags):x}"] = ""
+        return {"Tags": tags}
+    return {"Attachments": [{"ID": "", "Type": ""}] * ((limit - 2) // len('{"ID": "", "Type": ""}, '))}
+
+
+@pytest.mark.parametrize("shape", ["init-escapes", "tiny-tags", "attachments"])
+def test_what_flavor_and_instance_validation_accept_together_is_written_and_read_back(
+    tmp_path: Path, shape: str
+) -> None:
+    """The flavor's budget and the properties' budget together fit the read limit, worst shapes included."""
+    file_plugin, vanilla = FilePlugin(directory=tmp_path), VanillaPlugin()
+    properties = {"s": "a" * (instance_file.MAX_PROPERTIES - 21)}  # exactly the budget, rendered
+    file_plugin.validate(properties)
+    with pytest.raises(specs.SpecError):
+        file_plugin.validate({"s": "a" * (instance_file.MAX_PROPERTIES - 20)})
+    flavor = _flavor_at_its_limit(shape)
+    allocation = specs.Allocation(logical_ids=("l" * 63,))
+    vanilla.validate(flavor, allocation)
+    longest = {
+        instances.TAG_GROUP: "g" * 63,
+        instances.TAG_NAMESPACE: "n" * 63,
+        instances.TAG_CONFIG_SHA: "c" * 64,
+        instances.TAG_LOGICAL_ID: "l" * 63,
+    }
+    base = instances.InstanceSpec(properties=properties, tags=longest, logical_id="l" * 63)
+    iid = file_plugin.provision(vanilla.prepare(flavor, base, allocation))
+    assert (tmp_path / iid).stat().st_size <= instance_file.MAX_FILE
+    assert [d.id for d in file_plugin.describe(longest)] == [iid]
+
+
+def test_an_init_script_too_big_for_any_instance_is_refused_at_commit(tmp_path: Path) -> None:
+    """Before: YAML aliases made a 9.6 MB init script from a legal document; commit saved the
+    group, then every provision failed (exit 1, and `run` retried it for ever)."""
+    home = tmp_path / "home"
+    chunk = "x" * 600_000
+    group = tmp_path / "init.yaml"
+    group.write_text(
+        "apiVersion: infrakit.io/v1alpha1\nkind: Group\nmetadata: {name: init}\n"
+        "spec:\n  allocation: {size: 1}\n  instance: {plugin: instance-file, properties: {Note: n}}\n"
+        f"  flavor:\n    plugin: flavor-vanilla\n    properties:\n      Init: [&a {chunk}{', *a' * 15}]\n"
+    )
+    for args in (("commit", "--pretend"), ("commit",), ("commit",)):
+        code, _, err = run(home, *args, str(group))
+        assert code == 2, err
+        assert "spec.flavor.properties.Init" in err and len(err.splitlines()) == 1
+        assert not (home / "groups" / "init.yaml").exists() and ids(home / "instances") == set()
 
 
 def _inflate(path: Path, *, extra: int) -> None:

@@ -261,3 +261,19 @@ def test_the_guard_is_dropped_when_no_instance_is_left(world: World) -> None:
     world.syncer.sync(KEY)  # destroys the two
     world.syncer.sync(KEY)  # sees none: lets the record go without us
     assert not world.store.records[KEY].guarded
+
+
+def test_a_bootstrap_instance_is_adopted_with_an_event_and_counted_in_status(world: World) -> None:
+    """Was: an instance tagged infrakit.config_sha=bootstrap (made outside InfraKit) was destroyed."""
+    tags = {"infrakit.group": "web", "infrakit.namespace": "team", "infrakit.config_sha": "bootstrap"}
+    boot = world.plugin.provision(instances.InstanceSpec(tags=tags))
+    world.store.apply(group(size=2))
+    result = world.syncer.sync(KEY)
+    assert result.converged and boot in world.members() and len(world.members()) == 2
+    sha = result.spec.config_sha if result.spec else ""
+    assert world.plugin.instances[boot][0].tags["infrakit.config_sha"] == sha
+    messages = [m for _, reason, m, _ in world.store.events if reason == "Adopted"]
+    assert messages == [
+        f"adopted 1 instances made outside InfraKit (infrakit.config_sha=bootstrap): labelled with config {sha}"
+    ]
+    assert world.store.condition(KEY)["reason"] == "Converged"
