@@ -28,6 +28,7 @@ import http.client
 import itertools
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -212,7 +213,7 @@ class Transport:
             raise _Broken(f"cannot send the request ({_describe(error)})", retry=True) from None
         try:
             response = connection.getresponse()
-            chunks = []
+            chunks: list[bytes] = []
             size = 0
             while True:
                 remaining = deadline - time.monotonic()
@@ -221,6 +222,8 @@ class Transport:
                 sock.settimeout(remaining)
                 chunk = response.read(_CHUNK)
                 if not chunk:
+                    if response.length:  # read(amt) ends quietly at EOF short of Content-Length
+                        raise http.client.IncompleteRead(b"".join(chunks), response.length)
                     break
                 size += len(chunk)
                 if size > _MAX_ANSWER:
@@ -294,12 +297,11 @@ def _dropped(connection: http.client.HTTPConnection) -> bool:
     if sock is None:
         return True
     try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return False  # open, nothing waiting: reusable
-    except OSError:
+        # A socket with a timeout waits for data before recv whatever the flags: poll instead.
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
         return True
-    return True  # b"": closed by the plugin; bytes: an answer nobody asked for
+    return bool(readable)  # readable while idle: closed by the plugin (EOF), or bytes nobody asked for
 
 
 def _describe(error: BaseException) -> str:

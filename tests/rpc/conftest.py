@@ -18,7 +18,7 @@ import http.client
 import http.server
 import json
 import os
-import selectors
+import queue
 import shutil
 import socket
 import socketserver
@@ -213,23 +213,52 @@ def fake_plugin(path: Path, respond: Responder) -> Iterator[FakeServer]:
 # -- subprocesses --------------------------------------------------------------------------
 
 
-def wait_for_line(process: subprocess.Popen[str], needle: str, *, limit: float = 60.0) -> str:
-    """Read the process's stderr until a line containing ``needle`` (bounded); that line."""
-    assert process.stderr is not None
-    seen = []
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stderr, selectors.EVENT_READ)
+class Daemon:
+    """A daemon run as a subprocess, its stderr read line by line in a thread."""
+
+    def __init__(self, command: list[str], *, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.pid = self.process.pid
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, needle: str, *, limit: float = 60.0) -> str:
+        """The first line (from now) containing ``needle``; bounded, so a silent daemon fails the test."""
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=deadline - time.monotonic()):
-                break
-            line = process.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                raise AssertionError(f"{needle!r} never appeared; stderr was:\n{''.join(self.seen)}")
+            self.seen.append(line)
             if needle in line:
                 return line
-    raise AssertionError(f"{needle!r} never appeared; stderr was:\n{''.join(seen)}")
+
+    def stop(self) -> int:
+        """SIGTERM and wait (bounded); the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(30)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(30)
 
 
 def daemon_command(kind: str, *args: str) -> list[str]:
@@ -237,27 +266,8 @@ def daemon_command(kind: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "infrakit.rpc.daemons", kind, *args]
 
 
-def start_daemon(kind: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        daemon_command(kind, *args),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def stop(process: subprocess.Popen[str]) -> int:
-    """SIGTERM and wait (bounded); the exit code."""
-    if process.poll() is None:
-        process.terminate()
-    try:
-        return process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        if process.stderr is not None:
-            process.stderr.close()
+def start_daemon(kind: str, *args: str, env: dict[str, str] | None = None) -> Daemon:
+    return Daemon(daemon_command(kind, *args), env=env)
 
 
 # -- the Go plugin -------------------------------------------------------------------------
