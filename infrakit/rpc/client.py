@@ -212,7 +212,14 @@ class Transport:
             # The request did not get through whole: the plugin cannot have acted on it.
             raise _Broken(f"cannot send the request ({_describe(error)})", retry=True) from None
         try:
-            response = connection.getresponse()
+            try:
+                response = connection.getresponse()
+            except http.client.RemoteDisconnected:
+                raise  # a clean close: the plugin may have read the request, and acted on it
+            except ConnectionResetError as error:
+                # Reset before any answer: the plugin closed the connection with our request
+                # unread (a kept connection it had just closed), so it did not act on it.
+                raise _Broken(f"the connection was reset ({_describe(error)})", retry=True) from None
             chunks: list[bytes] = []
             size = 0
             while True:

@@ -177,7 +177,12 @@ class FakeServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.responder = responder
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
+        self.closed = threading.Event()
         super().__init__(path, FakeHandler)
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.closed.set()  # a connection is closed: tests wait for it rather than sleep
 
     def get_request(self) -> tuple[Any, Any]:
         request, _ = super().get_request()
