@@ -6,9 +6,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from infrakit.plugins.instance_memory import MemoryPlugin
 
 from infrakit.plugins.flavor_vanilla import VanillaPlugin
-from infrakit.plugins.instance_memory import MemoryPlugin
 from infrakit.rpc import discovery, server
 from tests.rpc.conftest import serving
 
