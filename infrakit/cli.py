@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import platform
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -56,8 +57,18 @@ class Context:
     def registry(self) -> plugins.Registry:
         """The process's plugins; the file plugin's fsync is a process option, its directory a group's."""
         if self._registry is None:
-            self._registry = plugins.Registry(defaults={"instance-file": {"fsync": self.durable}})
+            from infrakit.rpc import resolving
+
+            self._registry = plugins.Registry(
+                defaults={"instance-file": {"fsync": self.durable}}, locate=resolving.locator(self.plugins_dir)
+            )
         return self._registry
+
+    @property
+    def plugins_dir(self) -> Path:
+        """Where plugin daemons listen: ``$INFRAKIT_PLUGINS_DIR``, else ``HOME/plugins``."""
+        explicit = os.environ.get("INFRAKIT_PLUGINS_DIR")
+        return Path(explicit).expanduser() if explicit else self.home / "plugins"
 
     def plugin_options(self, name: str) -> dict[str, Any]:
         """The options this command line gives the instance plugin ``name`` (recorded with a group)."""
@@ -294,13 +305,30 @@ def plugin() -> None:
 
 @plugin.command("ls")
 @_QUIET
+@_OUTPUT
 @pass_context
-def plugin_ls(obj: Context, quiet: bool) -> None:
-    """List the plugins by interface."""
-    rows = [["Group/0.1.0", "group"], ["Metadata/0.1.0", "group"]]
-    rows += [["Instance/0.5.0", name] for name in obj.registry.names(plugins.INSTANCE_GROUP)]
-    rows += [["Flavor/0.1.0", name] for name in obj.registry.names(plugins.FLAVOR_GROUP)]
-    _table(["INTERFACE", "NAME"], rows, quiet=quiet)
+def plugin_ls(obj: Context, quiet: bool, output: str) -> None:
+    """List the plugins by interface: the daemons in the plugins directory, then the built-ins.
+
+    A daemon answers for its name; a built-in of the same name is then not used.
+    """
+    from infrakit.rpc import discovery
+
+    rows: list[list[str]] = []
+    running = discovery.running(directory=obj.plugins_dir)
+    for info in running:
+        if info.error:
+            rows.append(["?", info.listen, f"{info.name} ({info.error})"])
+        rows += [[interface, info.listen, info.name] for interface in info.interfaces]
+    served = {info.name for info in running}
+    builtin = "(built-in)"
+    rows += [[i, builtin, "group"] for i in ("Group/0.1.0", "Metadata/0.1.0") if "group" not in served]
+    rows += [
+        ["Instance/0.5.0", builtin, name] for name in obj.registry.names(plugins.INSTANCE_GROUP) if name not in served
+    ]
+    rows += [["Flavor/0.1.0", builtin, name] for name in obj.registry.names(plugins.FLAVOR_GROUP) if name not in served]
+    data = [{"Interface": r[0], "Listen": r[1], "Name": r[2]} for r in rows]
+    _emit(output, data, headers=["INTERFACE", "LISTEN", "NAME"], rows=rows, quiet=quiet)
 
 
 def _instance_commands(name: str) -> click.Group:

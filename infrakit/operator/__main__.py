@@ -31,6 +31,14 @@ __all__ = ["main"]
 )
 @click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace (the default with no --namespace).")
 @click.option(
+    "--plugins-dir",
+    envvar="INFRAKIT_PLUGINS_DIR",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where plugin daemons listen (a sidecar's shared emptyDir, say): a plugin name with a socket "
+    "or address file there is used through the plugin protocol, else the built-in.",
+)
+@click.option(
     "--scanning/--no-scanning",
     default=True,
     show_default=True,
@@ -77,6 +85,7 @@ def main(
     instance_dir: Path,
     namespaces: tuple[str, ...],
     all_namespaces: bool,
+    plugins_dir: Path | None,
     scanning: bool,
     liveness: str,
     metrics_port: int,
@@ -98,6 +107,7 @@ def main(
         plugin_options={"instance-file": {"dir": str(instance_dir.absolute()), "fsync": durable}},
         namespaces=() if clusterwide else namespaces,
         scanning=scanning,
+        plugins_dir=plugins_dir,
         resync=resync,
         workers=workers,
         metrics_port=metrics_port,

@@ -32,6 +32,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -39,6 +40,7 @@ import kopf
 from infrakit import plugins
 from infrakit.cluster import kubeapi, records
 from infrakit.operator import leadership, metrics
+from infrakit.rpc import resolving
 from infrakit.runtime import owners, running, syncing
 
 __all__ = ["Config", "Operator"]
@@ -53,6 +55,7 @@ class Config:
     plugin_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     namespaces: tuple[str, ...] = ()
     scanning: bool = True
+    plugins_dir: Path | None = None
     resync: float = 30.0
     workers: int = 2
     metrics_port: int = 9090
@@ -84,7 +87,8 @@ class Operator:
             namespaces=self.config.namespaces,
             may_write=self.may_act,
         )
-        registry = plugins.Registry(defaults=self.config.plugin_options)
+        locate = resolving.locator(self.config.plugins_dir) if self.config.plugins_dir is not None else None
+        registry = plugins.Registry(defaults=self.config.plugin_options, locate=locate)
         syncer = syncing.Syncer(store=self.store, registry=registry, index=owners.Owners())
         self.runtime = running.Runtime(
             syncer=syncer,

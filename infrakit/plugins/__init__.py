@@ -41,6 +41,7 @@ __all__ = [
     "InstanceFactory",
     "InstanceNotFound",
     "InstancePlugin",
+    "Locator",
     "PluginError",
     "Registry",
     "Watching",
@@ -77,6 +78,12 @@ def _available(group: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+Locator = Callable[[str, str], Any]
+"""``(group, name) -> plugin or None``: a plugin found outside the process (a daemon)."""
+
+_REMOTE: Final = "<remote>"
+
+
 class Registry:
     """The plugin objects of one process, by name and options.
 
@@ -91,8 +98,10 @@ class Registry:
         defaults: Mapping[str, Mapping[str, Any]] | None = None,
         instances: Mapping[str, InstanceFactory] | None = None,
         flavors: Mapping[str, FlavorFactory] | None = None,
+        locate: Locator | None = None,
     ) -> None:
         self.defaults = {name: dict(options) for name, options in (defaults or {}).items()}
+        self.locate = locate
         self._factories: dict[str, dict[str, Callable[[Mapping[str, Any]], Any]]] = {
             INSTANCE_GROUP: dict(instances or {}),
             FLAVOR_GROUP: dict(flavors or {}),
@@ -100,6 +109,16 @@ class Registry:
         self._made: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[InstancePlugin], None]] = []
+
+    def close(self) -> None:
+        """Let go of every plugin (remote ones hold connections)."""
+        with self._lock:
+            made = list(self._made.values())
+            self._made.clear()
+        for plugin in made:
+            close = getattr(plugin, "close", None)
+            if callable(close):
+                close()
 
     def names(self, group: str) -> list[str]:
         """Every plugin name of ``group`` this registry can make."""
@@ -134,10 +153,15 @@ class Registry:
         merged = self.options(name, options)
         key = (group, name, json.dumps(merged, sort_keys=True, default=str))
         with self._lock:
-            plugin = self._made.get(key)
+            plugin = self._made.get(key) or self._made.get((group, name, _REMOTE))
             if plugin is not None:
                 return plugin
-            plugin = self._made[key] = self._factory(group, name, field=field)(merged)
+            # A running daemon of that name wins over the built-in (its options are its own).
+            remote = self.locate(group, name) if self.locate is not None else None
+            if remote is not None:
+                plugin = self._made[(group, name, _REMOTE)] = remote
+            else:
+                plugin = self._made[key] = self._factory(group, name, field=field)(merged)
             subscribers = list(self._subscribers) if group == INSTANCE_GROUP else []
         for callback in subscribers:
             callback(plugin)

@@ -57,9 +57,11 @@ class VanillaPlugin:
     def prepare(
         self, properties: Any, spec: instances.InstanceSpec, allocation: specs.Allocation
     ) -> instances.InstanceSpec:
-        if self._parsed is None or self._parsed[0] is not properties:
-            self._parsed = (properties, _parse(properties))
-        init, tags, attachments = self._parsed[1]
+        # Read the cache once: the plugin is long-lived and workers call it from several threads.
+        parsed = self._parsed
+        if parsed is None or parsed[0] is not properties:
+            parsed = self._parsed = (properties, _parse(properties))
+        init, tags, attachments = parsed[1]
         lines = ([spec.init] if spec.init else []) + init
         return dataclasses.replace(
             spec,

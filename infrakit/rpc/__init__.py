@@ -11,7 +11,7 @@ Both directions, wire-compatible with InfraKit v0.5's daemons and CLI:
   running plugins with their interfaces (``plugin ls``).
 * :mod:`infrakit.rpc.server` — serves plugin objects under a name (aiohttp; imported
   only by daemons, so the client path stays cheap to import).
-* :mod:`infrakit.rpc.daemons` — the console scripts (``infrakit-instance-file``,
+* :mod:`infrakit.daemons` (outside this package, at the top) — the console scripts (``infrakit-instance-file``,
   ``infrakit-flavor-vanilla``).
 
 Nothing is re-exported here on purpose: importing this package must not import aiohttp.

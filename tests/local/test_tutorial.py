@@ -37,11 +37,11 @@ def test_tutorial(
     cattle, cattle2 = configs
 
     assert local("plugin", "ls").stdout.splitlines() == [
-        "INTERFACE        NAME",
-        "Group/0.1.0      group",
-        "Metadata/0.1.0   group",
-        "Instance/0.5.0   instance-file",
-        "Flavor/0.1.0     flavor-vanilla",
+        "INTERFACE        LISTEN       NAME",
+        "Group/0.1.0      (built-in)   group",
+        "Metadata/0.1.0   (built-in)   group",
+        "Instance/0.5.0   (built-in)   instance-file",
+        "Flavor/0.1.0     (built-in)   flavor-vanilla",
     ]
     assert local("instance-file", "describe").stdout.split() == ["ID", "LOGICAL", "TAGS"]
 

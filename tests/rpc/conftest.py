@@ -268,7 +268,7 @@ class Daemon:
 
 def daemon_command(kind: str, *args: str) -> list[str]:
     """The command line of one of our daemons (run from this interpreter, installed or not)."""
-    return [sys.executable, "-m", "infrakit.rpc.daemons", kind, *args]
+    return [sys.executable, "-m", "infrakit.daemons", kind, *args]
 
 
 def start_daemon(kind: str, *args: str, env: dict[str, str] | None = None) -> Daemon:

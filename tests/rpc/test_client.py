@@ -189,7 +189,7 @@ def test_a_daemon_killed_between_calls(sockdir: Path) -> None:
     script = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"
-        "from infrakit.plugins.instance_memory import MemoryPlugin\n"
+        "from infrakit.testing.memory import MemoryPlugin\n"
         "from infrakit.rpc import server\n"
         "async def main():\n"
         "    await server.serve([server.instance_service(MemoryPlugin())], name='mem', stop=asyncio.Event(),"

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from infrakit import daemons
 from infrakit.core import instances
-from infrakit.rpc import client, daemons, discovery
+from infrakit.rpc import client, discovery
 from tests.rpc.conftest import daemon_command, start_daemon
 
 
 def test_console_scripts_are_declared() -> None:
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
-    assert scripts["infrakit-instance-file"] == "infrakit.rpc.daemons:instance_file_main"
-    assert scripts["infrakit-flavor-vanilla"] == "infrakit.rpc.daemons:flavor_vanilla_main"
+    assert scripts["infrakit-instance-file"] == "infrakit.daemons:instance_file_main"
+    assert scripts["infrakit-flavor-vanilla"] == "infrakit.daemons:flavor_vanilla_main"
     assert callable(daemons.instance_file_main) and callable(daemons.flavor_vanilla_main)
 
 

@@ -6,10 +6,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from infrakit.plugins.instance_memory import MemoryPlugin
 
 from infrakit.plugins.flavor_vanilla import VanillaPlugin
 from infrakit.rpc import discovery, server
+from infrakit.testing.memory import MemoryPlugin
 from tests.rpc.conftest import serving
 
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from infrakit import engine
 from infrakit.core import instances, specs, status
 from infrakit.plugins import spi
 from infrakit.plugins.flavor_vanilla import VanillaPlugin
 from infrakit.plugins.instance_file import FilePlugin
 from infrakit.rpc import client, discovery
+from infrakit.runtime import engine
 from tests.rpc.conftest import Daemon, start_daemon
 
 

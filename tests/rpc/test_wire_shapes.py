@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infrakit.plugins.instance_memory import MemoryPlugin
 
 from infrakit.core import instances, specs
 from infrakit.plugins.flavor_vanilla import VanillaPlugin
 from infrakit.rpc import client, server
+from infrakit.testing.memory import MemoryPlugin
 from tests.rpc.conftest import FakeHandler, fake_plugin, handshaking, http_request, serving
 from tests.rpc.test_conformance import FakeGroups
 

@@ -123,11 +123,11 @@ def flavor_vanilla_main() -> None:
     flavor_vanilla(prog_name="infrakit-flavor-vanilla")
 
 
-if __name__ == "__main__":  # python -m infrakit.rpc.daemons instance-file|flavor-vanilla [options]
+if __name__ == "__main__":  # python -m infrakit.daemons instance-file|flavor-vanilla [options]
     import sys
 
     commands = {"instance-file": instance_file_main, "flavor-vanilla": flavor_vanilla_main}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit("usage: python -m infrakit.rpc.daemons instance-file|flavor-vanilla [options]")
+        sys.exit("usage: python -m infrakit.daemons instance-file|flavor-vanilla [options]")
     chosen = commands[sys.argv.pop(1)]
     chosen()
