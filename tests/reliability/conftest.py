@@ -20,6 +20,18 @@ from typing import Any
 FULL = os.environ.get("INFRAKIT_RELIABILITY_FULL") == "1"
 SIZE = 200 if FULL else 40
 POINTS = 20
+# Every kill point is covered in-process by tests/runtime/test_crash_points.py (the same
+# runtime, milliseconds each); the real SIGKILLs here take representative points: the
+# first operation, the middle of a round (a surge made, its old instance not yet gone),
+# the middle of the work, and the last operation.
+LOCAL_POINTS = POINTS if FULL else 8
+
+
+def representative(total_ops: int) -> list[int]:
+    """First, mid-round, middle, last: the kill points that stand for all (full: ``kill_points``)."""
+    if FULL:
+        return kill_points(total_ops)
+    return sorted({1, min(2, total_ops), total_ops // 2 + 1, total_ops})
 
 
 def kill_points(total_ops: int, count: int = POINTS) -> list[int]:

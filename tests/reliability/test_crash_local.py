@@ -21,7 +21,7 @@ from infrakit import plugins
 from infrakit.core import specs
 from infrakit.local import controller, documents, store
 from tests.conftest import EXAMPLES
-from tests.reliability.conftest import SIZE, instance_files, kill_points
+from tests.reliability.conftest import LOCAL_POINTS, SIZE, instance_files, kill_points
 
 
 def manifest(tmp: Path, *, note: str, size: int | None = None, pets: int | None = None) -> Path:
@@ -72,7 +72,7 @@ def recover_and_check(home: Path, expected: Path) -> None:
     assert {i["id"] for i in stored.status["instances"]} == set(files)
 
 
-@pytest.mark.parametrize("point", kill_points(SIZE))
+@pytest.mark.parametrize("point", kill_points(SIZE, LOCAL_POINTS))
 def test_scale_up(tmp_path: Path, point: int) -> None:
     home = tmp_path / "home"
     target = manifest(tmp_path, note="v1", size=SIZE)
@@ -81,7 +81,7 @@ def test_scale_up(tmp_path: Path, point: int) -> None:
     recover_and_check(home, target)
 
 
-@pytest.mark.parametrize("point", kill_points(2 * SIZE))
+@pytest.mark.parametrize("point", kill_points(2 * SIZE, LOCAL_POINTS))
 def test_rolling_update(tmp_path: Path, point: int) -> None:
     home = tmp_path / "home"
     assert commit(home, manifest(tmp_path, note="v1", size=SIZE)).returncode == 0
@@ -91,7 +91,7 @@ def test_rolling_update(tmp_path: Path, point: int) -> None:
     recover_and_check(home, target)
 
 
-@pytest.mark.parametrize("point", kill_points(2 * (SIZE // 4)))
+@pytest.mark.parametrize("point", kill_points(2 * (SIZE // 4), LOCAL_POINTS))
 def test_rolling_update_of_pets(tmp_path: Path, point: int) -> None:
     home = tmp_path / "home"
     assert commit(home, manifest(tmp_path, note="v1", pets=SIZE // 4)).returncode == 0

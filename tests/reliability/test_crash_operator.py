@@ -20,7 +20,7 @@ from infrakit.local import documents
 from infrakit.runtime import engine
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import EXTERNAL, Groups, Operator, wait_until
-from tests.reliability.conftest import SIZE, instance_files, kill_points
+from tests.reliability.conftest import SIZE, instance_files, representative
 
 pytestmark = [pytest.mark.cluster, pytest.mark.skipif(EXTERNAL, reason="kills local operator processes")]
 
@@ -87,7 +87,7 @@ def crash_and_recover(
     return revived
 
 
-@pytest.mark.parametrize("point", kill_points(SIZE))
+@pytest.mark.parametrize("point", representative(SIZE))
 def test_scale_up(operator_factory: Callable[..., Operator], groups: Groups, tmp_path: Path, point: int) -> None:
     target = manifest(tmp_path, "crash", note="v1", size=SIZE)
     crash_and_recover(
@@ -98,7 +98,7 @@ def test_scale_up(operator_factory: Callable[..., Operator], groups: Groups, tmp
     }  # no orphans: every file is a listed member
 
 
-@pytest.mark.parametrize("point", kill_points(2 * SIZE))
+@pytest.mark.parametrize("point", representative(2 * SIZE))
 def test_rolling_update(operator_factory: Callable[..., Operator], groups: Groups, tmp_path: Path, point: int) -> None:
     before = manifest(tmp_path, "crash", note="v1", size=SIZE)
     after = manifest(tmp_path, "crash", note="v2", size=SIZE)
