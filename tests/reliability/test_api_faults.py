@@ -136,3 +136,30 @@ def test_conflicting_write_is_retried_and_the_latest_spec_wins(
         assert "Conflict" in log or "409" in log, log[-3000:]
     finally:
         operator.stop()
+
+
+def test_an_operator_started_before_the_crd_serves_groups_once_it_is_installed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Was: started before the CRD, it never served Groups (kopf's scanning was switched off)."""
+    if cluster.external:
+        pytest.skip("needs a local control plane without the CRD")
+    cp = controlplane.start(state_dir=tmp_path / "cp")
+    try:
+        env = {**os.environ, "KUBECONFIG": str(cp.kubeconfig)}
+        own = Cluster(kubeconfig=str(cp.kubeconfig), env=env, kubectl_path=cluster.kubectl_path)
+        operator = make_operator(own, tmp_path)
+        try:
+            own.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+            own.kubectl("wait", "--for=condition=Established", "crd/groups.infrakit.io", "--timeout=60s")
+            groups = Groups(cluster=own, namespace="default")
+            wait_until(
+                lambda: groups.kubectl("apply", "-f", str(EXAMPLES / "cattle.yaml"), check=False).returncode == 0,
+                what="the Group accepted",
+            )
+            wait_until(lambda: settled(groups, operator, size=5, sha=SHA1), timeout=60, what="5 instances")
+        finally:
+            operator.stop()
+    finally:
+        cp.stop(remove=True)
+        shutil.rmtree(tmp_path / "cp", ignore_errors=True)
