@@ -42,9 +42,15 @@ class Remote:
         return f"Committed {spec.name}: {text}"
 
     def free(self, name: str) -> None:
-        """InfraKit's free on a cluster: pause the Group (the operator stops changing it)."""
+        """InfraKit's free, as in the local mode: forget the Group, leave its instances in place.
+
+        The orphan annotation first, then the deletion: the operator marks the instances
+        orphaned (no collector takes them; a later Group of that name adopts them) and
+        releases the Group.
+        """
         self.get(name)
-        self.groups.patch(self.namespace, name, {"spec": {"paused": True}})
+        self.groups.patch(self.namespace, name, {"metadata": {"annotations": {kubeapi.ORPHAN_ANNOTATION: "true"}}})
+        self.groups.delete(self.namespace, name)
 
     def destroy(self, name: str) -> None:
         """Delete the Group; the operator's finalizer destroys its instances."""

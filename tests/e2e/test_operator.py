@@ -243,6 +243,17 @@ def test_cli_reaches_the_cluster(operator: Operator, groups: Groups, tmp_path: P
     wait_until(lambda: converged(groups, operator, "cattle", size=10, sha=SHA2), what="10 instances via the CLI")
     assert cli("describe", "nonesuch").returncode == 2
 
+    # Free means what it means locally: the Group is forgotten, its instances stay (marked
+    # orphaned, so no collector takes them), and a new commit adopts them.
+    kept = set(operator.instances("cattle"))
+    assert cli("free", "cattle").stdout == "Freed cattle\n"
+    wait_until(lambda: cli("ls", "-q").stdout == "", what="the freed Group gone")
+    assert set(operator.instances("cattle")) == kept
+    assert all(d["Tags"]["infrakit.orphaned"] == "true" for d in operator.instances("cattle").values())
+    assert cli("commit", str(EXAMPLES / "cattle2.yaml")).stdout == "Committed cattle: Managing 10 instances\n"
+    wait_until(lambda: converged(groups, operator, "cattle", size=10, sha=SHA2), what="adopted")
+    assert set(operator.instances("cattle")) == kept
+
 
 @pytest.mark.skipif(EXTERNAL, reason="reads the endpoints of a local operator process")
 def test_metrics_liveness_and_no_kopf_bookkeeping(operator_factory: Callable[..., Operator], groups: Groups) -> None:
