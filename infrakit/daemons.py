@@ -100,13 +100,19 @@ def instance_file(
     directory: Path | None, name: str, listen: tuple[str, int] | None, log_level: int, log_format: str
 ) -> None:
     """Serve the file instance plugin (Instance/0.5.0): one JSON file per instance in --dir."""
+    import functools
     import tempfile
 
     from infrakit.plugins import instance_file as plugin
-    from infrakit.rpc import server
+    from infrakit.rpc import resolving, server
 
     folder = Path(tempfile.gettempdir()) if directory is None else directory.absolute()
-    services = [server.instance_service(plugin.FilePlugin(directory=folder, durable=True))]
+    services = [
+        server.instance_service(
+            plugin.FilePlugin(directory=folder, durable=True),
+            properties=functools.partial(resolving.file_properties, folder),
+        )
+    ]
     _serve(services=services, name=name, listen=listen, log_level=log_level, log_format=log_format)
 
 
