@@ -66,7 +66,7 @@ def test_group_through_a_sidecar_plugin(
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        wait_until(lambda: (plugins_dir / "instance-sidecar").is_socket(), timeout=60, what="the sidecar's socket")
+        wait_until((plugins_dir / "instance-sidecar").is_socket, timeout=60, what="the sidecar's socket")
         operator: Operator = operator_factory("--plugins-dir", str(plugins_dir))
         document = yaml.safe_load((EXAMPLES / "cattle.yaml").read_text())
         document["spec"]["instance"]["plugin"] = "instance-sidecar"
