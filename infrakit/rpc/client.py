@@ -561,12 +561,15 @@ class _Watcher:
             connection.sock.settimeout(None)  # events come when they come; the kernel tells of a dead peer
             if not self.emit(None):
                 return True
+            body = _Dechunker() if response.chunked else None
             buffer = b""
             while not self.stopped.is_set():
-                chunk = response.read1(_CHUNK)
+                # The raw stream (http.client's own chunked reading does not take a stream
+                # that never ends), de-chunked here.
+                chunk = response.fp.read1(_CHUNK) if response.fp is not None else b""
                 if not chunk:
                     return True
-                buffer += chunk
+                buffer += body.feed(chunk) if body is not None else chunk
                 *blocks, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
                 for block in blocks:
                     changed = _event_ids(block)
@@ -596,6 +599,34 @@ class _Watcher:
 
 
 _IGNORED: Final = object()
+
+
+class _Dechunker:
+    """HTTP/1.1 chunked transfer coding, decoded incrementally."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        self.pending += data
+        out = []
+        while True:
+            line_end = self.pending.find(b"\r\n")
+            if line_end < 0:
+                break
+            try:
+                size = int(self.pending[:line_end].split(b";", 1)[0].strip() or b"0", 16)
+            except ValueError:
+                raise spi.PluginError("the event stream is not valid chunked HTTP") from None
+            if size == 0:  # the last chunk: the stream is over
+                self.pending = b""
+                break
+            end = line_end + 2 + size
+            if len(self.pending) < end + 2:
+                break
+            out.append(self.pending[line_end + 2 : end])
+            self.pending = self.pending[end + 2 :]
+        return b"".join(out)
 
 
 def _event_ids(block: bytes) -> object:
