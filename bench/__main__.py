@@ -12,10 +12,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cluster, local, measure, report
+from bench import cluster, local, measure, report, rpc
 from bench.measure import Row, Sizes, Workdir
 
-LOCAL = ("provision", "curve", "roll", "heal-local")
+LOCAL = ("provision", "curve", "roll", "heal-local", "rpc-provision", "rpc-heal")
 CLUSTER = ("heal-operator", "scale", "idle")
 ALL = LOCAL + CLUSTER
 
@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             attempt("roll", lambda: local.rolling_update(workdir, sizes))
         if "heal-local" in chosen:
             attempt("heal-local", lambda: local.heal_local(workdir, sizes))
+        if "rpc-provision" in chosen:
+            attempt("rpc-provision", lambda: rpc.provision(workdir, sizes))
+        if "rpc-heal" in chosen:
+            attempt("rpc-heal", lambda: rpc.heal(workdir, sizes))
         wanted = [(name, run) for name, run in cluster.scenarios() if name in chosen]
         if wanted:
             session: cluster.Session | None = None

@@ -341,12 +341,16 @@ def _instance_commands(name: str) -> click.Group:
 
     @group.command("describe", help="Describe all managed instances across all groups, subject to filter.")
     @click.option("--tags", multiple=True, metavar="K=V", help="Only instances with this tag (repeatable).")
+    @click.option("-p", "--properties", is_flag=True, help="Also show each instance's properties (its spec).")
     @_QUIET
     @_OUTPUT
     @pass_context
-    def describe_instances(obj: Context, tags: Sequence[str], quiet: bool, output: str) -> None:
+    def describe_instances(obj: Context, tags: Sequence[str], properties: bool, quiet: bool, output: str) -> None:
         with _errors():
             wanted = dict(_split_tag(t) for t in tags)
+            if properties:
+                _describe_with_properties(resolve(obj), wanted, quiet=quiet, output=output)
+                return
             _describe_instances(resolve(obj).describe(wanted), quiet=quiet, output=output)
 
     @group.command("provision", help="Provision an instance from an instance spec (JSON/YAML; - for stdin).")
@@ -401,10 +405,140 @@ def _flavor_commands(name: str) -> click.Group:
     return group
 
 
+def _flavor_properties(file: str | None) -> Any:
+    return _single_document(file) if file is not None else None
+
+
+def _allocation(size: int, logical_ids: str | None) -> specs.Allocation:
+    if logical_ids:
+        return specs.Allocation(logical_ids=tuple(i for i in logical_ids.split(",") if i))
+    return specs.Allocation(size=size)
+
+
+def _flavor_prepare(name: str) -> click.Command:
+    @click.command("prepare", help="Prepare an instance spec (JSON/YAML; - for stdin) as the group would; print it.")
+    @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+    @click.option("--properties", "properties_file", metavar="FILE", help="The flavor's properties (JSON/YAML).")
+    @click.option("--size", type=click.IntRange(min=0), default=0, help="Group size, as the allocation.")
+    @click.option("--logical-ids", metavar="A,B", help="Logical IDs, as the allocation (instead of --size).")
+    @click.option("--index-group", default="", help="ID of the group.")
+    @click.option("--index-sequence", type=click.IntRange(min=0), default=0, help="Sequence number within the group.")
+    @pass_context
+    def prepare(
+        obj: Context,
+        file: str,
+        properties_file: str | None,
+        size: int,
+        logical_ids: str | None,
+        index_group: str,
+        index_sequence: int,
+    ) -> None:
+        with _errors(file):
+            document = _single_document(file)
+            if not isinstance(document, dict):
+                raise specs.SpecError(
+                    "", "an instance spec is a mapping: Properties, Tags, Init, LogicalID, Attachments"
+                )
+            spec = instances.InstanceSpec.from_json(document)
+            if index_group:
+                spec = dataclasses.replace(spec, tags={**spec.tags, instances.TAG_GROUP: index_group})
+            flavor = obj.registry.flavor(name)
+            properties = _flavor_properties(properties_file)
+            allocation = _allocation(size, logical_ids)
+            flavor.validate(properties, allocation)
+            click.echo(json.dumps(flavor.prepare(properties, spec, allocation).to_json(), indent=2))
+
+    return prepare
+
+
+def _flavor_healthy(name: str) -> click.Command:
+    @click.command("healthy", help="Print the health of the instances of these IDs: Healthy, Unhealthy or Unknown.")
+    @click.argument("ids", nargs=-1, required=True)
+    @click.option("--properties", "properties_file", metavar="FILE", help="The flavor's properties (JSON/YAML).")
+    @click.option("--tags", multiple=True, metavar="K=V", help="Tags of the instances (repeatable).")
+    @click.option("-l", "--logical-id", is_flag=True, help="The arguments are logical IDs.")
+    @pass_context
+    def healthy(
+        obj: Context, ids: Sequence[str], properties_file: str | None, tags: Sequence[str], logical_id: bool
+    ) -> None:
+        with _errors(properties_file):
+            flavor = obj.registry.flavor(name)
+            properties = _flavor_properties(properties_file)
+            labels = dict(_split_tag(t) for t in tags)
+            for given in ids:
+                description = (
+                    instances.Description(id=given, logical_id=given, tags=labels)
+                    if logical_id
+                    else instances.Description(id=given, tags=labels)
+                )
+                click.echo(flavor.healthy(properties, description).value)
+
+    return healthy
+
+
 for _name in plugins.available(plugins.INSTANCE_GROUP):
     cli.add_command(_instance_commands(_name))
 for _name in plugins.available(plugins.FLAVOR_GROUP):
     cli.add_command(_flavor_commands(_name))
+
+
+# -- InfraKit's spellings: `group ...`, `info`, the flavor verbs ---------------------------------
+#
+# The group commands work on the store directly, whether or not a group daemon
+# (infrakit-group-default) runs: it serves the same store, and its runtime sees every
+# change the CLI makes (the store's change feed).
+
+
+@cli.group("group", help="Access plugin group which implements Group/0.1.0,Metadata/0.1.0.")
+def group_commands() -> None:
+    pass
+
+
+for _command in (commit, list_groups, describe, inspect, free, destroy):
+    group_commands.add_command(_command)
+
+
+def _info_command(name: str, interfaces: Sequence[str], *, builtin: bool = True) -> click.Command:
+    @click.command("info", help="Print plugin info: its interfaces and where it listens.")
+    @_OUTPUT
+    @pass_context
+    def info(obj: Context, output: str) -> None:
+        from infrakit.rpc import discovery
+
+        with _errors():
+            endpoint = discovery.find(name, directory=obj.plugins_dir)
+            implements = list(interfaces)
+            listen = "(built-in)" if builtin else "(not running)"
+            if endpoint is not None:
+                listen = endpoint.address
+                for found in discovery.running(directory=obj.plugins_dir, only=name):
+                    if found.error:
+                        raise plugins.PluginError(found.error)
+                    implements = list(found.interfaces)
+            data = {"Plugin": name, "Implements": implements, "Listen": listen}
+            if output == "table":
+                click.echo(f"Plugin:     {name}")
+                click.echo(f"Implements: {' '.join(implements)}")
+                click.echo(f"Listen:     {listen}")
+            else:
+                _dump(data, output)
+
+    return info
+
+
+group_commands.add_command(
+    _info_command("group", ["Group/0.1.0", "Metadata/0.1.0"], builtin=False)  # its group commands are built in
+)
+for _name in plugins.available(plugins.INSTANCE_GROUP):
+    _instance_group = cli.commands[_name]
+    assert isinstance(_instance_group, click.Group)
+    _instance_group.add_command(_info_command(_name, ["Instance/0.5.0"]))
+for _name in plugins.available(plugins.FLAVOR_GROUP):
+    _flavor_group = cli.commands[_name]
+    assert isinstance(_flavor_group, click.Group)
+    _flavor_group.add_command(_info_command(_name, ["Flavor/0.1.0"]))
+    _flavor_group.add_command(_flavor_prepare(_name))
+    _flavor_group.add_command(_flavor_healthy(_name))
 
 
 @cli.command()
@@ -521,6 +655,20 @@ def _split_tag(text: str) -> tuple[str, str]:
 def _describe_instances(found: Sequence[instances.Description], *, quiet: bool, output: str) -> None:
     rows = [[d.id, d.logical_id or "-", instances.format_tags(d.tags)] for d in sorted(found, key=lambda d: d.id)]
     _emit(output, [d.to_json() for d in found], headers=["ID", "LOGICAL", "TAGS"], rows=rows, quiet=quiet)
+
+
+def _describe_with_properties(
+    plugin: plugins.InstancePlugin, tags: dict[str, str], *, quiet: bool, output: str
+) -> None:
+    from infrakit.rpc import resolving
+
+    found = sorted(resolving.with_properties(plugin, tags), key=lambda item: item[0].id)
+    rows = [
+        [d.id, d.logical_id or "-", instances.format_tags(d.tags), json.dumps(p, separators=(",", ":"))]
+        for d, p in found
+    ]
+    data = [{**d.to_json(), "Properties": p} for d, p in found]
+    _emit(output, data, headers=["ID", "LOGICAL", "TAGS", "PROPERTIES"], rows=rows, quiet=quiet)
 
 
 def _emit(output: str, data: Any, *, headers: list[str], rows: list[list[str]], quiet: bool) -> None:

@@ -1,6 +1,10 @@
-"""The plugin daemons of InfraKit's tutorial: ``infrakit-instance-file``, ``infrakit-flavor-vanilla``.
+"""The plugin daemons of InfraKit's tutorial: ``infrakit-group-default``, ``infrakit-instance-file``,
+``infrakit-flavor-vanilla``.
 
-Each serves one of our built-in plugins over the plugin protocol
+``infrakit-group-default`` serves ``Group/0.1.0`` and ``Metadata/0.1.0`` as ``group``
+over the local store (``--home``, as ``infrakit-local``) and runs the reconcile runtime
+in the same process (:mod:`infrakit.local.serving`): it replaces ``infrakit-local run``.
+The others each serve one of our built-in plugins over the plugin protocol
 (:mod:`infrakit.rpc.server`) on a unix socket in the plugins directory, named as in
 InfraKit (``instance-file``, ``flavor-vanilla``) or ``--name``; ``--listen host:port``
 serves on TCP instead and writes the ``<name>.listen`` discovery file.  Exit codes: 0
@@ -16,7 +20,14 @@ from typing import Any
 
 import click
 
-__all__ = ["flavor_vanilla", "flavor_vanilla_main", "instance_file", "instance_file_main"]
+__all__ = [
+    "flavor_vanilla",
+    "flavor_vanilla_main",
+    "group_default",
+    "group_default_main",
+    "instance_file",
+    "instance_file_main",
+]
 
 
 def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, int] | None:
@@ -89,13 +100,19 @@ def instance_file(
     directory: Path | None, name: str, listen: tuple[str, int] | None, log_level: int, log_format: str
 ) -> None:
     """Serve the file instance plugin (Instance/0.5.0): one JSON file per instance in --dir."""
+    import functools
     import tempfile
 
     from infrakit.plugins import instance_file as plugin
-    from infrakit.rpc import server
+    from infrakit.rpc import resolving, server
 
     folder = Path(tempfile.gettempdir()) if directory is None else directory.absolute()
-    services = [server.instance_service(plugin.FilePlugin(directory=folder, durable=True))]
+    services = [
+        server.instance_service(
+            plugin.FilePlugin(directory=folder, durable=True),
+            properties=functools.partial(resolving.file_properties, folder),
+        )
+    ]
     _serve(services=services, name=name, listen=listen, log_level=log_level, log_format=log_format)
 
 
@@ -115,6 +132,116 @@ def flavor_vanilla(name: str, listen: tuple[str, int] | None, log_level: int, lo
     )
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    envvar="INFRAKIT_HOME",
+    type=click.Path(path_type=Path),
+    default=lambda: Path.home() / ".infrakit",
+    show_default="~/.infrakit",
+    help="State directory ($INFRAKIT_HOME): the store shared with infrakit-local.",
+)
+@click.option(
+    "--dir",
+    "instance_dir",
+    envvar="INFRAKIT_INSTANCE_DIR",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Instance directory of the built-in file plugin for groups committed here "
+    "($INFRAKIT_INSTANCE_DIR) [default: HOME/instances]; a running instance-file daemon has its own.",
+)
+@click.option(
+    "--resync", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds between full resyncs."
+)
+@_common("group")
+def group_default(
+    home: Path,
+    instance_dir: Path | None,
+    resync: float,
+    name: str,
+    listen: tuple[str, int] | None,
+    log_level: int,
+    log_format: str,
+) -> None:
+    """Serve the group plugin (Group/0.1.0, Metadata/0.1.0) and reconcile every group continuously."""
+    import os
+
+    from infrakit import logs
+
+    logs.configure(level=log_level, fmt=log_format, frameworks=("aiohttp",))
+    home = home.expanduser()
+    explicit = os.environ.get("INFRAKIT_PLUGINS_DIR")
+    plugins_dir = Path(explicit).expanduser() if explicit else home / "plugins"
+    folder = (instance_dir or home / "instances").expanduser().absolute()
+    raise SystemExit(
+        _run_group(home=home, folder=folder, plugins_dir=plugins_dir, name=name, listen=listen, resync=resync)
+    )
+
+
+def _run_group(
+    *, home: Path, folder: Path, plugins_dir: Path, name: str, listen: tuple[str, int] | None, resync: float
+) -> int:
+    import asyncio
+    import contextlib
+    import logging
+    import signal
+
+    from infrakit import plugins
+    from infrakit.local import controller as controllers
+    from infrakit.local import serving, store
+    from infrakit.rpc import resolving, server
+    from infrakit.runtime import running
+
+    log = logging.getLogger("infrakit.local")
+    registry = plugins.Registry(defaults={"instance-file": {"fsync": False}}, locate=resolving.locator(plugins_dir))
+    controller = controllers.Controller(store=store.Store(home), registry=registry)
+    controller.records.verbose = True  # the daemon's log is what a foreground controller shows
+
+    def options(plugin: str) -> dict[str, Any]:
+        return {"dir": str(folder)} if plugin == "instance-file" else {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        runtime = running.Runtime(syncer=controller.syncer, resync=resync, may_act=lambda: not stop.is_set())
+        groups = serving.LocalGroups(controller=controller, runtime=runtime, loop=loop, options=options)
+        tasks: list[asyncio.Task[None]] = []
+
+        def start(address: str) -> None:  # the name is ours: only now reconcile
+            log.info("reconciling the groups of %s (resync every %ss)", controller.store.groups_dir, resync)
+            tasks.append(asyncio.ensure_future(runtime.run(ready=asyncio.Event())))
+
+        try:
+            await server.serve(
+                server.group_services(groups),
+                name=name,
+                stop=stop,
+                directory=plugins_dir,
+                listen=listen,
+                on_ready=start,
+            )
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    try:
+        asyncio.run(main())
+    except server.ListenError as error:
+        log.error("%s", error)
+        return 1
+    finally:
+        registry.close()
+    return 0
+
+
+def group_default_main() -> None:
+    group_default(prog_name="infrakit-group-default")
+
+
 def instance_file_main() -> None:
     instance_file(prog_name="infrakit-instance-file")
 
@@ -123,11 +250,15 @@ def flavor_vanilla_main() -> None:
     flavor_vanilla(prog_name="infrakit-flavor-vanilla")
 
 
-if __name__ == "__main__":  # python -m infrakit.daemons instance-file|flavor-vanilla [options]
+if __name__ == "__main__":  # python -m infrakit.daemons group-default|instance-file|flavor-vanilla [options]
     import sys
 
-    commands = {"instance-file": instance_file_main, "flavor-vanilla": flavor_vanilla_main}
+    commands = {
+        "group-default": group_default_main,
+        "instance-file": instance_file_main,
+        "flavor-vanilla": flavor_vanilla_main,
+    }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit("usage: python -m infrakit.daemons instance-file|flavor-vanilla [options]")
+        sys.exit("usage: python -m infrakit.daemons group-default|instance-file|flavor-vanilla [options]")
     chosen = commands[sys.argv.pop(1)]
     chosen()

@@ -19,20 +19,31 @@ connections open and reuses them (a small pool, so threads do not queue), checks
 kept connection is still open before reusing it, and retries once on a fresh one only
 what is safe to repeat (describe, validate, health, handshake).  Only the standard
 library is used (``http.client``): importing this module is cheap.
+
+A remote instance plugin reports changes (``spi.Watching``) as the file plugin does in
+process, so the runtime heals through a daemon as fast as in-process: from the daemon's
+event stream (``GET /events?topic=instance/changes``, see :mod:`infrakit.rpc.server`)
+when it has one, else by describing it every :data:`POLL_INTERVAL`
+(InfraKit's own group plugin polled every 10 s).  A stream that breaks (the daemon was
+killed) is re-opened with a bounded backoff, and each (re)connection yields ``None``
+(anything may have changed meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import http.client
 import itertools
 import json
+import logging
 import re
 import select
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 from infrakit.core import instances, specs
@@ -42,6 +53,7 @@ from infrakit.rpc import wire
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "POLL_INTERVAL",
     "RemoteError",
     "RemoteFlavorPlugin",
     "RemoteInstancePlugin",
@@ -50,6 +62,10 @@ __all__ = [
 
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0  # seconds to open a connection
 DEFAULT_TIMEOUT: Final = 120.0  # seconds for a whole answer (cloud provisioning can be slow)
+POLL_INTERVAL: Final = 1.0  # seconds between describes of a plugin that publishes no change events
+_RECONNECT: Final = (0.05, 1.0)  # first and longest wait before re-opening a broken change feed
+
+log = logging.getLogger(__name__)
 
 _MAX_ANSWER: Final = 64 << 20
 _POOL: Final = 8  # idle connections kept per plugin
@@ -344,6 +360,7 @@ class _Remote:
         self.transport = Transport(address=address, name=lookup, connect_timeout=connect_timeout, timeout=timeout)
         self._checked = False
         self._check_lock = threading.Lock()
+        self.implements: frozenset[tuple[str, str]] = frozenset()  # (name, version), from the handshake
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, address={self.address!r})"
@@ -378,6 +395,7 @@ class _Remote:
                 if isinstance(api, Mapping)
             ]
             wanted = self.interface
+            self.implements = frozenset(found)
             if (wanted.name, wanted.version) not in found:
                 offered = ", ".join(f"{n}/{v}" for n, v in found) or "nothing"
                 raise spi.PluginError(f"{prefix} implements {offered}, not {wanted.encode()}")
@@ -439,17 +457,192 @@ class RemoteInstancePlugin(_Remote):
             raise self._missing(error) from None
 
     def describe(self, tags: Mapping[str, str]) -> list[instances.Description]:
+        return [description for description, _ in self._describe(tags, properties=False)]
+
+    def describe_properties(self, tags: Mapping[str, str]) -> list[tuple[instances.Description, Any]]:
+        """Every instance carrying ``tags``, with the ``Properties`` the plugin tells (``describe -p``)."""
+        return self._describe(tags, properties=True)
+
+    def _describe(self, tags: Mapping[str, str], *, properties: bool) -> list[tuple[instances.Description, Any]]:
         method = "Instance.DescribeInstances"
-        result = self._call(method, {"Tags": dict(tags), "Properties": False})
+        result = self._call(method, {"Tags": dict(tags), "Properties": properties})
         listed = wire.field(result, "Descriptions")
         if listed is None:
             return []  # Go's nil slice
         if not isinstance(listed, list):
             raise spi.PluginError(f"plugin {self.name!r} at {self.address}: {method}: malformed result: Descriptions")
         return [
-            self._decode(method, wire.description_from_wire, item, f"Descriptions[{index}]")
+            (
+                self._decode(method, wire.description_from_wire, item, f"Descriptions[{index}]"),
+                wire.field(item, "Properties") if isinstance(item, Mapping) else None,
+            )
             for index, item in enumerate(listed)
         ]
+
+    async def changes(self) -> AsyncIterator[frozenset[str] | None]:
+        """IDs of instances that changed, ``None`` for anything; until the consumer closes it."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[frozenset[str] | None] = asyncio.Queue()
+
+        def emit(item: frozenset[str] | None) -> bool:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: the consumer is gone
+                return False
+            return True
+
+        watcher = _Watcher(self, emit=emit)
+        thread = threading.Thread(target=watcher.run, name=f"changes-{self.name}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            watcher.stop()
+
+
+class _Watcher:
+    """The thread behind :meth:`RemoteInstancePlugin.changes`: an event stream, or polling."""
+
+    def __init__(self, plugin: RemoteInstancePlugin, *, emit: Callable[[frozenset[str] | None], bool]) -> None:
+        self.plugin = plugin
+        self.emit = emit
+        self.stopped = threading.Event()
+        self._connection: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with self._lock:
+            connection = self._connection
+        if connection is not None and connection.sock is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read
+
+    def run(self) -> None:
+        delay = _RECONNECT[0]
+        failures = 0
+        while not self.stopped.is_set():
+            try:
+                connected = self._stream()
+                if connected is None:  # the plugin publishes no change events
+                    connected = self._poll()
+                if connected:
+                    delay, failures = _RECONNECT[0], 0
+            except Exception as error:  # a dead daemon, a malformed stream: try again, never give up
+                failures += 1
+                if failures == 1:
+                    log.info("change feed of plugin %r: %s (retrying)", self.plugin.name, error)
+            self.stopped.wait(delay)
+            delay = min(delay * 2, _RECONNECT[1])
+
+    def _open(self) -> http.client.HTTPConnection:
+        transport = self.plugin.transport
+        if transport._unix is not None:
+            connection: http.client.HTTPConnection = _UnixConnection(transport._unix, timeout=transport.connect_timeout)
+        else:
+            connection = http.client.HTTPConnection(transport._host, transport._port, timeout=transport.connect_timeout)
+        transport._connect(connection)
+        return connection
+
+    def _stream(self) -> bool | None:
+        """Read the event stream until it ends; whether it was opened (``None``: there is none)."""
+        connection = self._open()
+        with self._lock:
+            self._connection = connection
+        try:
+            if self.stopped.is_set():
+                return False
+            connection.request("GET", f"/events?topic={wire.CHANGES_TOPIC}", headers={"Accept": "text/event-stream"})
+            response = connection.getresponse()
+            if response.status != 200:  # 404, or 405 from a server that knows only POST: no events
+                return None
+            assert connection.sock is not None
+            connection.sock.settimeout(None)  # events come when they come; the kernel tells of a dead peer
+            if not self.emit(None):
+                return True
+            body = _Dechunker() if response.chunked else None
+            buffer = b""
+            while not self.stopped.is_set():
+                # The raw stream (http.client's own chunked reading does not take a stream
+                # that never ends), de-chunked here.
+                chunk = response.fp.read1(_CHUNK) if response.fp is not None else b""
+                if not chunk:
+                    return True
+                buffer += body.feed(chunk) if body is not None else chunk
+                *blocks, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
+                for block in blocks:
+                    changed = _event_ids(block)
+                    if changed is not _IGNORED and not self.emit(changed):  # type: ignore[arg-type]
+                        return True
+            return True
+        finally:
+            with self._lock:
+                self._connection = None
+            connection.close()
+
+    def _poll(self) -> bool:
+        """Describe every :data:`POLL_INTERVAL`, telling what differs; until a failure."""
+        seen: dict[str, Mapping[str, str]] | None = None
+        while not self.stopped.is_set():
+            now = {d.id: d.tags for d in self.plugin.describe({})}
+            if seen is None:
+                if not self.emit(None):
+                    return True
+            else:
+                changed = {i for i in now.keys() | seen.keys() if now.get(i) != seen.get(i)}
+                if changed and not self.emit(frozenset(changed)):
+                    return True
+            seen = now
+            self.stopped.wait(POLL_INTERVAL)
+        return True
+
+
+_IGNORED: Final = object()
+
+
+class _Dechunker:
+    """HTTP/1.1 chunked transfer coding, decoded incrementally."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        self.pending += data
+        out = []
+        while True:
+            line_end = self.pending.find(b"\r\n")
+            if line_end < 0:
+                break
+            try:
+                size = int(self.pending[:line_end].split(b";", 1)[0].strip() or b"0", 16)
+            except ValueError:
+                raise spi.PluginError("the event stream is not valid chunked HTTP") from None
+            if size == 0:  # the last chunk: the stream is over
+                self.pending = b""
+                break
+            end = line_end + 2 + size
+            if len(self.pending) < end + 2:
+                break
+            out.append(self.pending[line_end + 2 : end])
+            self.pending = self.pending[end + 2 :]
+        return b"".join(out)
+
+
+def _event_ids(block: bytes) -> object:
+    """The IDs an SSE event block names (``None``: anything), or ``_IGNORED``."""
+    data = b"\n".join(line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:"))
+    if not data:
+        return _IGNORED
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None  # cannot tell what changed: anything may have
+    payload = wire.field(event, "Data") if isinstance(event, Mapping) else None
+    ids = wire.field(payload, "IDs") if isinstance(payload, Mapping) else None
+    if isinstance(ids, list) and all(isinstance(i, str) for i in ids):
+        return frozenset(ids)
+    return None
 
 
 class RemoteFlavorPlugin(_Remote):

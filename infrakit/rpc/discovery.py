@@ -138,12 +138,14 @@ def alive(endpoint: Endpoint, *, timeout: float = 1.0) -> bool:
     return True
 
 
-def running(*, directory: Path | None = None, timeout: float = 2.0) -> list[PluginInfo]:
-    """Every plugin in the directory with the interfaces it implements (one handshake each)."""
+def running(*, directory: Path | None = None, timeout: float = 2.0, only: str | None = None) -> list[PluginInfo]:
+    """Every plugin in the directory (or ``only`` that one) with the interfaces it implements (one handshake each)."""
     from infrakit.rpc import client, wire  # the client is only needed when asking
 
     found = []
     for endpoint in endpoints(directory=directory):
+        if only is not None and endpoint.name != only:
+            continue
         transport = client.Transport(
             address=endpoint.address, name=endpoint.name, connect_timeout=timeout, timeout=timeout
         )

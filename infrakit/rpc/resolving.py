@@ -8,13 +8,18 @@ rather than silently to another plugin.  Cheap to import: no aiohttp.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from infrakit import plugins
+from infrakit.core import instances
 from infrakit.rpc import client, discovery
 
-__all__ = ["locator"]
+__all__ = ["file_properties", "locator", "with_properties"]
+
+_MAX_FILE = 4 << 20
 
 
 def locator(directory: Path | None = None) -> plugins.Locator:
@@ -29,3 +34,28 @@ def locator(directory: Path | None = None) -> plugins.Locator:
         return client.RemoteFlavorPlugin(name=name, address=endpoint.address)
 
     return locate
+
+
+def file_properties(directory: Path, description: instances.Description) -> Any:
+    """What v0.5's file plugin tells as an instance's ``Properties``: its spec, from its file."""
+    try:
+        with open(Path(directory) / description.id, "rb") as stream:
+            document = json.loads(stream.read(_MAX_FILE))
+    except (OSError, ValueError):
+        return None  # gone or being rewritten since it was listed
+    return document.get("Spec") if isinstance(document, Mapping) else None
+
+
+def with_properties(plugin: plugins.InstancePlugin, tags: Mapping[str, str]) -> list[tuple[instances.Description, Any]]:
+    """``describe`` with each instance's ``Properties`` (``instance-file describe -p``).
+
+    A daemon is asked for them (``DescribeInstances`` with ``Properties: true``); an
+    in-process file plugin's are read from its files; other plugins tell none.
+    """
+    if isinstance(plugin, client.RemoteInstancePlugin):
+        return plugin.describe_properties(tags)
+    directory = getattr(plugin, "directory", None)
+    found = plugin.describe(tags)
+    if isinstance(directory, Path):
+        return [(d, file_properties(directory, d)) for d in found]
+    return [(d, None) for d in found]

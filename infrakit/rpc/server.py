@@ -8,7 +8,12 @@ behind one HTTP endpoint answering as InfraKit v0.5's Go server (gorilla/rpc jso
 does: HTTP 200 with a JSON-RPC error object (code -32000 and the error text) for an
 unknown method or a failed call, -32600 for params of the wrong shape,
 ``Handshake.Implements`` / ``Handshake.Types``, and ``GET /info/api.json`` /
-``/info/functions.json``.
+``/info/functions.json``.  A service with change feeds (an instance plugin that can
+report changes: the file plugin) also publishes them as InfraKit's event broker does:
+``Event.List`` (the topics; not advertised by the handshake, so ``plugin ls`` reads as
+InfraKit's) and ``GET /events?topic=...``, a
+server-sent event stream (``data: <event JSON>`` and a blank line per event), so a
+client (another process's runtime) heals within milliseconds rather than polling.
 
 :func:`serve` listens on a unix socket in the plugins directory (or on TCP, writing
 the ``<name>.listen`` discovery file v0.5 writes), never steals a live socket, replaces
@@ -24,9 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import errno
 import fcntl
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -34,7 +41,7 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeAlias
 
@@ -90,6 +97,8 @@ class Service:
     examples: Mapping[str, tuple[dict[str, Any], dict[str, Any]]]
     types: tuple[str, ...] = (".",)
     lock: threading.Lock | None = dataclasses.field(default_factory=threading.Lock)
+    feeds: Mapping[str, Callable[[], AsyncIterator[Any]]] = dataclasses.field(default_factory=dict)
+    """Topic -> a change feed whose items are published as events on that topic."""
 
 
 class ListenError(RuntimeError):
@@ -112,8 +121,18 @@ _ZERO_DESCRIPTION: Final = {"ID": "", "LogicalID": None, "Tags": None}
 _ZERO_ALLOCATION: Final = {"Size": 0, "LogicalIDs": None}
 
 
-def instance_service(plugin: spi.InstancePlugin, *, concurrent: bool = False) -> Service:
-    """``Instance/0.5.0`` backed by ``plugin``."""
+def instance_service(
+    plugin: spi.InstancePlugin,
+    *,
+    concurrent: bool = False,
+    properties: Callable[[instances.Description], Any] | None = None,
+) -> Service:
+    """``Instance/0.5.0`` backed by ``plugin``.
+
+    ``properties`` gives an instance's ``Properties`` when ``DescribeInstances`` asks for
+    them (v0.5's file plugin answers its spec); a plugin that reports changes
+    (``spi.Watching``) has them published on :data:`wire.CHANGES_TOPIC`.
+    """
 
     def validate(params: Mapping[str, Any]) -> dict[str, Any]:
         kind = _typed(params)
@@ -138,9 +157,15 @@ def instance_service(plugin: spi.InstancePlugin, *, concurrent: bool = False) ->
 
     def describe(params: Mapping[str, Any]) -> dict[str, Any]:
         kind = _typed(params)
-        wire.boolean(wire.field(params, "Properties"), "Properties")  # we have none to add
+        detailed = wire.boolean(wire.field(params, "Properties"), "Properties")
         found = plugin.describe(wire.tags(wire.field(params, "Tags"), "Tags"))
-        return {"Type": kind, "Descriptions": wire.go_list([wire.description_to_wire(d) for d in found])}
+        listed = []
+        for description in found:
+            entry = wire.description_to_wire(description)
+            if detailed and properties is not None:
+                entry["Properties"] = properties(description)
+            listed.append(entry)
+        return {"Type": kind, "Descriptions": wire.go_list(listed)}
 
     ok = {"Type": "", "OK": False}
     return Service(
@@ -163,7 +188,16 @@ def instance_service(plugin: spi.InstancePlugin, *, concurrent: bool = False) ->
             "Validate": ({"Type": "", "Properties": None}, ok),
         },
         lock=None if concurrent else threading.Lock(),
+        feeds={wire.CHANGES_TOPIC: _changes_feed(plugin)} if isinstance(plugin, spi.Watching) else {},
     )
+
+
+def _changes_feed(plugin: spi.Watching) -> Callable[[], AsyncIterator[Any]]:
+    async def feed() -> AsyncIterator[Any]:
+        async for changed in plugin.changes():
+            yield {"All": True} if changed is None else {"IDs": sorted(changed)}
+
+    return feed
 
 
 def flavor_service(plugin: spi.FlavorPlugin, *, concurrent: bool = False) -> Service:
@@ -348,6 +382,13 @@ def make_app(services: Sequence[Service]) -> web.Application:
         table.setdefault(service.interface.name, {}).update(
             {name: (service.lock, handler) for name, handler in service.methods.items()}
         )
+    broker = _Broker({topic: feed for service in services for topic, feed in service.feeds.items()})
+    if broker.feeds:
+        # Callable, but not advertised in the handshake: v0.5's file plugin published no
+        # events, and `plugin ls` lists what ours implements exactly as the tutorial shows.
+        table.setdefault(wire.EVENT.name, {}).update(
+            {name: (None, handler) for name, handler in broker.service().methods.items()}
+        )
     implements = {"APIs": [s.interface.to_wire() for s in services]}
     types = {"Types": {s.interface.encode(): list(s.types) for s in services}}
 
@@ -425,8 +466,130 @@ def make_app(services: Sequence[Service]) -> web.Application:
     app = web.Application(client_max_size=_MAX_REQUEST)
     app.router.add_get("/info/api.json", get_api)
     app.router.add_get("/info/functions.json", get_functions)
+    if broker.feeds:
+        app.router.add_get("/events", broker.stream)
+        app.on_startup.append(broker.start)
+        app.on_shutdown.append(broker.stop)
     app.router.add_route("*", "/{tail:.*}", rpc)
     return app
+
+
+_QUEUED: Final = 1024  # events kept per subscriber; beyond, it gets one "anything changed"
+
+
+class _Broker:
+    """Change feeds published as InfraKit's broker does: SSE per topic (``/events?topic=``).
+
+    A topic ``a/b`` subscribes to ``a/b`` and every topic under it; the root (``""`` or
+    ``.``) to all.  A subscriber that falls behind gets ``{"All": true}`` instead of the
+    events it missed: it lists everything again, which is always correct.
+    """
+
+    def __init__(self, feeds: Mapping[str, Callable[[], AsyncIterator[Any]]]) -> None:
+        self.feeds = dict(feeds)
+        self._subscribers: dict[asyncio.Queue[str], str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ids = itertools.count(1)
+        self._service: Service | None = None
+
+    def service(self) -> Service:
+        if self._service is None:
+            topics = sorted(self.feeds)
+
+            def listing(params: Mapping[str, Any]) -> dict[str, Any]:
+                path = wire.path_from_wire(wire.field(params, "Topic"), "Topic")
+                depth = len(path)
+                children = {
+                    tuple(t.split("/"))[depth]
+                    for t in topics
+                    if tuple(t.split("/"))[:depth] == path and len(t.split("/")) > depth
+                }
+                return {"Nodes": wire.go_list(sorted(children))}
+
+            self._service = Service(
+                interface=wire.EVENT,
+                methods={"List": listing},
+                examples={"List": ({"Topic": "."}, {"Nodes": None})},
+                lock=None,
+            )
+        return self._service
+
+    async def start(self, app: web.Application) -> None:
+        for topic, feed in self.feeds.items():
+            self._tasks.append(asyncio.ensure_future(self._pump(topic, feed)))
+
+    async def stop(self, app: web.Application) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for queue in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait("")  # wakes the stream, which ends
+        self._subscribers.clear()
+
+    async def _pump(self, topic: str, feed: Callable[[], AsyncIterator[Any]]) -> None:
+        while True:
+            try:
+                async for data in feed():
+                    self.publish(topic, data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.error("the change feed of %s failed: %s (restarting it)", topic, error)
+            self.publish(topic, {"All": True})
+            await asyncio.sleep(1.0)
+
+    def publish(self, topic: str, data: Any) -> None:
+        event = {
+            "Topic": topic,
+            "Type": "change",
+            "ID": str(next(self._ids)),
+            "Timestamp": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
+            "Data": data,
+        }
+        text = json.dumps(event, separators=(",", ":"))
+        for queue, wanted in list(self._subscribers.items()):
+            if wanted and topic != wanted and not topic.startswith(f"{wanted}/"):
+                continue
+            try:
+                queue.put_nowait(text)
+            except asyncio.QueueFull:
+                _drain(queue)
+                behind = {**event, "Data": {"All": True}}
+                queue.put_nowait(json.dumps(behind, separators=(",", ":")))
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        wanted = "/".join(wire.path_from_wire(request.query.get("topic", ""), "topic"))
+        if wanted and not any(t == wanted or t.startswith(f"{wanted}/") for t in self.feeds):
+            return web.Response(status=404, text=f"invalid topic: {wanted} (known: {', '.join(sorted(self.feeds))})")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
+        )
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_QUEUED)
+        self._subscribers[queue] = wanted
+        try:
+            await response.prepare(request)  # the headers now: the client knows it is subscribed
+            while True:
+                text = await queue.get()
+                if not text:
+                    break
+                await response.write(f"data: {text}\n\n".encode())
+        except ConnectionResetError:
+            pass  # the subscriber left
+        finally:
+            self._subscribers.pop(queue, None)
+        return response
+
+
+def _drain(queue: asyncio.Queue[str]) -> None:
+    while True:
+        try:
+            queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return
 
 
 def _lookup(table: Mapping[str, Mapping[str, _Entry]], method: str) -> _Entry:

@@ -20,6 +20,8 @@ from typing import Any, Final
 from infrakit.core import instances, specs
 
 __all__ = [
+    "CHANGES_TOPIC",
+    "EVENT",
     "FLAVOR",
     "GROUP",
     "HANDSHAKE_IMPLEMENTS",
@@ -67,6 +69,14 @@ INSTANCE: Final = InterfaceSpec(name="Instance", version="0.5.0")
 FLAVOR: Final = InterfaceSpec(name="Flavor", version="0.1.0")
 GROUP: Final = InterfaceSpec(name="Group", version="0.1.0")
 METADATA: Final = InterfaceSpec(name="Metadata", version="0.1.0")
+EVENT: Final = InterfaceSpec(name="Event", version="0.1.0")
+
+CHANGES_TOPIC: Final = "instance/changes"
+"""The topic on which our instance daemons publish the IDs of instances that changed.
+
+Its events' ``Data`` is ``{"IDs": [...]}``, or ``{"All": true}`` when anything may have
+changed; a client heals from it instead of polling (InfraKit's own daemons publish
+nothing there, and are polled)."""
 
 HANDSHAKE_IMPLEMENTS: Final = "Handshake.Implements"
 HANDSHAKE_TYPES: Final = "Handshake.Types"

@@ -21,7 +21,9 @@ def test_console_scripts_are_declared() -> None:
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
     assert scripts["infrakit-instance-file"] == "infrakit.daemons:instance_file_main"
     assert scripts["infrakit-flavor-vanilla"] == "infrakit.daemons:flavor_vanilla_main"
+    assert scripts["infrakit-group-default"] == "infrakit.daemons:group_default_main"
     assert callable(daemons.instance_file_main) and callable(daemons.flavor_vanilla_main)
+    assert callable(daemons.group_default_main)
 
 
 def test_instance_file_daemon_lifecycle(plugins_env: Path, tmp_path: Path) -> None:
