@@ -71,8 +71,18 @@ class Context:
         return Path(explicit).expanduser() if explicit else self.home / "plugins"
 
     def plugin_options(self, name: str) -> dict[str, Any]:
-        """The options this command line gives the instance plugin ``name`` (recorded with a group)."""
-        return {"dir": str(self.instance_dir.absolute())} if name == "instance-file" else {}
+        """The options this command line gives the instance plugin ``name`` (recorded with a group).
+
+        None for a plugin served by a daemon: its options are the daemon's own, and a recorded
+        directory would send the group's instances elsewhere if the daemon went away.
+        """
+        if name != "instance-file":
+            return {}
+        from infrakit.rpc import discovery
+
+        if discovery.find(name, directory=self.plugins_dir) is not None:
+            return {}
+        return {"dir": str(self.instance_dir.absolute())}
 
     def controller(self) -> controllers.Controller:
         return controllers.Controller(store=store.Store(self.home), registry=self.registry)
