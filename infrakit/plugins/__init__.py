@@ -152,15 +152,20 @@ class Registry:
     def _get(self, group: str, name: str, options: Mapping[str, Any] | None, *, field: str) -> Any:
         merged = self.options(name, options)
         key = (group, name, json.dumps(merged, sort_keys=True, default=str))
+        # A running daemon of that name wins over the built-in (its options are its own).  Asked
+        # every time (a few stat calls; the locator keeps one client per address), so a daemon
+        # started, stopped or moved while this process runs is followed.
+        remote = self.locate(group, name) if self.locate is not None else None
         with self._lock:
-            plugin = self._made.get(key) or self._made.get((group, name, _REMOTE))
-            if plugin is not None:
-                return plugin
-            # A running daemon of that name wins over the built-in (its options are its own).
-            remote = self.locate(group, name) if self.locate is not None else None
             if remote is not None:
-                plugin = self._made[(group, name, _REMOTE)] = remote
+                key = (group, name, f"{_REMOTE}{id(remote)}")
+                if key in self._made:
+                    return remote
+                plugin = self._made[key] = remote
             else:
+                plugin = self._made.get(key)
+                if plugin is not None:
+                    return plugin
                 plugin = self._made[key] = self._factory(group, name, field=field)(merged)
             subscribers = list(self._subscribers) if group == INSTANCE_GROUP else []
         for callback in subscribers:

@@ -3,12 +3,15 @@
 A name resolves to a daemon in the plugins directory when one is there (a socket, or a
 TCP address file), else to the built-in in-process plugin.  A stale socket (its daemon
 was killed) still resolves to the daemon, whose calls then fail with a clear error,
-rather than silently to another plugin.  Cheap to import: no aiohttp.
+rather than silently to another plugin.  The locator keeps one client per name and
+address, so asking again (the registry does, at every resolve) costs a few ``stat``
+calls.  Cheap to import: no aiohttp.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,14 +27,20 @@ _MAX_FILE = 4 << 20
 
 def locator(directory: Path | None = None) -> plugins.Locator:
     """Find ``(group, name)`` among the daemons in ``directory`` (default: the plugins directory)."""
+    clients: dict[tuple[str, str, str], Any] = {}
+    lock = threading.Lock()
 
     def locate(group: str, name: str) -> Any:
         endpoint = discovery.find(name, directory=directory)
         if endpoint is None:
             return None
-        if group == plugins.INSTANCE_GROUP:
-            return client.RemoteInstancePlugin(name=name, address=endpoint.address)
-        return client.RemoteFlavorPlugin(name=name, address=endpoint.address)
+        key = (group, name, endpoint.address)
+        with lock:
+            found = clients.get(key)
+            if found is None:
+                kind = client.RemoteInstancePlugin if group == plugins.INSTANCE_GROUP else client.RemoteFlavorPlugin
+                found = clients[key] = kind(name=name, address=endpoint.address)
+            return found
 
     return locate
 

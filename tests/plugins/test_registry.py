@@ -71,3 +71,23 @@ def test_plugins_are_long_lived_one_per_name_and_options(tmp_path: Path) -> None
 def test_the_file_plugin_needs_a_directory() -> None:
     with pytest.raises(plugins.PluginError, match="--dir"):
         plugins.Registry().instance("instance-file")
+
+
+def test_a_daemon_started_or_stopped_while_the_process_runs_is_followed(tmp_path: Path) -> None:
+    """The registry asks its locator at every resolve: a long-lived process follows the daemons."""
+    daemon = MemoryPlugin()
+    running: list[MemoryPlugin] = []
+    registry = plugins.Registry(
+        defaults={"instance-file": {"dir": str(tmp_path)}},
+        locate=lambda group, name: running[0] if running and group == plugins.INSTANCE_GROUP else None,
+    )
+    made: list[plugins.InstancePlugin] = []
+    registry.subscribe(made.append)
+    builtin = registry.instance("instance-file")
+    assert isinstance(builtin, FilePlugin)
+    running.append(daemon)  # a daemon of that name starts
+    assert registry.instance("instance-file") is daemon
+    assert registry.instance("instance-file") is daemon
+    running.clear()  # ... and stops cleanly (its socket removed)
+    assert registry.instance("instance-file") is builtin
+    assert made == [builtin, daemon]  # each watched once
