@@ -3,7 +3,10 @@
 Only this module turns bytes into dicts for the local CLI.  It refuses what a careless
 or hostile file could do to a parser: non-UTF-8 bytes, duplicate keys (YAML silently
 keeps the last one), alias "billion laughs" bombs, absurd nesting and sizes.  YAML
-timestamps stay strings, as they do on their way to the API server.
+timestamps stay strings, as they do on their way to the API server, and the values
+only YAML has (``!!binary``, ``!!set``, ``!!omap``, non-string keys ...) are refused
+with their line and column: a Group is JSON (``specs.check_json`` says so again for
+every source, naming the field).
 """
 
 from __future__ import annotations
@@ -63,8 +66,14 @@ def parse_text(text: bytes, *, source: str = "<input>") -> list[Any]:
             return [json.loads(decoded, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)]
         except ValueError as error:
             raise specs.SpecError("", f"not valid JSON: {error}") from None
+        except RecursionError:  # the C decoder recurses once per level: ~1,000 levels
+            raise specs.SpecError("", "not valid JSON: nested too deeply") from None
     try:
         return [d for d in yaml.load_all(decoded, Loader=_SafeLoader) if d is not None]
+    except _NotJson as error:
+        mark = error.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise specs.SpecError(error.field, f"{error.problem}{where}") from None
     except yaml.YAMLError as error:
         raise specs.SpecError("", f"not valid YAML: {_one_line(error)}") from None
     except RecursionError:
@@ -88,8 +97,38 @@ def _one_line(error: yaml.YAMLError) -> str:
     return " ".join(str(error).replace('in "<unicode string>", ', "").split())
 
 
+_YAML: Final = "tag:yaml.org,2002:"
+_JSON_TAGS: Final = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "map", "seq"))
+_MERGE: Final = _YAML + "merge"
+_NOT_JSON: Final = {
+    _YAML + "binary": "binary data (!!binary) is not JSON; use a base64 string",
+    _YAML + "set": "a set (!!set) is not JSON; use a list",
+    _YAML + "omap": "an ordered map (!!omap) is not JSON; use a mapping",
+    _YAML + "pairs": "pairs (!!pairs) are not JSON; use a mapping",
+    _YAML + "timestamp": "a timestamp (!!timestamp) is not JSON; quote it as a string",
+}
+_KEY_KINDS: Final = {
+    _YAML + "int": "a number",
+    _YAML + "float": "a number",
+    _YAML + "bool": "a boolean",
+    _YAML + "null": "null",
+}
+
+
+class _NotJson(yaml.constructor.ConstructorError):
+    """A YAML value with no JSON equivalent, at ``field``."""
+
+    def __init__(self, field: str, problem: str, mark: Any) -> None:
+        super().__init__(None, None, problem, mark)
+        self.field = field
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_YAML) :] if tag.startswith(_YAML) else tag
+
+
 class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader without timestamps, with duplicate-key, alias and depth limits."""
+    """SafeLoader without timestamps, with duplicate-key, alias and depth limits, JSON values only."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -109,10 +148,16 @@ class _SafeLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_document(self, node: Any) -> Any:
+        _check_json_nodes(node)
+        return super().construct_document(node)
+
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, _ in node.value:
+                if key_node.tag == _MERGE:
+                    continue  # "<<: *base" merges a mapping: its keys may be overridden here
                 key = self.construct_object(key_node, deep=True)
                 if key in seen:
                     raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -124,3 +169,39 @@ _SafeLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _check_json_nodes(root: yaml.Node) -> None:
+    """Refuse tags and keys JSON cannot carry, before anything is constructed.
+
+    Walks the node graph once per node (aliases share nodes), so an alias bomb costs
+    no more than its text.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.tag not in _JSON_TAGS:
+            problem = _NOT_JSON.get(node.tag, f"the YAML tag {_short_tag(node.tag)} has no JSON equivalent; remove it")
+            raise _NotJson(path, problem, node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.tag == _MERGE:
+                    stack.append((value, path))  # the merged mapping's keys land here
+                    continue
+                if not isinstance(key, yaml.ScalarNode):
+                    kind = "a mapping" if isinstance(key, yaml.MappingNode) else "a list"
+                    raise _NotJson(path, f"{kind} as a key is not JSON; keys are strings", key.start_mark)
+                if key.tag != _YAML + "str":
+                    kind = _KEY_KINDS.get(key.tag, _short_tag(key.tag))
+                    raise _NotJson(
+                        path,
+                        f"the key {key.value!r} is {kind} in YAML, and JSON keys are strings: quote it",
+                        key.start_mark,
+                    )
+                stack.append((value, f"{path}.{key.value}" if path else str(key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(node.value))

@@ -220,3 +220,71 @@ def test_infrakit_id_with_a_trailing_newline_is_refused() -> None:
 def test_crd_patterns_have_re2_semantics(pattern: str, text: str, matches: bool) -> None:
     assert bool(specs._end_of_text(pattern).search(text)) is matches
 
+
+_MANIFEST = """apiVersion: infrakit.io/v1alpha1
+kind: Group
+metadata: {{name: cattle}}
+spec:
+  allocation: {{size: 1}}
+  instance:
+    plugin: instance-file
+    properties:
+      Keys: {value}
+  flavor: {{plugin: flavor-vanilla}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("!!binary aGVsbG8=", "binary data (!!binary) is not JSON; use a base64 string (line 9, column 13)"),
+        ("!!set {a, b}", "a set (!!set) is not JSON; use a list (line 9, column 13)"),
+        ("!!omap [a: 1]", "an ordered map (!!omap) is not JSON; use a mapping (line 9, column 13)"),
+        ("!!pairs [a: 1]", "pairs (!!pairs) are not JSON; use a mapping (line 9, column 13)"),
+        ("!!timestamp 2001-12-14", "a timestamp (!!timestamp) is not JSON; quote it as a string (line 9, column 13)"),
+        ("!custom x", "the YAML tag !custom has no JSON equivalent; remove it (line 9, column 13)"),
+        ("{1: a}", "the key '1' is a number in YAML, and JSON keys are strings: quote it (line 9, column 14)"),
+        ("{on: a}", "the key 'on' is a boolean in YAML, and JSON keys are strings: quote it (line 9, column 14)"),
+        ("{~: a}", "the key '~' is null in YAML, and JSON keys are strings: quote it (line 9, column 14)"),
+        ("{? [a]: b}", "a list as a key is not JSON; keys are strings (line 9, column 16)"),
+    ],
+)
+def test_yaml_only_values_are_refused_with_line_and_column(value: str, message: str) -> None:
+    with pytest.raises(specs.SpecError) as caught:
+        documents.load_groups("group.yaml", text=_MANIFEST.format(value=value).encode())
+    assert caught.value.field == "spec.instance.properties.Keys"
+    assert caught.value.message == message
+
+
+def test_yaml_merge_keys_are_json_once_merged() -> None:
+    text = _MANIFEST.format(value="{<<: {a: 1, b: 2}, b: 3}").encode()
+    (group,) = documents.load_groups("group.yaml", text=text)
+    assert group.instance.properties == {"Keys": {"a": 1, "b": 3}}
+
+
+_JSON = '{"ID": "c", "Properties": {"Instance": {"Properties": {"x": VALUE}}}}'
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (_MANIFEST.format(value=".inf"), "spec.instance.properties.Keys"),
+        (_MANIFEST.format(value="[.NaN]"), "spec.instance.properties.Keys[0]"),
+        (_MANIFEST.format(value="1" * 400), "spec.instance.properties.Keys"),
+        (_MANIFEST.format(value='"\\ud800"'), "spec.instance.properties.Keys"),
+        (_JSON.replace("VALUE", "1e400"), "Properties.Instance.Properties.x"),
+        (_JSON.replace("VALUE", '"\\udc00"'), "Properties.Instance.Properties.x"),
+        (_JSON.replace("VALUE", "9" * 400), "Properties.Instance.Properties.x"),
+    ],
+    ids=["inf", "nan", "huge-int", "yaml-surrogate", "json-1e400", "json-surrogate", "json-huge-int"],
+)
+def test_unencodable_values_are_refused_naming_the_field(text: str, field: str) -> None:
+    with pytest.raises(specs.SpecError) as caught:
+        documents.load_groups("group.yaml", text=text.encode())
+    assert caught.value.field.startswith(field), caught.value
+    assert "\n" not in str(caught.value)
+
+
+def test_deeply_nested_json_is_refused_cleanly() -> None:
+    with pytest.raises(specs.SpecError, match="nested too deeply"):
+        documents.parse_text(b'{"a": ' + b"[" * 100_000, source="deep.json")
