@@ -10,19 +10,24 @@ store serialises on an exclusive ``flock`` of ``$INFRAKIT_HOME/.lock``, so concu
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import errno
 import fcntl
+import functools
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from infrakit import files
 from infrakit.core import specs
 
-__all__ = ["Store", "StoredGroup"]
+__all__ = ["Damaged", "Store", "StoredGroup"]
 
 # libyaml's safe loader and dumper when PyYAML was built with it: the same documents,
 # five times faster (a status lists up to 1,000 instances).
@@ -30,10 +35,107 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
+class _RecordLoader(_Loader):  # type: ignore[misc,valid-type]
+    """The safe loader without implicit timestamps: a hand-edited, unquoted time stays a
+    string, as it would in the manifest the user committed (infrakit/local/documents.py)."""
+
+
+class _DeepRecordLoader(yaml.SafeLoader):
+    """The pure-Python twin, for text nested too deeply for libyaml (see _may_nest_deeply)."""
+
+
+_RecordLoader.yaml_implicit_resolvers = _DeepRecordLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+# libyaml's composer recurses in C: some 30,000 nested "[" overflow the stack and kill the
+# process (a segfault, no exception). Text that might nest that deep goes to the Python
+# loader, whose recursion ends in RecursionError. A record we wrote nests a dozen levels.
+_LIBYAML_DEPTH = 1000
+_LINE_NESTING = re.compile(rb"^[ ?:-]*", re.MULTILINE)
+
+
+def _may_nest_deeply(data: bytes) -> bool:
+    """An over-estimate of the nesting of YAML text (brackets in strings count too)."""
+    flow = data.count(b"[") + data.count(b"{")
+    if flow >= _LIBYAML_DEPTH:
+        return True
+    block = max(map(len, _LINE_NESTING.findall(data)), default=0)  # indentation, "- - -", "? "
+    return flow + 2 * block >= _LIBYAML_DEPTH
+
+
+class Damaged(specs.SpecError):
+    """A store file that cannot be read back: hand-edited, truncated by a tool, or worse.
+
+    Only that group is affected; the message names the file, the problem and the fix.
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            "", f"the store file {path} is damaged: {problem}; repair it, or delete it and commit the group again"
+        )
+        self.path = path
+        self.problem = problem
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StoredGroup:
     spec: specs.GroupSpec
     status: Mapping[str, Any]
+
+
+_MAX_RECORD = 16 << 20
+
+
+def _parse_record(path: Path, data: bytes, *, name: str) -> StoredGroup:
+    """Parse and check a record; every way it can be wrong is :class:`Damaged`."""
+    try:
+        loader = _DeepRecordLoader if _may_nest_deeply(data) else _RecordLoader
+        document = yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        text = " ".join(str(error).replace('in "<byte string>", ', "").replace('in "<unicode string>", ', "").split())
+        raise Damaged(path, f"not valid YAML ({text})") from None
+    except RecursionError:
+        raise Damaged(path, "not valid YAML (nested too deeply)") from None
+    except (ValueError, OverflowError) as error:
+        # int() refuses more than 4,300 digits; an explicit !!timestamp may be no date at all.
+        problem = "an integer has too many digits" if "integer string conversion" in str(error) else str(error)
+        raise Damaged(path, f"not valid YAML ({problem})") from None
+    if document is None:
+        raise Damaged(path, "it is empty")
+    if not isinstance(document, Mapping):
+        raise Damaged(path, f"it holds a {type(document).__name__}, not a Group record")
+    try:
+        spec = specs.parse_document({k: v for k, v in document.items() if k != "status"})
+    except specs.SpecError as error:
+        raise Damaged(path, f"the manifest is not a valid Group ({error})") from None
+    if spec.name != name:
+        raise Damaged(path, f"it holds group {spec.name!r}, not {name!r}")
+    status = document.get("status")
+    if status is None:
+        status = {}
+    try:
+        specs.check_json(status, field="status")
+        _status_validator().validate(status)
+    except specs.SpecError as error:
+        raise Damaged(path, str(error)) from None
+    except jsonschema.ValidationError as error:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise Damaged(path, f"status{where}: {error.message}") from None
+    return StoredGroup(spec=spec, status=status)
+
+
+@functools.cache
+def _status_validator() -> jsonschema.protocols.Validator:
+    """The CRD's status schema: the record keeps the status in the API server's shape.
+
+    Except the entries of ``instances`` (up to 1,000, read by nothing but ``inspect``,
+    which prints any JSON): checking each would triple the cost of every load.
+    """
+    schema = copy.deepcopy(specs.crd_schema()["properties"]["status"])
+    schema["properties"]["instances"]["items"] = {"type": "object"}
+    return jsonschema.Draft4Validator(schema)
 
 
 class Store:
@@ -66,17 +168,18 @@ class Store:
         return [e.name[: -len(".yaml")] for e in entries if e.name.endswith(".yaml") and not e.name.startswith(".")]
 
     def load(self, name: str) -> StoredGroup | None:
+        """The group's record, None if there is none; :class:`Damaged` if it cannot be read back."""
         path = self.path(name)
         try:
-            data = files.read_nofollow(path, limit=16 << 20)
+            data = files.read_nofollow(path, limit=_MAX_RECORD)
         except FileNotFoundError:
             return None
-        try:
-            document = yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader
-            spec = specs.parse_document({k: v for k, v in document.items() if k != "status"})
-        except (yaml.YAMLError, AttributeError, specs.SpecError) as error:
-            raise specs.SpecError("", f"the store file {path} is damaged ({error}); fix or delete it") from error
-        return StoredGroup(spec=spec, status=document.get("status") or {})
+        except OSError as error:
+            if error.errno not in (None, errno.ELOOP):
+                raise  # EACCES, EIO ...: the machine's trouble, not the record's
+            problem = str(error).removeprefix(f"{path} ") if error.errno is None else "a symbolic link"
+            raise Damaged(path, f"it is {problem.removeprefix('is ')}") from None
+        return _parse_record(path, data, name=name)
 
     def save(self, spec: specs.GroupSpec, status: Mapping[str, Any]) -> None:
         document = {**spec.to_manifest(), "status": dict(status)}
