@@ -38,6 +38,7 @@ __all__ = [
     "UpdateStrategy",
     "check_json",
     "crd_schema",
+    "field_path",
     "parse_document",
     "validate_name",
 ]
@@ -192,12 +193,14 @@ def check_json(value: Any, *, field: str = "") -> None:
     strings of valid Unicode, finite numbers that fit a float64 (the hash converts every
     number to one, as Go does), booleans and null.  YAML can say more (binary, sets,
     ordered maps, timestamps, non-string keys, ``.inf``); those would be saved, then
-    crash whatever reads them later.  Iterative, so no depth crashes it.
+    crash whatever reads them later.  Iterative, so no depth crashes it; paths are
+    spelled out only for the error, so a long (or cyclic) chain costs no more than its
+    values.
     """
-    stack: list[tuple[Any, str]] = [(value, field)]
+    stack: list[tuple[Any, _Link | None]] = [(value, None)]
     seen = 0
     while stack:
-        node, path = stack.pop()
+        node, link = stack.pop()
         seen += 1
         if seen > MAX_VALUES:
             raise SpecError(
@@ -205,17 +208,46 @@ def check_json(value: Any, *, field: str = "") -> None:
             )
         problem = _json_problem(node)
         if problem:
-            raise SpecError(path, problem)
+            raise SpecError(_spell(field, link), problem)
         if isinstance(node, Mapping):
             for key, child in node.items():
                 if not isinstance(key, str):
-                    raise SpecError(path, f"the key {key!r} is not a string; JSON keys are strings: quote it")
+                    raise SpecError(
+                        _spell(field, link), f"the key {key!r} is not a string; JSON keys are strings: quote it"
+                    )
                 key_problem = _text_problem(key)
                 if key_problem:
-                    raise SpecError(path, f"a key {key_problem}")
-                stack.append((child, f"{path}.{key}" if path else key))
+                    raise SpecError(_spell(field, link), f"a key {key_problem}")
+                stack.append((child, (link, key)))
         elif isinstance(node, list):
-            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(node))
+            stack.extend((child, (link, index)) for index, child in enumerate(node))
+
+
+_Link = tuple[Any, str | int]  # (parent link or None, key): a path, spelled out on demand
+
+
+def _spell(field: str, link: _Link | None) -> str:
+    keys: list[str | int] = []
+    while link is not None:
+        link, key = link
+        keys.append(key)
+    return functools.reduce(field_path, reversed(keys), field)
+
+
+_PATH_SPECIAL: Final = frozenset(".[]'\" \\")
+
+
+def field_path(path: str, key: str | int) -> str:
+    """``path.key``, ``path[3]``, or ``path['odd key']`` for a key that is not plain text.
+
+    Keys come from the user: a key holding a newline or a dot must not break the one-line
+    error, nor pass for two levels.
+    """
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if not key or not key.isprintable() or any(c in _PATH_SPECIAL for c in key):
+        return f"{path}[{key!r}]"
+    return f"{path}.{key}" if path else key
 
 
 def _json_problem(value: Any) -> str | None:
@@ -444,7 +476,7 @@ def _validate_spec_schema(spec: Any) -> None:
 
 
 def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
-    path = "spec" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    path = functools.reduce(field_path, error.absolute_path, "spec")
     value: Any = error.validator_value
     got: Any = error.instance
     schema: Any = error.schema
@@ -454,11 +486,11 @@ def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
         message = f"must be {_article(str(value))}, got {_type_name(got)}"
     elif rule == "required":
         missing = next((k for k in value if isinstance(got, Mapping) and k not in got), "?")
-        path, message = f"{path}.{missing}", "is required"
+        path, message = field_path(path, missing), "is required"
     elif rule == "additionalProperties":
         allowed = ", ".join(sorted(schema.get("properties", {})))
         unknown = sorted(set(got) - set(schema.get("properties", {}))) if isinstance(got, Mapping) else []
-        path = f"{path}.{unknown[0]}" if unknown else path
+        path = field_path(path, unknown[0]) if unknown else path
         message = f"unknown field; allowed here: {allowed}"
     elif rule == "minimum":
         message = f"must be at least {value}, got {got}"

@@ -63,7 +63,9 @@ def parse_text(text: bytes, *, source: str = "<input>") -> list[Any]:
     stripped = decoded.lstrip()
     if source.endswith(".json") or stripped.startswith("{"):
         try:
-            return [json.loads(decoded, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)]
+            return [
+                json.loads(decoded, object_pairs_hook=_unique_pairs, parse_constant=_no_constant, parse_int=_json_int)
+            ]
         except ValueError as error:
             raise specs.SpecError("", f"not valid JSON: {error}") from None
         except RecursionError:  # the C decoder recurses once per level: ~1,000 levels
@@ -76,6 +78,8 @@ def parse_text(text: bytes, *, source: str = "<input>") -> list[Any]:
         raise specs.SpecError(error.field, f"{error.problem}{where}") from None
     except yaml.YAMLError as error:
         raise specs.SpecError("", f"not valid YAML: {_one_line(error)}") from None
+    except ValueError as error:  # a constructor's own check (a date that is none, ...)
+        raise specs.SpecError("", f"not valid YAML: {' '.join(str(error).split())}") from None
     except RecursionError:
         raise specs.SpecError("", f"nested more than {MAX_DEPTH} levels deep") from None
 
@@ -89,6 +93,12 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _json_int(text: str) -> int:
+    if len(text) > _MAX_INT_TEXT:  # int() refuses 4,300 digits; float64 ends at 309
+        raise ValueError(f"the integer {text[:20]}... is too large: numbers must fit in a 64-bit float")
+    return int(text)
+
+
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -97,6 +107,7 @@ def _one_line(error: yaml.YAMLError) -> str:
     return " ".join(str(error).replace('in "<unicode string>", ', "").split())
 
 
+_MAX_INT_TEXT: Final = 400  # characters of a YAML integer: float64's largest has 309 digits
 _YAML: Final = "tag:yaml.org,2002:"
 _JSON_TAGS: Final = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "map", "seq"))
 _MERGE: Final = _YAML + "merge"
@@ -134,19 +145,36 @@ class _SafeLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._aliases = 0
         self._depth = 0
+        self._open: set[str | None] = set()
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
                 raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases: refusing a possible alias bomb")
+            if event.anchor in self._open:  # "&a [*a]": a list that holds itself
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"the alias *{event.anchor} is inside its own anchor: JSON has no cycles",
+                    self._mark(),
+                )
+        # An anchored collection is "open" until composed; PyYAML refuses duplicate anchors.
+        anchor = event.anchor if isinstance(event, yaml.CollectionStartEvent) else None
         self._depth += 1
+        if anchor is not None:
+            self._open.add(anchor)
         try:
             if self._depth > MAX_DEPTH:
                 raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep")
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+            self._open.discard(anchor)
+
+    def _mark(self) -> Any:
+        return self.peek_event().start_mark  # type: ignore[no-untyped-call]
 
     def construct_document(self, node: Any) -> Any:
         _check_json_nodes(node)
@@ -185,8 +213,16 @@ def _check_json_nodes(root: yaml.Node) -> None:
             continue
         seen.add(id(node))
         if node.tag not in _JSON_TAGS:
-            problem = _NOT_JSON.get(node.tag, f"the YAML tag {_short_tag(node.tag)} has no JSON equivalent; remove it")
+            problem = _NOT_JSON.get(
+                node.tag, f"the YAML tag {_short_tag(node.tag)!r} has no JSON equivalent; remove it"
+            )
             raise _NotJson(path, problem, node.start_mark)
+        if node.tag == _YAML + "int" and len(node.value) > _MAX_INT_TEXT:
+            # Python's int() refuses 4,300 digits (ValueError); float64 ends at 309.
+            number = node.value[:20] + "..."
+            raise _NotJson(
+                path, f"the integer {number} is too large: numbers must fit in a 64-bit float", node.start_mark
+            )
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if key.tag == _MERGE:
@@ -196,12 +232,12 @@ def _check_json_nodes(root: yaml.Node) -> None:
                     kind = "a mapping" if isinstance(key, yaml.MappingNode) else "a list"
                     raise _NotJson(path, f"{kind} as a key is not JSON; keys are strings", key.start_mark)
                 if key.tag != _YAML + "str":
-                    kind = _KEY_KINDS.get(key.tag, _short_tag(key.tag))
+                    kind = _KEY_KINDS.get(key.tag, repr(_short_tag(key.tag)))
                     raise _NotJson(
                         path,
                         f"the key {key.value!r} is {kind} in YAML, and JSON keys are strings: quote it",
                         key.start_mark,
                     )
-                stack.append((value, f"{path}.{key.value}" if path else str(key.value)))
+                stack.append((value, specs.field_path(path, str(key.value))))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((child, f"{path}[{index}]") for index, child in enumerate(node.value))

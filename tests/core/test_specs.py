@@ -242,7 +242,7 @@ spec:
         ("!!omap [a: 1]", "an ordered map (!!omap) is not JSON; use a mapping (line 9, column 13)"),
         ("!!pairs [a: 1]", "pairs (!!pairs) are not JSON; use a mapping (line 9, column 13)"),
         ("!!timestamp 2001-12-14", "a timestamp (!!timestamp) is not JSON; quote it as a string (line 9, column 13)"),
-        ("!custom x", "the YAML tag !custom has no JSON equivalent; remove it (line 9, column 13)"),
+        ("!custom x", "the YAML tag '!custom' has no JSON equivalent; remove it (line 9, column 13)"),
         ("{1: a}", "the key '1' is a number in YAML, and JSON keys are strings: quote it (line 9, column 14)"),
         ("{on: a}", "the key 'on' is a boolean in YAML, and JSON keys are strings: quote it (line 9, column 14)"),
         ("{~: a}", "the key '~' is null in YAML, and JSON keys are strings: quote it (line 9, column 14)"),
@@ -288,3 +288,42 @@ def test_unencodable_values_are_refused_naming_the_field(text: str, field: str) 
 def test_deeply_nested_json_is_refused_cleanly() -> None:
     with pytest.raises(specs.SpecError, match="nested too deeply"):
         documents.parse_text(b'{"a": ' + b"[" * 100_000, source="deep.json")
+
+
+def test_a_cycle_is_refused_in_linear_time() -> None:
+    cycle: list[object] = []
+    cycle.append(cycle)  # what "&a [*a]" would build
+    with pytest.raises(specs.SpecError, match="more than"):
+        specs.parse_document(_with_property(cycle))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (b"a: &a [*a]\n", "the alias *a is inside its own anchor: JSON has no cycles"),
+        (b"a: &a {b: [*a]}\n", "the alias *a is inside its own anchor: JSON has no cycles"),
+        (b"a: " + b"9" * 5000 + b"\n", "a: the integer 99999999999999999999... is too large"),
+        (b'{"a": ' + b"9" * 5000 + b"}", "not valid JSON: the integer 99999999999999999999... is too large"),
+        (b"a: {b: 'x\\n', 'c\\nd': [1]}\nx: y\n", ""),
+    ],
+    ids=["self-alias", "nested-self-alias", "yaml-5000-digits", "json-5000-digits", "control-in-keys"],
+)
+def test_hostile_text_is_one_clean_line(text: bytes, words: str) -> None:
+    try:
+        documents.parse_text(text, source="x.yaml")
+    except specs.SpecError as error:
+        assert words in str(error)
+        assert len(str(error).splitlines()) == 1
+    else:
+        assert not words
+
+
+def test_keys_that_are_not_plain_text_are_quoted_in_the_path() -> None:
+    document = good()
+    document["spec"]["allocation"] = {"\r": None}
+    with pytest.raises(specs.SpecError) as caught:
+        specs.parse_document(document)
+    assert str(caught.value).startswith("spec.allocation['\\r']: unknown field")
+    document = _with_property({"a.b": {"c\nd": float("inf")}})
+    with pytest.raises(specs.SpecError, match=r"^spec\.instance\.properties\.Keys\['a\.b'\]\['c\\nd'\]: inf"):
+        specs.parse_document(document)
