@@ -195,7 +195,7 @@ def _run_group(
     log = logging.getLogger("infrakit.local")
     registry = plugins.Registry(defaults={"instance-file": {"fsync": False}}, locate=resolving.locator(plugins_dir))
     controller = controllers.Controller(store=store.Store(home), registry=registry)
-    controller.records.verbose = True  # the daemon's log is what a foreground controller shows
+    controller.verbose = True  # the daemon's log is what a foreground controller shows
 
     def options(plugin: str) -> dict[str, Any]:
         return {"dir": str(folder)} if plugin == "instance-file" else {}

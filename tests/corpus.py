@@ -92,6 +92,32 @@ spec:
   flavor: {plugin: flavor-vanilla}
 """
 
+
+def _property(value: str) -> bytes:
+    """A manifest whose instance property ``Keys`` is ``value``, verbatim YAML (tags and all)."""
+    return f"""apiVersion: infrakit.io/v1alpha1
+kind: Group
+metadata: {{name: bad}}
+spec:
+  allocation: {{size: 2}}
+  instance:
+    plugin: instance-file
+    properties:
+      Keys: {value}
+  flavor: {{plugin: flavor-vanilla}}
+""".encode()
+
+
+def _json_property(value: str) -> bytes:
+    """The same as JSON text, ``value`` verbatim (NaN, 1e400: what json.dumps cannot write)."""
+    return json.dumps(good()).replace('{"Note": "x"}', '{"Keys": ' + value + "}").encode()
+
+
+_KEYS = "spec.instance.properties.Keys"
+_KUBECTL_YAML = "kubectl converts YAML to JSON before the server sees it: "
+_NOT_JSON_TO_KUBECTL = "kubectl reads text that is not JSON as YAML, where NaN and -Infinity are strings"
+_GO_JSON = "Go's JSON decoder (kubectl, the server) turns an unpaired surrogate into U+FFFD"
+
 CASES: list[Case] = [
     # --- not a document at all -------------------------------------------------------------
     Case("empty-file", b"", "no document"),
@@ -204,6 +230,48 @@ CASES: list[Case] = [
     ),
     Case("paused-string", _with("spec.paused", "yes please"), "spec.paused"),
     Case("spec-unknown-field", _with("spec.replicas", 3), "spec.replicas"),
+    # --- names end at the end of the text: "$" is RE2's, not Python's (issue 11) -----------------
+    Case("name-trailing-newline", _with("metadata.name", "cattle\n"), "metadata.name"),
+    Case("namespace-trailing-newline", _with("metadata.namespace", "prod\n"), "metadata.namespace"),
+    Case("instance-plugin-trailing-newline", _with("spec.instance.plugin", "instance-file\n"), "spec.instance.plugin"),
+    Case(
+        "logical-id-trailing-newline",
+        _with("spec.allocation", {"logicalIDs": ["a", "b\n"]}),
+        "spec.allocation.logicalIDs[1]",
+    ),
+    # --- only JSON's values: YAML-only, non-finite and unencodable ones (issue 11) -------------------
+    Case("yaml-binary", _property("!!binary aGVsbG8="), _KEYS, server=_KUBECTL_YAML + "!!binary becomes a string"),
+    Case("yaml-set", _property("!!set {a, b}"), _KEYS, server=_KUBECTL_YAML + "a !!set becomes a mapping of nulls"),
+    Case("yaml-omap", _property("!!omap [a: 1, b: 2]"), _KEYS, server=_KUBECTL_YAML + "!!omap becomes a list"),
+    Case("yaml-pairs", _property("!!pairs [a: 1, a: 2]"), _KEYS, server=_KUBECTL_YAML + "!!pairs becomes a list"),
+    Case(
+        "yaml-timestamp-tag",
+        _property("!!timestamp 2001-12-14"),
+        _KEYS,
+        server=_KUBECTL_YAML + "a timestamp becomes a string",
+    ),
+    Case("yaml-number-key", _property("{1: a}"), _KEYS, server=_KUBECTL_YAML + "keys become strings"),
+    Case("yaml-boolean-key", _property("{on: a}"), _KEYS, server=_KUBECTL_YAML + "keys become strings"),
+    Case(
+        "yaml-mixed-keys",
+        _property('{1: a, "1": b}'),
+        _KEYS,
+        server=_KUBECTL_YAML + "keys become strings, and the two keys collapse into one",
+    ),
+    Case("yaml-inf", _property(".inf"), _KEYS),
+    Case("yaml-nan", _property("[1, .nan]"), _KEYS + "[1]"),
+    Case(
+        "yaml-integer-beyond-float64",
+        _property("1" * 401),
+        _KEYS,
+        server=_KUBECTL_YAML + "an integer beyond float64 becomes a string",
+    ),
+    Case("yaml-unpaired-surrogate", _property('"\\ud800"'), _KEYS),
+    Case("json-nan", _json_property("NaN"), "not valid JSON", server=_NOT_JSON_TO_KUBECTL),
+    Case("json-infinity", _json_property("-Infinity"), "not valid JSON", server=_NOT_JSON_TO_KUBECTL),
+    Case("json-1e400", _json_property("1e400"), _KEYS),
+    Case("json-integer-beyond-float64", _json_property("9" * 400), _KEYS),
+    Case("json-unpaired-surrogate", _json_property('"x\\udc00"'), _KEYS, server=_GO_JSON),
     # --- InfraKit's JSON form ----------------------------------------------------------------------------
     Case(
         "infrakit-json-no-properties",

@@ -82,7 +82,8 @@ def _number(number: float) -> str:
     if math.isnan(number) or math.isinf(number):
         raise ValueError(f"unsupported number {number!r}: JSON has no NaN or infinity")
     if number == 0:
-        return "0"
+        # Go keeps the sign of zero: strconv.FormatFloat(-0, 'f', -1, 64) is "-0".
+        return "-0" if math.copysign(1.0, number) < 0 else "0"
     shortest = repr(number)  # shortest digits that round-trip, like Go's 'g' with precision -1
     magnitude = abs(number)
     if 1e-6 <= magnitude < 1e21:

@@ -13,7 +13,8 @@ This is the whole of the group controller's judgement, as pure functions:
   only memory).  Cattle follow a Deployment's rolling rules (``maxSurge`` above,
   ``maxUnavailable`` below the desired size); pets keep one instance per logical ID.
 * :func:`describe_change` words a commit the way InfraKit's group plugin did
-  ("Performing a rolling update on 5 instances, then adding 5 ...").
+  ("Performing a rolling update on 5 instances, then adding 5 ..."), and says which
+  pets are replaced when their logical IDs change (InfraKit refused that change).
 
 The adapters (``infrakit.engine`` driven by the local runner or the kopf operator)
 carry the plans out through the plugins.  Nothing here performs I/O.
@@ -304,6 +305,10 @@ def describe_change(spec: specs.GroupSpec, members: Sequence[Member], *, managed
     size = spec.desired_size
     if not managed:
         return f"Managing {size} instances"
+    if spec.is_pets:
+        replacing = _describe_replacement(spec, members)
+        if replacing:
+            return replacing
     current = len(members)
     outdated = sum(1 for m in members if not m.up_to_date)
     if size > current:
@@ -321,3 +326,40 @@ def describe_change(spec: specs.GroupSpec, members: Sequence[Member], *, managed
     if outdated:
         return f"Performing a rolling update on {outdated} instances"
     return "Noop"
+
+
+def _describe_replacement(spec: specs.GroupSpec, members: Sequence[Member]) -> str | None:
+    """For pets whose logical IDs change, not only their number: which go, which come.
+
+    Counting alone says "Noop" for a,b,c -> a,b,d, which destroys c and creates d.
+    InfraKit refused such a change; we carry it out, so we say so.  None when no
+    instance is replaced (a plain resize or roll: InfraKit's words are right).
+    """
+    wanted = spec.allocation.logical_ids or ()
+    wanted_set = set(wanted)
+    kept: dict[str, Member] = {}
+    leaving: list[str] = []
+    # The one kept per logical ID is the one _plan_pets keeps.
+    best_first = sorted(members, key=lambda m: (not m.up_to_date, -_HEALTH_RANK[m.health], m.description.created, m.id))
+    for member in best_first:
+        logical_id = member.logical_id
+        if logical_id is None:
+            leaving.append(f"{member.id} (no logical ID)")
+        elif logical_id not in wanted_set:
+            leaving.append(logical_id)
+        elif logical_id in kept:
+            leaving.append(f"{logical_id} (duplicate)")
+        else:
+            kept[logical_id] = member
+    coming = [i for i in wanted if i not in kept]
+    if not leaving or not coming:
+        return None
+    text = f"Replacing logical IDs {', '.join(sorted(leaving))} with {', '.join(coming)}"
+    if len(wanted) > len(members):
+        text += f" to increase the group size to {len(wanted)}"
+    elif len(wanted) < len(members):
+        text += f" to reduce the group size to {len(wanted)}"
+    outdated = sum(1 for m in kept.values() if not m.up_to_date)
+    if outdated:
+        text += f", then performing a rolling update on {outdated} instances"
+    return text

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import functools
 import importlib.resources
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import jsonschema
+import jsonschema.validators
 import yaml
 
 from infrakit.core import hashing
@@ -33,7 +36,9 @@ __all__ = [
     "PluginSpec",
     "SpecError",
     "UpdateStrategy",
+    "check_json",
     "crd_schema",
+    "field_path",
     "parse_document",
     "validate_name",
 ]
@@ -42,8 +47,14 @@ API_GROUP: Final = "infrakit.io"
 API_VERSION: Final = "infrakit.io/v1alpha1"
 KIND: Final = "Group"
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Every pattern here means what it means to the API server (Go's RE2): "$" is the end of
+# the text. Python's "$" also matches before a trailing newline, so "cattle\n" would pass
+# here and fail there; hence fullmatch (and _end_of_text for the CRD's patterns).
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 MAX_PROPERTY_DEPTH: Final = 32  # plugin properties nested deeper are a mistake or an attack
+# A Group's values once YAML aliases are expanded: a 1 MiB file holds at most ~500,000,
+# while a handful of aliases can make billions (each check and the hash walk them all).
+MAX_VALUES: Final = 1 << 20
 
 
 class SpecError(ValueError):
@@ -154,22 +165,134 @@ def parse_document(document: Any, *, namespace: str | None = None) -> GroupSpec:
     """
     if not isinstance(document, Mapping):
         raise SpecError("", f"a Group must be a mapping, got {_type_name(document)}")
+    check_json(document)
     if "apiVersion" in document or "kind" in document:
-        return _parse_manifest(document, default_namespace=namespace)
-    if "ID" in document:
-        return _parse_manifest(_infrakit_to_manifest(document), default_namespace=namespace)
-    raise SpecError(
-        "",
-        "not a Group: expected a manifest with 'apiVersion: infrakit.io/v1alpha1' and 'kind: Group', "
-        "or an InfraKit group config with 'ID' and 'Properties'",
-    )
+        group = _parse_manifest(document, default_namespace=namespace)
+    elif "ID" in document:
+        group = _parse_manifest(_infrakit_to_manifest(document), default_namespace=namespace)
+    else:
+        raise SpecError(
+            "",
+            "not a Group: expected a manifest with 'apiVersion: infrakit.io/v1alpha1' and 'kind: Group', "
+            "or an InfraKit group config with 'ID' and 'Properties'",
+        )
+    # The hash is computed now, not on first use: a spec that cannot be hashed must fail
+    # here, before any document of a file is committed, never halfway through a commit.
+    try:
+        group.config_sha  # noqa: B018 - a cached property, computed for its failure
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
+        raise SpecError("spec", f"cannot compute the config hash: {error}") from None
+    return group
+
+
+def check_json(value: Any, *, field: str = "") -> None:
+    """Refuse anything JSON cannot carry, naming the path of the first offender.
+
+    A Group travels as JSON (to the API server, into the config hash, into instance
+    files), so only JSON's values are accepted: mappings with string keys, lists,
+    strings of valid Unicode, finite numbers that fit a float64 (the hash converts every
+    number to one, as Go does), booleans and null.  YAML can say more (binary, sets,
+    ordered maps, timestamps, non-string keys, ``.inf``); those would be saved, then
+    crash whatever reads them later.  Iterative, so no depth crashes it; paths are
+    spelled out only for the error, so a long (or cyclic) chain costs no more than its
+    values.
+    """
+    stack: list[tuple[Any, _Link | None]] = [(value, None)]
+    seen = 0
+    while stack:
+        node, link = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise SpecError(
+                field, f"holds more than {MAX_VALUES} values (after expanding YAML aliases); a Group is far smaller"
+            )
+        problem = _json_problem(node)
+        if problem:
+            raise SpecError(_spell(field, link), problem)
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                if not isinstance(key, str):
+                    raise SpecError(
+                        _spell(field, link), f"the key {key!r} is not a string; JSON keys are strings: quote it"
+                    )
+                key_problem = _text_problem(key)
+                if key_problem:
+                    raise SpecError(_spell(field, link), f"a key {key_problem}")
+                stack.append((child, (link, key)))
+        elif isinstance(node, list):
+            stack.extend((child, (link, index)) for index, child in enumerate(node))
+
+
+_Link = tuple[Any, str | int]  # (parent link or None, key): a path, spelled out on demand
+
+
+def _spell(field: str, link: _Link | None) -> str:
+    keys: list[str | int] = []
+    while link is not None:
+        link, key = link
+        keys.append(key)
+    return functools.reduce(field_path, reversed(keys), field)
+
+
+_PATH_SPECIAL: Final = frozenset(".[]'\" \\")
+
+
+def field_path(path: str, key: str | int) -> str:
+    """``path.key``, ``path[3]``, or ``path['odd key']`` for a key that is not plain text.
+
+    Keys come from the user: a key holding a newline or a dot must not break the one-line
+    error, nor pass for two levels.
+    """
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if not key or not key.isprintable() or any(c in _PATH_SPECIAL for c in key):
+        return f"{path}[{key!r}]"
+    return f"{path}.{key}" if path else key
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why ``value`` itself (not its children) is not JSON, or None."""
+    if value is None or isinstance(value, bool | list | Mapping):
+        return None
+    if isinstance(value, str):
+        return _text_problem(value)
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return f"the integer {_short(str(value))} is too large: numbers must fit in a 64-bit float"
+        return None
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        return f"{value!r} is not a finite number; JSON has no NaN or infinity"
+    if isinstance(value, bytes | bytearray):
+        return "binary data (YAML !!binary) is not JSON; use a base64 string"
+    if isinstance(value, set | frozenset):
+        return "a set (YAML !!set) is not JSON; use a list"
+    if isinstance(value, tuple):
+        return "pairs (YAML !!omap or !!pairs) are not JSON; use a mapping"
+    if isinstance(value, datetime.date | datetime.time):
+        return "a timestamp is not JSON; quote it as a string"
+    return f"a {type(value).__name__} is not JSON; use a string, number, boolean, null, list or mapping"
+
+
+def _text_problem(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return (
+            f"holds an unpaired surrogate {text[error.start]!r} at character {error.start}, "
+            "which is not valid Unicode; remove it"
+        )
+    return None
 
 
 def validate_name(name: Any, *, field: str = "metadata.name") -> str:
     """Group names are DNS-1123 labels: they tag instances and name store files."""
     if not isinstance(name, str) or not name:
         raise SpecError(field, "is required: a DNS-1123 label such as 'cattle'")
-    if len(name) > 63 or not _DNS1123_LABEL.match(name):
+    if len(name) > 63 or not _DNS1123_LABEL.fullmatch(name):
         raise SpecError(
             field,
             f"{name!r} is not a DNS-1123 label: use at most 63 lowercase letters, digits and '-', "
@@ -288,9 +411,47 @@ def crd_schema() -> dict[str, Any]:
 
 
 @functools.cache
-def _spec_validator() -> jsonschema.Draft4Validator:
+def _spec_validator() -> jsonschema.protocols.Validator:
     strict = _strict(crd_schema()["properties"]["spec"])
-    return jsonschema.Draft4Validator(strict)
+    return _Draft4RE2(strict)
+
+
+def _pattern(
+    validator: jsonschema.protocols.Validator, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterable[jsonschema.ValidationError]:
+    """The ``pattern`` keyword as the API server runs it: a search, with "$" the end of text."""
+    if isinstance(instance, str) and not _end_of_text(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@functools.cache
+def _end_of_text(pattern: str) -> re.Pattern[str]:
+    """Compile ``pattern`` with RE2's meaning of "$" (end of text, never before a final newline).
+
+    Every "$" outside a character class and not escaped becomes ``\\Z``; ``\\d``, ``\\w`` and
+    ``\\s`` match ASCII only, as in RE2.
+    """
+    out: list[str] = []
+    in_class = escaped = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]" or out[-1] == "["
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            out.append(r"\Z")
+            continue
+        out.append(char)
+    return re.compile("".join(out), re.ASCII)
+
+
+_Draft4RE2: Final[type[jsonschema.protocols.Validator]] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft4Validator, validators={"pattern": _pattern}
+)
 
 
 def _strict(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,7 +476,7 @@ def _validate_spec_schema(spec: Any) -> None:
 
 
 def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
-    path = "spec" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    path = functools.reduce(field_path, error.absolute_path, "spec")
     value: Any = error.validator_value
     got: Any = error.instance
     schema: Any = error.schema
@@ -325,11 +486,11 @@ def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
         message = f"must be {_article(str(value))}, got {_type_name(got)}"
     elif rule == "required":
         missing = next((k for k in value if isinstance(got, Mapping) and k not in got), "?")
-        path, message = f"{path}.{missing}", "is required"
+        path, message = field_path(path, missing), "is required"
     elif rule == "additionalProperties":
         allowed = ", ".join(sorted(schema.get("properties", {})))
         unknown = sorted(set(got) - set(schema.get("properties", {}))) if isinstance(got, Mapping) else []
-        path = f"{path}.{unknown[0]}" if unknown else path
+        path = field_path(path, unknown[0]) if unknown else path
         message = f"unknown field; allowed here: {allowed}"
     elif rule == "minimum":
         message = f"must be at least {value}, got {got}"

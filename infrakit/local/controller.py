@@ -58,6 +58,16 @@ class Controller:
         self.records = records.LocalStore(store)
         self.owners = owners.Owners()
         self.syncer = syncing.Syncer(store=self.records, registry=registry, index=self.owners)
+        self.verbose = False
+
+    @property
+    def verbose(self) -> bool:
+        """Whether syncs log what they did (``run``, the group daemon) or stay quiet (one-shot commands)."""
+        return self.records.verbose
+
+    @verbose.setter
+    def verbose(self, value: bool) -> None:
+        self.records.verbose = self.syncer.verbose = value
 
     # -- commit ---------------------------------------------------------------------------
 
@@ -87,7 +97,10 @@ class Controller:
         _local_only(spec)
         key = ("", spec.name)
         with self.store.lock():
-            previous = self.store.load(spec.name)
+            try:
+                previous = self.store.load(spec.name)
+            except stores.Damaged:
+                previous = None  # a damaged record is replaced by this commit: that repairs it
             managed = previous is not None and not previous.deleting
             recorded = dict(previous.options) if previous is not None and managed else {}
             given = dict(options or {})

@@ -28,7 +28,7 @@ def run(controller: controllers.Controller, *, resync: float = 10.0, workers: in
 
 
 async def _run(controller: controllers.Controller, *, resync: float, workers: int) -> None:
-    controller.records.verbose = True  # the log is what a foreground controller shows
+    controller.verbose = True  # the log is what a foreground controller shows
     stopping = asyncio.Event()
     runtime = running.Runtime(
         syncer=controller.syncer, workers=workers, resync=resync, may_act=lambda: not stopping.is_set()

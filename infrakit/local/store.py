@@ -6,8 +6,9 @@ spec changes, so ``status.observedGeneration`` tells whether the status is about
 current spec), ``metadata.deletionTimestamp`` while a deletion is under way (the runtime
 finishes it, even after a crash), the orphan annotation of a group freed with its
 instances left in place, and the instance plugin's options it was committed with
-(``instancePluginOptions``: the file plugin's directory), so that later commands find
-its instances without being told ``--dir`` again.
+(``instancePluginOptions``: the file plugin's directory, relative to the home when it is
+inside it, so that a home can be moved), so that later commands find its instances
+without being told ``--dir`` again.
 
 Writes are atomic and durable (temp file, fsync, rename, fsync of the directory); every
 reader and writer of the store serialises on an exclusive ``flock`` of
@@ -18,15 +19,20 @@ invocations and the workers of ``run`` never interleave their changes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import datetime
+import errno
 import fcntl
+import functools
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+import jsonschema
 import yaml
 
 from infrakit import files
@@ -43,8 +49,48 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
+class _RecordLoader(_Loader):  # type: ignore[misc,valid-type]
+    """The safe loader without implicit timestamps: a hand-edited, unquoted time stays a
+    string, as it would in the manifest the user committed (infrakit/local/documents.py)."""
+
+
+class _DeepRecordLoader(yaml.SafeLoader):
+    """The pure-Python twin, for text nested too deeply for libyaml (see _may_nest_deeply)."""
+
+
+_RecordLoader.yaml_implicit_resolvers = _DeepRecordLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+# libyaml's composer recurses in C: some 30,000 nested "[" overflow the stack and kill the
+# process (a segfault, no exception). Text that might nest that deep goes to the Python
+# loader, whose recursion ends in RecursionError. A record we wrote nests a dozen levels.
+_LIBYAML_DEPTH = 1000
+_LINE_NESTING = re.compile(rb"^[ ?:-]*", re.MULTILINE)
+
+
+def _may_nest_deeply(data: bytes) -> bool:
+    """An over-estimate of the nesting of YAML text (brackets in strings count too)."""
+    flow = data.count(b"[") + data.count(b"{")
+    if flow >= _LIBYAML_DEPTH:
+        return True
+    block = max(map(len, _LINE_NESTING.findall(data)), default=0)  # indentation, "- - -", "? "
+    return flow + 2 * block >= _LIBYAML_DEPTH
+
+
 class Damaged(specs.SpecError):
-    """A store file that cannot be read as a group: this group's problem only."""
+    """A store file that cannot be read back: hand-edited, truncated by a tool, or worse.
+
+    Only that group is affected; the message names the file, the problem and the fix.
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            "", f"the store file {path} is damaged: {problem}; repair it, or delete it and commit the group again"
+        )
+        self.path = path
+        self.problem = problem
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,6 +102,80 @@ class StoredGroup:
     deleting: bool = False
     orphan: bool = False
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_MAX_RECORD = 16 << 20
+
+
+def _parse_record(path: Path, data: bytes, *, name: str) -> StoredGroup:
+    """Parse and check a record; every way it can be wrong is :class:`Damaged`."""
+    try:
+        loader = _DeepRecordLoader if _may_nest_deeply(data) else _RecordLoader
+        document = yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        text = " ".join(str(error).replace('in "<byte string>", ', "").replace('in "<unicode string>", ', "").split())
+        raise Damaged(path, f"not valid YAML ({text})") from None
+    except RecursionError:
+        raise Damaged(path, "not valid YAML (nested too deeply)") from None
+    except (ValueError, OverflowError) as error:
+        # int() refuses more than 4,300 digits; an explicit !!timestamp may be no date at all.
+        problem = "an integer has too many digits" if "integer string conversion" in str(error) else str(error)
+        raise Damaged(path, f"not valid YAML ({problem})") from None
+    if document is None:
+        raise Damaged(path, "it is empty")
+    if not isinstance(document, Mapping):
+        raise Damaged(path, f"it holds a {type(document).__name__}, not a Group record")
+    manifest = {k: v for k, v in document.items() if k not in ("status", _OPTIONS)}
+    try:
+        spec = specs.parse_document(manifest)
+    except specs.SpecError as error:
+        raise Damaged(path, f"the manifest is not a valid Group ({error})") from None
+    if spec.name != name:
+        raise Damaged(path, f"it holds group {spec.name!r}, not {name!r}")
+    status = document.get("status")
+    if status is None:
+        status = {}
+    try:
+        specs.check_json(status, field="status")
+        _status_validator().validate(status)
+    except specs.SpecError as error:
+        raise Damaged(path, str(error)) from None
+    except jsonschema.ValidationError as error:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise Damaged(path, f"status{where}: {error.message}") from None
+    metadata = manifest.get("metadata") or {}
+    generation = metadata.get("generation", 1)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
+        raise Damaged(path, f"metadata.generation must be a positive integer, not {generation!r}")
+    options = document.get(_OPTIONS) or {}
+    if not isinstance(options, Mapping):
+        raise Damaged(path, f"{_OPTIONS} is not a mapping")
+    try:
+        specs.check_json(options, field=_OPTIONS)
+    except specs.SpecError as error:
+        raise Damaged(path, str(error)) from None
+    annotations = metadata.get("annotations") or {}
+    return StoredGroup(
+        spec=spec,
+        status=status,
+        manifest=manifest,
+        generation=generation,
+        deleting=bool(metadata.get("deletionTimestamp")),
+        orphan=isinstance(annotations, Mapping) and annotations.get(ORPHAN_ANNOTATION) == "true",
+        options=options,
+    )
+
+
+@functools.cache
+def _status_validator() -> jsonschema.protocols.Validator:
+    """The CRD's status schema: the record keeps the status in the API server's shape.
+
+    Except the entries of ``instances`` (up to 1,000, read by nothing but ``inspect``,
+    which prints any JSON): checking each would triple the cost of every load.
+    """
+    schema = copy.deepcopy(specs.crd_schema()["properties"]["status"])
+    schema["properties"]["instances"]["items"] = {"type": "object"}
+    return jsonschema.Draft4Validator(schema)
 
 
 class Store:
@@ -102,41 +222,32 @@ class Store:
         return [e.name[: -len(".yaml")] for e in entries if e.name.endswith(".yaml") and not e.name.startswith(".")]
 
     def load(self, name: str) -> StoredGroup | None:
+        """The group's record, None if there is none; :class:`Damaged` if it cannot be read back."""
         path = self.path(name)
         try:
-            data = files.read_nofollow(path, limit=16 << 20)
+            data = files.read_nofollow(path, limit=_MAX_RECORD)
         except FileNotFoundError:
             return None
         except OSError as error:
-            raise Damaged("", f"the store file {path} cannot be read ({error}); fix or delete it") from None
-        try:
-            document = yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader
-            if not isinstance(document, Mapping):
-                raise Damaged("", "not a mapping")
-            manifest = {k: v for k, v in document.items() if k not in ("status", _OPTIONS)}
-            spec = specs.parse_document(manifest)
-            stored_status = document.get("status") or {}
-            if not isinstance(stored_status, Mapping):
-                raise Damaged("status", "is not a mapping")
-            metadata = manifest.get("metadata") or {}
-            generation = metadata.get("generation", 1)
-            if not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
-                raise Damaged("metadata.generation", f"must be a positive integer, got {generation!r}")
-            options = document.get(_OPTIONS) or {}
-            if not isinstance(options, Mapping):
-                raise Damaged(_OPTIONS, "is not a mapping")
-        except (yaml.YAMLError, RecursionError, specs.SpecError, ValueError, TypeError) as error:
-            detail = " ".join(str(error).split())
-            raise Damaged("", f"the store file {path} is damaged ({detail}); fix or delete it") from None
-        return StoredGroup(
-            spec=spec,
-            status=stored_status,
-            manifest=manifest,
-            generation=generation,
-            deleting=bool(metadata.get("deletionTimestamp")),
-            orphan=(metadata.get("annotations") or {}).get(ORPHAN_ANNOTATION) == "true",
-            options=options,
-        )
+            if error.errno not in (None, errno.ELOOP):
+                raise  # EACCES, EIO ...: the machine's trouble, not the record's
+            problem = str(error).removeprefix(f"{path} ") if error.errno is None else "a symbolic link"
+            raise Damaged(path, f"it is {problem.removeprefix('is ')}") from None
+        stored = _parse_record(path, data, name=name)
+        if isinstance(stored.options.get("dir"), str):
+            # A directory inside the home is kept relative to it, so a home can be moved or copied.
+            stored = dataclasses.replace(
+                stored, options={**stored.options, "dir": str(self.home / stored.options["dir"])}
+            )
+        return stored
+
+    def _relative(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(options)
+        directory = out.get("dir")
+        if isinstance(directory, str) and os.path.isabs(directory):
+            with contextlib.suppress(ValueError):
+                out["dir"] = str(Path(directory).relative_to(self.home.absolute()))
+        return out
 
     def save(
         self,
@@ -157,7 +268,7 @@ class Store:
             metadata["annotations"] = {ORPHAN_ANNOTATION: "true"}
         document = {**manifest, "status": dict(status)}
         if options:
-            document[_OPTIONS] = dict(options)
+            document[_OPTIONS] = self._relative(options)
         text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
         files.atomic_write(self.path(spec.name), text.encode("utf-8"), durable=True)
 

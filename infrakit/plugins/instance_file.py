@@ -87,7 +87,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_FILE", "MAX_PROPERTIES", "RACY_NS", "REVALIDATE", "FilePlugin", "create"]
 
 NAME: Final = "instance-file"
-_ID = re.compile(r"^instance-[0-9]{1,19}$")
+_ID = re.compile(r"instance-[0-9]{1,19}")  # always fullmatch: "$" would let a trailing newline in
 
 MAX_FILE: Final = 8 << 20  # bytes: the read limit, so also the largest file provision or label writes
 MAX_PROPERTIES: Final = 4 << 20  # bytes the properties may take in a file; the rest is the flavor's
@@ -279,7 +279,7 @@ class FilePlugin:
                         lost = False
                         for change, path in raw:
                             parent, name = os.path.split(path)
-                            if parent == self._root and _ID.match(name):
+                            if parent == self._root and _ID.fullmatch(name):
                                 changed.add(name)
                             elif path == self._root and change == _DELETED:
                                 lost = True  # a new directory may reuse the inode: the identity cannot tell
@@ -331,7 +331,7 @@ class FilePlugin:
             raise spi.PluginError(f"cannot list the instance directory {self.directory}: {error}") from None
         for entry in scanned:
             name = entry.name
-            if not _ID.match(name):
+            if not _ID.fullmatch(name):
                 continue  # temp files, other programs' files: not instances
             if not entry.is_file(follow_symlinks=False):
                 self._warn(name, "is not a regular file (a symlink?); ignored, never followed")
@@ -439,7 +439,7 @@ class FilePlugin:
         return text
 
     def _path(self, instance_id: str) -> Path:
-        if not isinstance(instance_id, str) or not _ID.match(instance_id):
+        if not isinstance(instance_id, str) or not _ID.fullmatch(instance_id):
             raise spi.InstanceNotFound(f"{instance_id!r} is not an instance ID (instance-<digits>)")
         return self.directory / instance_id
 

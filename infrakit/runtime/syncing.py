@@ -88,6 +88,8 @@ class Syncer:
         self.registry = registry
         self.owners = index if index is not None else owners.Owners()
         self.clock = clock
+        # A controller's log says what each sync did; a one-shot command prints its own result.
+        self.verbose = True
 
     def sync(
         self,
@@ -363,7 +365,8 @@ class Syncer:
         """Events (cluster) or log lines (local) naming what was done, aggregated."""
         if steps:
             done = collections.Counter(s.action for s in steps)
-            log.info(
+            log.log(
+                logging.INFO if self.verbose else logging.DEBUG,
                 "group %s: %d instance operations (%d provisioned, %d destroyed)",
                 _name(record.key),
                 len(steps),

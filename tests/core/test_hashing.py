@@ -55,7 +55,8 @@ def test_key_order_does_not_matter_but_values_do() -> None:
         (1e20, "100000000000000000000"),
         (1.5e-7, "1.5e-7"),
         (0.000001, "0.000001"),
-        (-0.0, "0"),
+        (0.0, "0"),
+        (-0.0, "-0"),  # Go: json.Marshal(math.Copysign(0, -1)) is "-0"
         ("<a&b>", '"\\u003ca\\u0026b\\u003e"'),
         ("héllo\n", '"héllo\\n"'),
     ],
@@ -67,3 +68,12 @@ def test_go_marshal_indent_rendering(value: object, go: str) -> None:
 def test_nan_is_refused() -> None:
     with pytest.raises(ValueError, match="NaN"):
         hashing.go_stable_json(float("nan"))
+
+
+def test_negative_zero_hashes_as_infrakit() -> None:
+    """Computed by Go (json.Unmarshal, json.MarshalIndent(v, "  ", "  "), sha1, base32)."""
+    sha = hashing.config_sha(
+        instance={"Plugin": "instance-file", "Properties": {"Zero": -0.0, "List": [-0.0, 0.0]}},
+        flavor={"Plugin": "flavor-vanilla", "Properties": None},
+    )
+    assert sha == "vjx6wx2hi5lda4yp4qekiqcr7g4y6cmt"

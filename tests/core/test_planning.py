@@ -353,3 +353,57 @@ def test_once_labelled_it_is_an_ordinary_member() -> None:
     rolled = spec(size=1, note="v2")  # a later spec rolls it like any other
     (outdated,) = planning.classify(rolled, [labelled], {"boot": H})
     assert not outdated.up_to_date
+
+
+def pets(*logical_ids: str, outdated: str = "") -> list[planning.Member]:
+    return [member(f"i-{x}", logical_id=x, up_to_date=x not in outdated) for x in logical_ids]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "members", "text"),
+    [
+        (("a", "b", "d"), pets("a", "b", "c"), "Replacing logical IDs c with d"),
+        (("a", "d", "e"), pets("a", "b", "c"), "Replacing logical IDs b, c with d, e"),
+        (("a", "d"), pets("a", "b", "c"), "Replacing logical IDs b, c with d to reduce the group size to 2"),
+        (("a", "c", "d"), pets("a", "b"), "Replacing logical IDs b with c, d to increase the group size to 3"),
+        (
+            ("a", "b", "d"),
+            pets("a", "b", "c", outdated="ac"),
+            "Replacing logical IDs c with d, then performing a rolling update on 1 instances",
+        ),
+        (
+            ("a", "b"),
+            [*pets("a"), member("i-a2", logical_id="a", created=5)],
+            "Replacing logical IDs a (duplicate) with b",
+        ),
+        (("a",), [member("i-x")], "Replacing logical IDs i-x (no logical ID) with a"),
+        # No instance replaced: InfraKit's words, which count.
+        (("a", "b", "c"), pets("a", "b", "c"), "Noop"),
+        (("c", "b", "a"), pets("a", "b", "c"), "Noop"),
+        (("a", "b", "c"), pets("a", "b"), "Adding 1 instances to increase the group size to 3"),
+        (("a", "c"), pets("a", "b", "c"), "Terminating 1 instances to reduce the group size to 2"),
+        (("a", "b"), pets("a", "b", outdated="b"), "Performing a rolling update on 1 instances"),
+    ],
+)
+def test_describe_change_of_logical_ids(wanted: tuple[str, ...], members: list[planning.Member], text: str) -> None:
+    assert planning.describe_change(spec(logical_ids=wanted), members, managed=True) == text
+    assert planning.describe_change(spec(logical_ids=wanted), members, managed=False) == (
+        f"Managing {len(wanted)} instances"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from("abcdef"), min_size=1, max_size=6, unique=True),
+    st.lists(st.tuples(st.sampled_from("abcdefg"), st.booleans()), max_size=8),
+)
+def test_describe_change_says_noop_only_when_the_plan_does_nothing(
+    wanted: list[str], observed: list[tuple[str, bool]]
+) -> None:
+    group = spec(logical_ids=tuple(wanted))
+    members = [
+        member(f"i{n}", logical_id=None if x == "g" else x, up_to_date=fresh, created=n)
+        for n, (x, fresh) in enumerate(observed)
+    ]
+    text = planning.describe_change(group, members, managed=True)
+    assert (text == "Noop") == planning.plan(group, members).converged, text

@@ -1,21 +1,32 @@
-"""Fuzzing the spec parser and the document reader: only clean validation errors.
+"""Fuzzing the spec parser, the document reader and ``infrakit-local commit``.
 
 Whatever bytes or structures come in, the outcome is a GroupSpec or a SpecError (which
-the CLI turns into exit code 2), never another exception. The planner's fuzzing lives
-in tests/core/test_planning.py (random observed states).
+the CLI turns into exit code 2), never another exception; through the CLI, exit code
+0, 1 or 2 only, no traceback, one line on stderr on failure, nothing changed on exit 2.
+The planner's fuzzing lives in tests/core/test_planning.py (random observed states).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import hypothesis
+import yaml
+from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from infrakit import cli
 from infrakit.core import specs
 from infrakit.local import documents
+from tests.conftest import snapshot
 from tests.corpus import good
 
 json_values = st.recursive(
@@ -91,3 +102,125 @@ def test_deep_nesting_is_refused_not_crashing(depth: int, opener: str) -> None:
     flow = (opener.strip() * depth * 5).encode()
     with contextlib.suppress(specs.SpecError):
         documents.parse_text(flow, source="flow.yaml")
+
+
+# --- the CLI end to end: `infrakit-local commit` of hostile input ---------------------------------
+
+# YAML that JSON cannot say, or says only as an error: spliced into documents as raw text.
+HOSTILE_YAML = [
+    "!!binary aGVsbG8=",
+    "!!set {a, b}",
+    "!!omap [a: 1]",
+    "!!pairs [a: 1, a: 2]",
+    "!!timestamp 2001-12-14",
+    "!!timestamp 2001-13-45",
+    "!custom x",
+    "!!python/object:os.system {}",
+    "{1: a}",
+    '{1: a, "1": b}',
+    "{on: x}",
+    "{~: x}",
+    "{? [a]: b}",
+    "{<<: {a: 1}, b: 2}",
+    ".inf",
+    "-.inf",
+    ".nan",
+    "-0.0",
+    "1" * 401,
+    "9" * 5000,
+    '"\\ud800"',
+    '"\\U0010ffff"',
+    "&a [*a]",
+    "*nowhere",
+    "[" * 300,
+    "'unterminated",
+    '"\\x00\\u2028<&>"',
+    "|\n        block\n        text",
+]
+
+
+@functools.cache
+def _template_home() -> Path:
+    """A store with one committed group and its instances, copied for each example."""
+    root = Path(tempfile.mkdtemp(prefix="infrakit-fuzz-"))
+    home = root / "home"
+    manifest = root / "small.yaml"
+    manifest.write_text(yaml.safe_dump(good()))
+    result = _commit(home, manifest)
+    assert result.exit_code == 0, result.output
+    return home
+
+
+def _commit(home: Path, path: Path, *extra: str) -> Result:
+    args = ["--home", str(home), "--dir", str(home / "instances"), "commit", str(path), "--timeout", "10", *extra]
+    return CliRunner().invoke(cli.cli, args, catch_exceptions=False)
+
+
+def _small_enough_to_provision(text: bytes) -> bool:
+    """Only small valid groups are committed for real (a fuzzed size may be 100,000)."""
+    try:
+        groups = documents.load_groups("fuzz.yaml", text=text)
+    except specs.SpecError:
+        return True  # refused before anything is provisioned
+    return all(g.desired_size <= 3 for g in groups)
+
+
+def _check_commit(text: bytes, *, suffix: str, pretend: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="infrakit-fuzz-") as scratch:
+        home = Path(scratch) / "home"
+        shutil.copytree(_template_home(), home, symlinks=True)
+        path = Path(scratch) / f"input{suffix}"
+        path.write_bytes(text)
+        before = snapshot(home)
+        pretend = pretend or not _small_enough_to_provision(text)
+
+        result = _commit(home, path, *(["--pretend"] if pretend else []))
+
+        assert result.exit_code in (0, 1, 2), result.output
+        hypothesis.event(f"exit {result.exit_code}{' pretend' if pretend else ''}")
+        assert "Traceback" not in result.output
+        if result.exit_code:
+            lines = result.stderr.splitlines()
+            assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+        if result.exit_code == 2 or pretend:
+            assert snapshot(home) == before
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.binary(max_size=600) | st.text(max_size=600).map(str.encode),
+    st.sampled_from([".yaml", ".json", ""]),
+)
+def test_commit_of_random_bytes_fails_cleanly(data: bytes, suffix: str) -> None:
+    _check_commit(data, suffix=suffix, pretend=False)
+
+
+def _as_text(document: Any, *, form: str, hostile: list[str]) -> bytes:
+    if form == "json":
+        return json.dumps(document, allow_nan=True).encode()  # NaN and Infinity included
+    text = yaml.safe_dump(document, allow_unicode=True)
+    for index, snippet in enumerate(hostile):
+        text = text.replace("Note: x", f"Note: x\n      Hostile{index}: {snippet}", 1)
+    return text.encode()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.sampled_from(PATHS), json_values | st.floats()), max_size=3),
+    st.sampled_from(["yaml", "json"]),
+    st.lists(st.sampled_from(HOSTILE_YAML), max_size=2),
+    st.booleans(),
+    st.booleans(),
+)
+def test_commit_of_random_documents_is_all_or_nothing(
+    mutations: list[tuple[tuple[str, ...], Any]], form: str, hostile: list[str], two: bool, pretend: bool
+) -> None:
+    document: Any = good()
+    for path, value in mutations:
+        document = mutate(document, path, value)
+    text = _as_text(document, form=form, hostile=hostile)
+    if two and form == "yaml":  # a second document: all of the file is committed, or none of it
+        second = good()
+        second["metadata"]["name"] = "second"
+        text = yaml.safe_dump(second).encode() + b"---\n" + text
+    _check_commit(text, suffix=f".{form}", pretend=pretend)
