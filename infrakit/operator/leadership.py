@@ -197,6 +197,11 @@ class Elector:
         return self._observed.holder if self._observed is not None else None
 
     @property
+    def known(self) -> bool:
+        """Whether the last round read the Lease: leader or standby is known (not before, not while failing)."""
+        return self._observed is not None and self._failing is None
+
+    @property
     def lease(self) -> str:
         return f"{self.namespace}/{self.name}"
 
@@ -297,18 +302,33 @@ class Elector:
         self._leading = leader
         if leader:
             self._announced = None
-            log.info("acquired the lease %s as %s", self.lease, self.identity)
+            log.info(
+                "acquired the lease %s as %s",
+                self.lease,
+                self.identity,
+                extra={"lease": self.lease, "identity": self.identity, "holder": self.identity},
+            )
             self._call(self.on_elected, "on_elected")
         else:
             holder = self.holder
             why = f"taken by {holder}" if holder and holder != self.identity else f"not renewed for {self.deadline:g}s"
-            log.warning("lost the lease %s (%s): stopping all changes", self.lease, why)
+            log.warning(
+                "lost the lease %s (%s): stopping all changes",
+                self.lease,
+                why,
+                extra={"lease": self.lease, "identity": self.identity, "holder": holder},
+            )
             self._call(self.on_lost, "on_lost")
 
     def _stand_by(self, holder: str) -> None:
         if holder != self._announced:
             self._announced = holder
-            log.info("waiting for the lease %s, held by %s", self.lease, holder)
+            log.info(
+                "waiting for the lease %s, held by %s",
+                self.lease,
+                holder,
+                extra={"lease": self.lease, "identity": self.identity, "holder": holder},
+            )
 
     def _report(self, error: Exception | None) -> None:
         text = None if error is None else _short(error)
