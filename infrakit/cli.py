@@ -471,8 +471,7 @@ def _errors(source: str | None = None) -> Iterator[None]:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    raise SystemExit(code)
+    logs.fail(message, code=code)  # `Error: ...`, or one JSON object with --log-format json
 
 
 @contextmanager
