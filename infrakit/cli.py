@@ -81,7 +81,13 @@ class Context:
         from infrakit.cluster import remote
 
         assert self.kube_context is not None
-        return remote.Remote(context=self.kube_context, namespace=self.namespace)
+        return remote.Remote(
+            context=self.kube_context,
+            namespace=self.namespace,
+            registry=self.registry,  # describe lists the instances from their plugin
+            options=self.plugin_options,
+            explicit=self.dir_given,
+        )
 
 
 pass_context = click.make_pass_decorator(Context)
