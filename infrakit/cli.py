@@ -183,8 +183,13 @@ def cli(
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--pretend", is_flag=True, help="Print what would happen; change nothing.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for convergence.")
+@click.option(
+    "--force-conflicts",
+    is_flag=True,
+    help="With --context: take fields another manager owns (kubectl apply --server-side --force-conflicts).",
+)
 @pass_context
-def commit(obj: Context, file: str, pretend: bool, timeout: float) -> None:
+def commit(obj: Context, file: str, pretend: bool, timeout: float, force_conflicts: bool) -> None:
     """Commit the Group(s) in FILE (YAML manifest or InfraKit JSON; - for stdin) and converge."""
     with _errors(file):
         groups = documents.load_groups(file, text=sys.stdin.buffer.read() if file == "-" else None)
@@ -197,7 +202,7 @@ def commit(obj: Context, file: str, pretend: bool, timeout: float) -> None:
                     spec, obj.registry, options=obj.plugin_options(spec.instance.plugin)
                 )  # fail before the server
             for spec in groups:
-                click.echo(cluster.commit(spec, pretend=pretend))
+                click.echo(cluster.commit(spec, pretend=pretend, force_conflicts=force_conflicts))
             return
         controller = obj.controller()
         for spec in groups:  # every group valid before any is committed

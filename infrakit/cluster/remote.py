@@ -37,7 +37,7 @@ from infrakit.cluster import kubeapi
 from infrakit.core import instances, planning, specs, status
 from infrakit.rpc import client
 
-__all__ = ["MACHINE_LOCAL", "GroupNotFound", "PluginUnreachable", "Remote"]
+__all__ = ["MACHINE_LOCAL", "ApplyConflict", "GroupNotFound", "PluginUnreachable", "Remote"]
 
 MACHINE_LOCAL: Final = frozenset({"instance-file"})
 """Built-in instance plugins whose instances live on the machine they run on (the
@@ -48,6 +48,17 @@ class GroupNotFound(LookupError):
     def __init__(self, namespace: str, name: str) -> None:
         super().__init__(
             f"group {name!r} not found in namespace {namespace!r}; `infrakit-local --context ... ls` lists them"
+        )
+
+
+class ApplyConflict(specs.SpecError):
+    """Another field manager owns a field the commit sets (kubectl's conflict, the same fix)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(
+            "--force-conflicts",
+            f"{text.rstrip('.')}; to take these fields from their manager (as kubectl apply --server-side "
+            "--force-conflicts does), commit again with --force-conflicts",
         )
 
 
@@ -79,7 +90,8 @@ class Remote:
         self.options = options
         self.explicit = explicit
 
-    def commit(self, spec: specs.GroupSpec, *, pretend: bool) -> str:
+    def commit(self, spec: specs.GroupSpec, *, pretend: bool, force_conflicts: bool = False) -> str:
+        """Server-side apply as ``infrakit-cli``; fields of other managers only with ``force_conflicts``."""
         live = self.groups.get(self.namespace, spec.name)
         scoped = spec if spec.namespace else dataclasses.replace(spec, namespace=self.namespace)
         members = status.members_from_status(scoped, live.get("status") or {}) if live else []
@@ -87,7 +99,10 @@ class Remote:
         if pretend:
             return f"Committing {spec.name} would involve: {text}"
         manifest = scoped.to_manifest()
-        self.groups.apply(manifest, namespace=self.namespace)
+        try:
+            self.groups.apply(manifest, namespace=self.namespace, force_conflicts=force_conflicts)
+        except kubeapi.ApplyConflict as conflict:
+            raise ApplyConflict(str(conflict)) from None
         return f"Committed {spec.name}: {text}"
 
     def free(self, name: str) -> None:

@@ -98,9 +98,9 @@ class Operator:
         metrics.record(result)
 
     async def start(self) -> None:
-        api = kubeapi.connect()
+        api = kubeapi.connect(agent=kubeapi.OPERATOR_FIELD_MANAGER)
         self.store = records.ClusterStore(
-            kubeapi.Groups(api, field_manager="infrakit-operator"),
+            kubeapi.Groups(api, field_manager=kubeapi.OPERATOR_FIELD_MANAGER),
             namespaces=self.config.namespaces,
             may_write=self.may_act,
         )

@@ -44,6 +44,9 @@ __all__ = ["Conflict", "Elector", "KubernetesLeases", "Leases", "Record"]
 
 log = logging.getLogger(__name__)
 
+FIELD_MANAGER = "infrakit-operator"
+"""How the Lease's writes show in its managedFields."""
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Record:
@@ -117,7 +120,7 @@ class KubernetesLeases:
         from kubernetes.client.exceptions import ApiException  # heavy: imported when used
 
         try:
-            lease = await asyncio.to_thread(call, *args, _request_timeout=self.timeout)
+            lease = await asyncio.to_thread(call, *args, field_manager=FIELD_MANAGER, _request_timeout=self.timeout)
         except ApiException as error:
             if error.status == 409:
                 raise Conflict(error.reason or "Conflict") from None

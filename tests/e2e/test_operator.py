@@ -249,6 +249,25 @@ def test_cli_reaches_the_cluster(operator: Operator, groups: Groups, tmp_path: P
     assert all(f"infrakit.config_sha={SHA1}" in r[2] for r in rows)
     assert cli("commit", str(EXAMPLES / "cattle2.yaml")).returncode == 0
     wait_until(lambda: converged(groups, operator, "cattle", size=10, sha=SHA2), what="10 instances via the CLI")
+
+    # Who wrote what, as the API server records it: our own managers, never OpenAPI-Generator.
+    def managers(*args: str) -> set[tuple[str, str, str]]:
+        listing = json.loads(groups.kubectl("get", *args, "-o", "json", "--show-managed-fields").stdout)
+        items = listing.get("items", [listing])
+        return {
+            (e["manager"], e["operation"], e.get("subresource", ""))
+            for item in items
+            for e in item["metadata"].get("managedFields", [])
+        }
+
+    assert managers("group", "cattle") == {
+        ("infrakit-cli", "Apply", ""),  # the spec
+        ("infrakit-operator", "Update", ""),  # the finalizer
+        ("infrakit-operator", "Update", "status"),
+    }
+    assert {m for m, _, _ in managers("events")} == {"infrakit-operator"}
+    if not EXTERNAL:
+        assert {m for m, _, _ in managers("lease", "infrakit-operator")} == {"infrakit-operator"}
     assert cli("describe", "nonesuch").returncode == 2
 
 
