@@ -91,7 +91,13 @@ class Context:
         from infrakit.cluster import remote
 
         assert self.kube_context is not None
-        return remote.Remote(context=self.kube_context, namespace=self.namespace)
+        return remote.Remote(
+            context=self.kube_context,
+            namespace=self.namespace,
+            registry=self.registry,  # describe lists the instances from their plugin
+            options=self.plugin_options,
+            explicit=self.dir_given,
+        )
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -187,8 +193,13 @@ def cli(
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--pretend", is_flag=True, help="Print what would happen; change nothing.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for convergence.")
+@click.option(
+    "--force-conflicts",
+    is_flag=True,
+    help="With --context: take fields another manager owns (kubectl apply --server-side --force-conflicts).",
+)
 @pass_context
-def commit(obj: Context, file: str, pretend: bool, timeout: float) -> None:
+def commit(obj: Context, file: str, pretend: bool, timeout: float, force_conflicts: bool) -> None:
     """Commit the Group(s) in FILE (YAML manifest or InfraKit JSON; - for stdin) and converge."""
     with _errors(file):
         groups = documents.load_groups(file, text=sys.stdin.buffer.read() if file == "-" else None)
@@ -201,7 +212,7 @@ def commit(obj: Context, file: str, pretend: bool, timeout: float) -> None:
                     spec, obj.registry, options=obj.plugin_options(spec.instance.plugin)
                 )  # fail before the server
             for spec in groups:
-                click.echo(cluster.commit(spec, pretend=pretend))
+                click.echo(cluster.commit(spec, pretend=pretend, force_conflicts=force_conflicts))
             return
         controller = obj.controller()
         for spec in groups:  # every group valid before any is committed
@@ -615,8 +626,7 @@ def _errors(source: str | None = None) -> Iterator[None]:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    raise SystemExit(code)
+    logs.fail(message, code=code)  # `Error: ...`, or one JSON object with --log-format json
 
 
 @contextmanager

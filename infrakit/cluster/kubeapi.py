@@ -4,6 +4,13 @@ Thin, blocking wrappers over the official ``kubernetes`` client (callers in asyn
 them in threads): read and list Groups, server-side apply a Group, patch status through
 the ``/status`` subresource, edit finalizers with optimistic concurrency, post Events.
 Nothing here decides anything.
+
+Every write names its field manager, as kubectl's do: ``infrakit-cli`` for the CLI,
+``infrakit-operator`` for the operator (``managedFields`` say who owns what, and a
+GitOps tool's next apply sees our fields as ours).  The client's User-Agent says the
+same, for the API server's audit log and any write that could not name one.
+Server-side apply takes no field from another manager unless asked
+(``force_conflicts``, kubectl's ``--force-conflicts``).
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from kubernetes.config import ConfigException
 __all__ = [
     "FINALIZER",
     "GROUP",
+    "OPERATOR_FIELD_MANAGER",
     "ORPHAN_ANNOTATION",
     "PLURAL",
     "VERSION",
     "ApiException",
+    "ApplyConflict",
     "ConfigException",
     "Groups",
     "connect",
@@ -36,19 +45,36 @@ PLURAL: Final = "groups"
 FINALIZER: Final = "infrakit.io/instances"
 ORPHAN_ANNOTATION: Final = "infrakit.io/orphan-instances"
 FIELD_MANAGER: Final = "infrakit-cli"
+OPERATOR_FIELD_MANAGER: Final = "infrakit-operator"
 
 
-def connect(*, context: str | None = None) -> kubernetes.client.ApiClient:
-    """An API client: in-cluster service account, else the kubeconfig (``$KUBECONFIG``)."""
+class ApplyConflict(Exception):
+    """A server-side apply would take fields another manager owns: the API server's message."""
+
+
+def connect(*, context: str | None = None, agent: str = FIELD_MANAGER) -> kubernetes.client.ApiClient:
+    """An API client: in-cluster service account, else the kubeconfig (``$KUBECONFIG``).
+
+    ``agent`` is the User-Agent's product (``infrakit-cli/0.1.0``), so the API server
+    names us, not ``OpenAPI-Generator``, in audit logs and default field managers.
+    """
     configuration = kubernetes.client.Configuration()
     if context is None:
         try:
             kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return kubernetes.client.ApiClient(configuration)
+            return _client(configuration, agent)
         except kubernetes.config.ConfigException:
             pass
     kubernetes.config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return kubernetes.client.ApiClient(configuration)
+    return _client(configuration, agent)
+
+
+def _client(configuration: kubernetes.client.Configuration, agent: str) -> kubernetes.client.ApiClient:
+    from infrakit import __version__
+
+    api = kubernetes.client.ApiClient(configuration)
+    api.user_agent = f"{agent}/{__version__}"
+    return api
 
 
 class Groups:
@@ -77,19 +103,28 @@ class Groups:
         items: list[dict[str, Any]] = listing.get("items", [])
         return items
 
-    def apply(self, manifest: Mapping[str, Any], *, namespace: str) -> None:
-        """Server-side apply, as ``kubectl apply --server-side`` does."""
-        self.custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            manifest["metadata"]["name"],
-            dict(manifest),
-            field_manager=self.field_manager,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
+    def apply(self, manifest: Mapping[str, Any], *, namespace: str, force_conflicts: bool = False) -> None:
+        """Server-side apply, as ``kubectl apply --server-side [--force-conflicts]`` does.
+
+        Raises :class:`ApplyConflict` when another manager owns a field we set, unless
+        ``force_conflicts`` (then the fields become ours).
+        """
+        try:
+            self.custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                manifest["metadata"]["name"],
+                dict(manifest),
+                field_manager=self.field_manager,
+                force=force_conflicts,
+                _content_type="application/apply-patch+yaml",
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise ApplyConflict(error_text(error)) from None
+            raise
 
     def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
@@ -174,7 +209,7 @@ class Groups:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.core.create_namespaced_event(meta["namespace"], event)
+        self.core.create_namespaced_event(meta["namespace"], event, field_manager=self.field_manager)
 
 
 def error_text(error: ApiException) -> str:

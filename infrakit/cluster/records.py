@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
+from infrakit import logs
 from infrakit.cluster import kubeapi
 from infrakit.runtime import stores
 
@@ -150,7 +151,9 @@ class ClusterStore:
     ) -> None:
         key = (record.key[0], record.key[1], reason)
         if warning:
-            log.warning("group %s/%s: %s: %s", key[0], key[1], reason, message)
+            log.warning(
+                "group %s/%s: %s: %s", key[0], key[1], reason, message, extra=logs.fields(record.key, reason=reason)
+            )
         now = time.monotonic()
         with self._lock:
             self._pending[key] += 1
@@ -170,7 +173,14 @@ class ClusterStore:
                 component=COMPONENT,
             )
         except Exception as error:
-            log.warning("could not post event %s on %s/%s: %s", reason, key[0], key[1], error)
+            log.warning(
+                "could not post event %s on %s/%s: %s",
+                reason,
+                key[0],
+                key[1],
+                error,
+                extra=logs.fields(record.key, reason=reason, error=str(error)),
+            )
 
     def changes(self) -> AsyncIterator[stores.Key | None] | None:
         return None  # kopf's watch calls observe(); the operator enqueues

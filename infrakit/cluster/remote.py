@@ -2,20 +2,46 @@
 
 ``infrakit-local --context NAME`` works on the Groups of a cluster instead of the local
 store: ``commit`` server-side-applies the Group (``--pretend`` prints the plan computed
-from the live object and the instances its status lists, and changes nothing);
-``ls``, ``describe`` and ``inspect`` read from the API server.  The operator in the
+from the live object and the counts in its status, exact at any size, and changes
+nothing); ``ls`` and ``inspect`` read from the API server.  The operator in the
 cluster does the converging.
+
+``describe`` lists the instances from the instance plugin itself, as InfraKit's CLI
+did, and not from the Group's status, which keeps counts only (``infrakit.core.status``).
+Why the plugin, rather than the operator serving its instances over HTTP or a paged
+copy in the API server:
+
+* it is the source of truth, the very view the operator acts on, never a stale copy;
+* it has no size limit and pages as the infrastructure does (10,000 instances are a
+  ``describe`` call, not an object near etcd's limit, nor 10 list pages of a CRD);
+* it opens nothing new: an instance's description (tags, init scripts) stays readable
+  by whoever can reach the infrastructure, and not by anyone who can reach the
+  operator's port, which would need its own authentication and authorisation.
+
+The plugin must be reachable from the CLI: a plugin daemon in ``$INFRAKIT_PLUGINS_DIR``
+(a socket or an address file), a plugin that talks to an API (a cloud's, with the
+user's credentials), or, for ``instance-file``, whose instances are files on the
+operator's volume, an explicit ``--dir`` where that volume is mounted (the kind
+overlay's host directory).  Without one, ``describe`` says how many instances status
+counts and how to reach the plugin, rather than listing the CLI's own directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
+from infrakit import plugins
 from infrakit.cluster import kubeapi
 from infrakit.core import instances, planning, specs, status
+from infrakit.rpc import client
 
-__all__ = ["GroupNotFound", "Remote"]
+__all__ = ["MACHINE_LOCAL", "ApplyConflict", "GroupNotFound", "PluginUnreachable", "Remote"]
+
+MACHINE_LOCAL: Final = frozenset({"instance-file"})
+"""Built-in instance plugins whose instances live on the machine they run on (the
+operator's volume): the CLI's own copy sees them only with an explicit ``--dir``."""
 
 
 class GroupNotFound(LookupError):
@@ -25,12 +51,47 @@ class GroupNotFound(LookupError):
         )
 
 
+class ApplyConflict(specs.SpecError):
+    """Another field manager owns a field the commit sets (kubectl's conflict, the same fix)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(
+            "--force-conflicts",
+            f"{text.rstrip('.')}; to take these fields from their manager (as kubectl apply --server-side "
+            "--force-conflicts does), commit again with --force-conflicts",
+        )
+
+
+class PluginUnreachable(specs.SpecError):
+    """The instances cannot be listed from here: the message says how many and how to reach them."""
+
+
 class Remote:
-    def __init__(self, *, context: str, namespace: str | None) -> None:
+    """A cluster's Groups, for the CLI.
+
+    ``registry`` and ``options`` (plugin name -> its options from the command line)
+    make the instance plugin ``describe`` lists from; ``explicit`` says the file
+    plugin's directory was given (``--dir``), so that it is the operator's volume and
+    not the CLI's own default.
+    """
+
+    def __init__(
+        self,
+        *,
+        context: str,
+        namespace: str | None,
+        registry: plugins.Registry | None = None,
+        options: Callable[[str], Mapping[str, Any]] | None = None,
+        explicit: bool = False,
+    ) -> None:
         self.groups = kubeapi.Groups(kubeapi.connect(context=context))
         self.namespace = namespace or _context_namespace(context)
+        self.registry = registry
+        self.options = options
+        self.explicit = explicit
 
-    def commit(self, spec: specs.GroupSpec, *, pretend: bool) -> str:
+    def commit(self, spec: specs.GroupSpec, *, pretend: bool, force_conflicts: bool = False) -> str:
+        """Server-side apply as ``infrakit-cli``; fields of other managers only with ``force_conflicts``."""
         live = self.groups.get(self.namespace, spec.name)
         scoped = spec if spec.namespace else dataclasses.replace(spec, namespace=self.namespace)
         members = status.members_from_status(scoped, live.get("status") or {}) if live else []
@@ -38,7 +99,10 @@ class Remote:
         if pretend:
             return f"Committing {spec.name} would involve: {text}"
         manifest = scoped.to_manifest()
-        self.groups.apply(manifest, namespace=self.namespace)
+        try:
+            self.groups.apply(manifest, namespace=self.namespace, force_conflicts=force_conflicts)
+        except kubeapi.ApplyConflict as conflict:
+            raise ApplyConflict(str(conflict)) from None
         return f"Committed {spec.name}: {text}"
 
     def free(self, name: str) -> None:
@@ -67,9 +131,36 @@ class Remote:
         return found
 
     def describe(self, name: str) -> list[instances.Description]:
+        """Every instance of the group, from its instance plugin (see the module docstring)."""
         body = self.get(name)
         spec = specs.parse_document({k: v for k, v in body.items() if k != "status"}, namespace=self.namespace)
-        return [m.description for m in status.members_from_status(spec, body.get("status") or {})]
+        plugin = self._instance_plugin(spec)
+        if plugin is None:
+            counted = (body.get("status") or {}).get("replicas")
+            if counted == 0:
+                return []
+            how_many = f"{counted} instances" if isinstance(counted, int) else "instances"
+            raise PluginUnreachable(
+                "--dir",
+                f"group {name!r} has {how_many} (status keeps counts only); they are listed from the instance "
+                f"plugin {spec.instance.plugin!r}, whose files are on the operator's volume: pass --dir (or "
+                "$INFRAKIT_INSTANCE_DIR) where that volume is mounted, or run the plugin's daemon in "
+                "$INFRAKIT_PLUGINS_DIR; `kubectl describe group` shows the counts",
+            )
+        found = plugin.describe(status.membership_tags(spec))
+        return sorted((d for d in found if status.is_member(spec, d)), key=lambda d: d.id)
+
+    def _instance_plugin(self, spec: specs.GroupSpec) -> plugins.InstancePlugin | None:
+        """The group's instance plugin as this process reaches it, or None if it would list the wrong place."""
+        if self.registry is None:
+            return None
+        name = spec.instance.plugin
+        options = dict(self.options(name)) if self.options is not None else {}
+        plugin = self.registry.instance(name, options)
+        daemon = isinstance(plugin, client.RemoteInstancePlugin)  # found running, not made here
+        if name in MACHINE_LOCAL and not daemon and not self.explicit:
+            return None
+        return plugin
 
 
 def _context_namespace(context: str) -> str:

@@ -23,9 +23,12 @@ InvalidSpec    False   the spec or a plugin's properties are invalid: nothing is
 ReconcileError False   a plugin or the store failed; retried with backoff
 =============  ======  =================================================================
 
-The instance list is capped (``MAX_LISTED_INSTANCES``) so that a huge group's status
-stays far below the API server's object size limit; ``instancesTruncated`` says so, and
-the counts stay exact.
+Status is small at any size: counts and conditions, no instance list.  A list grows
+with the group (75 KB at 1,000 instances), rides on every watch event, fills ``kubectl
+describe`` (3,000 lines, the events at the very bottom) and must be capped below the
+API server's object limit anyway.  The instances are listed from their source of
+truth, the instance plugin: ``infrakit-local describe`` (see ``infrakit.cluster.remote``).
+A remote plan (``commit --pretend``) needs only the counts: :func:`members_from_status`.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from infrakit.core import instances, planning, specs
 
 __all__ = [
     "INVALID_SPEC",
-    "MAX_LISTED_INSTANCES",
     "RECONCILE_ERROR",
     "Failure",
     "compute",
@@ -49,7 +51,6 @@ __all__ = [
     "with_failure",
 ]
 
-MAX_LISTED_INSTANCES: Final = 1000
 INVALID_SPEC: Final = "InvalidSpec"
 RECONCILE_ERROR: Final = "ReconcileError"
 
@@ -108,7 +109,6 @@ def compute(
     ready = sum(1 for m in members if m.healthy)
     updated = sum(1 for m in members if m.up_to_date)
     outdated = len(members) - updated
-    listed = members[:MAX_LISTED_INSTANCES]
 
     if failure is not None:
         ready_cond = ("False", failure.reason, failure.message)
@@ -145,8 +145,6 @@ def compute(
         "updatedReplicas": updated,
         "selector": selector(spec),
         "configHash": spec.config_sha,
-        "instances": [_instance(m) for m in listed],
-        "instancesTruncated": len(members) > len(listed),
         "conditions": conditions,
     }
     if generation is not None:
@@ -162,7 +160,7 @@ def with_failure(
     The counts stay as last observed (an invalid spec observes nothing new); the
     condition says why they are not fresh.
     """
-    new = dict(previous or {})
+    new = {k: v for k, v in (previous or {}).items() if k not in _DROPPED}
     old = _conditions(previous)
     ready = _condition(
         "Ready", "False", failure.reason, failure.message, now=now, old=old.get("Ready"), generation=generation
@@ -180,36 +178,31 @@ def _conditions(status: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]
     return {c["type"]: c for c in found if isinstance(c, Mapping) and isinstance(c.get("type"), str)}
 
 
-def _instance(member: planning.Member) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": member.id, "upToDate": member.up_to_date, "healthy": member.health.value}
-    if member.logical_id is not None:
-        out["logicalID"] = member.logical_id
-    if not member.up_to_date:  # the current hash is status.configHash; only the odd ones are spelled out
-        out["configHash"] = member.description.tags.get(instances.TAG_CONFIG_SHA, "")
-    return out
+_DROPPED: Final = ("instances", "instancesTruncated")
+"""Fields that earlier versions wrote and this one does not (the API server prunes them too)."""
 
 
 def members_from_status(spec: specs.GroupSpec, status: Mapping[str, Any]) -> list[planning.Member]:
-    """The members a status reports, judged against ``spec`` (what a remote CLI can see).
+    """Stand-ins for the members a status counts, judged against ``spec`` (what a remote CLI can see).
 
-    Their tags are the group's own (membership, config hash, logical ID); a flavor's
-    tags are not kept in status.  Past the listed ones (the list is capped), the counts
-    stand for the rest: unnamed members (``id`` empty), up to date or not as counted,
-    so a plan made from them is exact at any size.
+    Unnamed (``id`` empty): ``updatedReplicas`` of them on the status's configuration
+    hash, the rest on none; ``readyReplicas`` healthy.  A plan's words
+    (:func:`~infrakit.core.planning.describe_change`) need nothing more, so a remote
+    ``commit --pretend`` is exact at any size.
     """
     current = status.get("configHash", "")
+    replicas, updated, ready = (_count(status, k) for k in ("replicas", "updatedReplicas", "readyReplicas"))
     members = []
-    for entry in status.get("instances") or []:
-        sha = current if entry.get("upToDate") else entry.get("configHash", "")
-        members.append(_member(spec, entry["id"], entry.get("logicalID"), sha, entry.get("healthy")))
-    replicas = status.get("replicas")
-    updated = status.get("updatedReplicas")
-    if isinstance(replicas, int) and isinstance(updated, int) and replicas > len(members):
-        listed_updated = sum(1 for m in members if m.description.tags.get(instances.TAG_CONFIG_SHA) == current)
-        for index in range(replicas - len(members)):
-            sha = current if index < updated - listed_updated else ""
-            members.append(_member(spec, "", None, sha, instances.Health.UNKNOWN.value))
+    for index in range(replicas):
+        sha = current if index < updated else ""
+        health = instances.Health.HEALTHY if index < ready else instances.Health.UNKNOWN
+        members.append(_member(spec, "", None, sha, health.value))
     return members
+
+
+def _count(status: Mapping[str, Any], key: str) -> int:
+    value = status.get(key)
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def _member(spec: specs.GroupSpec, instance_id: str, logical_id: Any, sha: str, health: Any) -> planning.Member:

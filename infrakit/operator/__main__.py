@@ -1,4 +1,18 @@
-"""``infrakit-operator``: run the kopf operator (``python -m infrakit.operator`` too)."""
+"""``infrakit-operator``: run the kopf operator (``python -m infrakit.operator`` too).
+
+Endpoints, each on its own address so that each can be exposed (or not) on its own:
+
+* ``--liveness`` (kopf's health server, ``/healthz``): the process answers;
+* ``--readiness`` (``/readyz``, :mod:`infrakit.operator.readiness`): the cache is
+  synced, the first pass done, and the Lease known (leader or standby);
+* ``--metrics-bind-address`` (Prometheus, ``/metrics``).  Its default is loopback
+  (``127.0.0.1:9090``), safer than the all-interfaces of earlier versions: a process run
+  by hand on a workstation or a node does not publish its groups' names and counts to
+  the network.  The Deployment passes ``:9090`` (all interfaces), which its Service needs.
+
+With no credentials (no in-cluster service account, no kubeconfig) it exits at once
+with one line and exit code 2: kopf would otherwise log a traceback and retry for ever.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +22,8 @@ import socket
 from pathlib import Path
 
 import click
-import kopf
 
 from infrakit import logs
-from infrakit.operator import handlers
 
 __all__ = ["main"]
 
@@ -52,7 +64,26 @@ __all__ = ["main"]
     help="Liveness endpoint URL ('' to disable).",
 )
 @click.option(
-    "--metrics-port", type=int, default=9090, show_default=True, help="Prometheus metrics port (0 to disable)."
+    "--readiness",
+    default="http://0.0.0.0:8081/readyz",
+    show_default=True,
+    help="Readiness endpoint URL ('' to disable): 200 once the Groups are cached and synced once and the "
+    "Lease is known (leader or standby), else 503; the body says why.",
+)
+@click.option(
+    "--metrics-bind-address",
+    "metrics_address",
+    default="127.0.0.1:9090",
+    show_default=True,
+    help="HOST:PORT of the Prometheus metrics server (':9090' for every interface, as a Service needs; "
+    "'0' to disable).",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Deprecated: the port of --metrics-bind-address (0 to disable).",
 )
 @click.option(
     "--resync", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds between full resyncs."
@@ -88,7 +119,9 @@ def main(
     plugins_dir: Path | None,
     scanning: bool,
     liveness: str,
-    metrics_port: int,
+    readiness: str,
+    metrics_address: str,
+    metrics_port: int | None,
     resync: float,
     workers: int,
     leader_election: bool,
@@ -102,6 +135,12 @@ def main(
 ) -> None:
     """Reconcile infrakit.io Groups: provision, heal, roll and destroy their instances."""
     logs.configure(level=log_level, fmt=log_format, frameworks=("kopf", "aiohttp"))
+    metrics_host, metrics_port = _bind_address(metrics_address, port=metrics_port)
+    _check_credentials(log_format)
+    import kopf  # heavy: after the checks, so that a bad start fails fast
+
+    from infrakit.operator import handlers
+
     clusterwide = all_namespaces or not namespaces
     config = handlers.Config(
         plugin_options={"instance-file": {"dir": str(instance_dir.absolute()), "fsync": durable}},
@@ -110,7 +149,9 @@ def main(
         plugins_dir=plugins_dir,
         resync=resync,
         workers=workers,
+        metrics_host=metrics_host,
         metrics_port=metrics_port,
+        readiness=readiness,
         leader_election=leader_election,
         lease_namespace=lease_namespace,
         lease_name=lease_name,
@@ -129,6 +170,36 @@ def main(
             memo=kopf.Memo(operator=handlers.Operator(config)),
         )
     )
+
+
+def _bind_address(address: str, *, port: int | None) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (every interface) or ``0`` (off); ``--metrics-port`` overrides the port."""
+    if address.strip() == "0":
+        return "", 0 if port is None else port
+    host, colon, number = address.rpartition(":")
+    if not colon or not number.isdigit() or int(number) > 65535:
+        raise click.BadParameter(
+            f"{address!r}: expected HOST:PORT, :PORT (every interface) or 0 (off), e.g. 127.0.0.1:9090",
+            param_hint="'--metrics-bind-address'",
+        )
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ':PORT' asks for every interface, as in controller-runtime
+    return host, int(number) if port is None else port
+
+
+def _check_credentials(log_format: str) -> None:
+    """Exit 2 with one line when there is no way to reach an API server."""
+    from infrakit.cluster import kubeapi
+
+    try:
+        kubeapi.connect().close()  # type: ignore[no-untyped-call]
+    except kubeapi.ConfigException as error:
+        text = (str(error).strip().splitlines() or ["no configuration"])[0]
+        logs.fail(
+            f"no Kubernetes credentials: not in a cluster (no service account token) and no usable kubeconfig "
+            f"({text}): set KUBECONFIG (or write ~/.kube/config), or run it in a pod",
+            code=2,
+            fmt=log_format,
+        )
 
 
 if __name__ == "__main__":

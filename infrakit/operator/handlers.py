@@ -39,7 +39,7 @@ import kopf
 
 from infrakit import plugins
 from infrakit.cluster import kubeapi, records
-from infrakit.operator import leadership, metrics
+from infrakit.operator import leadership, metrics, readiness
 from infrakit.rpc import resolving
 from infrakit.runtime import owners, running, syncing
 
@@ -58,7 +58,9 @@ class Config:
     plugins_dir: Path | None = None
     resync: float = 30.0
     workers: int = 2
-    metrics_port: int = 9090
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9090  # 0: no metrics server
+    readiness: str = ""  # the /readyz URL ("" for none)
     leader_election: bool = True
     lease_namespace: str = "default"
     lease_name: str = "infrakit-operator"
@@ -76,14 +78,29 @@ class Operator:
         self.runtime: running.Runtime | None = None
         self._task: asyncio.Task[None] | None = None
         self._election: asyncio.Task[None] | None = None
+        self._listing: asyncio.Task[None] | None = None
+        self._stop_readiness: Any = None
+        self.readiness = readiness.Readiness(cached=self._cached, lease=self._lease)
 
     def may_act(self) -> bool:
         return self.elector is None or self.elector.is_leader()
 
+    def _cached(self, key: tuple[str, str]) -> bool:
+        return self.store is not None and key in self.store.cache
+
+    def _lease(self) -> tuple[bool, bool, str | None]:
+        if self.elector is None:
+            return True, True, None
+        return self.elector.known or self.elector.is_leader(), self.elector.is_leader(), self.elector.holder
+
+    def _on_result(self, result: syncing.Result) -> None:
+        self.readiness.synced(result.key)
+        metrics.record(result)
+
     async def start(self) -> None:
-        api = kubeapi.connect()
+        api = kubeapi.connect(agent=kubeapi.OPERATOR_FIELD_MANAGER)
         self.store = records.ClusterStore(
-            kubeapi.Groups(api, field_manager="infrakit-operator"),
+            kubeapi.Groups(api, field_manager=kubeapi.OPERATOR_FIELD_MANAGER),
             namespaces=self.config.namespaces,
             may_write=self.may_act,
         )
@@ -95,7 +112,7 @@ class Operator:
             workers=self.config.workers,
             resync=self.config.resync,
             may_act=self.may_act,
-            on_result=metrics.record,
+            on_result=self._on_result,
         )
         if self.config.leader_election:
             self.elector = leadership.Elector(
@@ -112,11 +129,42 @@ class Operator:
         if self.config.metrics_port:
             import prometheus_client
 
-            prometheus_client.start_http_server(self.config.metrics_port)
+            prometheus_client.start_http_server(self.config.metrics_port, addr=self.config.metrics_host)
+            log.info("serving metrics at http://%s:%d/metrics", self.config.metrics_host, self.config.metrics_port)
+        if self.config.readiness:
+            host, port, path = _endpoint(self.config.readiness)
+            self._stop_readiness = await readiness.serve(self.readiness, host=host, port=port, path=path)
+            log.info("serving readiness at %s", self.config.readiness)
+        self._listing = asyncio.create_task(self._list_until_ready(), name="readiness-listing")
         self._task = asyncio.create_task(self.runtime.run(), name="runtime")
 
+    async def _list_until_ready(self) -> None:
+        """List the Groups served until readiness has passed: what the cache must catch up with.
+
+        Listed again every few seconds until then, so that a Group deleted between this
+        listing and kopf's own (whose watch then never reports it) does not hold
+        readiness back for ever.
+        """
+        assert self.store is not None
+        store = self.store
+        delay = 1.0
+        while not self.readiness.passed:
+            try:
+                keys = await asyncio.to_thread(_list_keys, store)
+            except Exception as error:
+                log.warning("cannot list the groups for readiness: %s (retrying in %gs)", _first_line(error), delay)
+                delay = min(delay * 2, 30.0)
+            else:
+                self.readiness.listed(keys)
+                self.readiness.check()
+                delay = 2.0
+            await asyncio.sleep(delay)
+
     async def stop(self) -> None:
-        for task in (self._task, self._election):
+        if self._stop_readiness is not None:
+            with contextlib.suppress(Exception):
+                await self._stop_readiness()
+        for task in (self._listing, self._task, self._election):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -128,6 +176,36 @@ class Operator:
         key, wake = self.store.observe(body, deleted=deleted)
         if wake:
             self.runtime.enqueue(key)
+
+
+def _list_keys(store: records.ClusterStore) -> list[tuple[str, str]]:
+    """The keys of the Groups ``store`` serves, as the API server lists them now."""
+    patterns = store.namespaces
+    exact = patterns and not any(ch in p for p in patterns for ch in "*?[")
+    namespaces: list[str | None] = list(patterns) if exact else [None]
+    keys = []
+    for namespace in namespaces:
+        for item in store.groups.items(namespace):
+            meta = item.get("metadata") or {}
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            if store.owns(key):
+                keys.append(key)
+    return keys
+
+
+def _endpoint(url: str) -> tuple[str, int, str]:
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname or "0.0.0.0", parts.port or 80, parts.path or "/"  # noqa: S104 - the pod's probes
+
+
+def _first_line(error: BaseException) -> str:
+    status, reason = getattr(error, "status", None), getattr(error, "reason", None)
+    if isinstance(status, int) and reason:  # an ApiException's str() spreads over lines of headers
+        return f"{type(error).__name__}: ({status}) {reason}"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 def _lost() -> None:

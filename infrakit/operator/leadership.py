@@ -44,6 +44,9 @@ __all__ = ["Conflict", "Elector", "KubernetesLeases", "Leases", "Record"]
 
 log = logging.getLogger(__name__)
 
+FIELD_MANAGER = "infrakit-operator"
+"""How the Lease's writes show in its managedFields."""
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Record:
@@ -117,7 +120,7 @@ class KubernetesLeases:
         from kubernetes.client.exceptions import ApiException  # heavy: imported when used
 
         try:
-            lease = await asyncio.to_thread(call, *args, _request_timeout=self.timeout)
+            lease = await asyncio.to_thread(call, *args, field_manager=FIELD_MANAGER, _request_timeout=self.timeout)
         except ApiException as error:
             if error.status == 409:
                 raise Conflict(error.reason or "Conflict") from None
@@ -195,6 +198,11 @@ class Elector:
     def holder(self) -> str | None:
         """The holder of the Lease as last observed (None: unknown yet, or nobody)."""
         return self._observed.holder if self._observed is not None else None
+
+    @property
+    def known(self) -> bool:
+        """Whether the last round read the Lease: leader or standby is known (not before, not while failing)."""
+        return self._observed is not None and self._failing is None
 
     @property
     def lease(self) -> str:
@@ -297,18 +305,33 @@ class Elector:
         self._leading = leader
         if leader:
             self._announced = None
-            log.info("acquired the lease %s as %s", self.lease, self.identity)
+            log.info(
+                "acquired the lease %s as %s",
+                self.lease,
+                self.identity,
+                extra={"lease": self.lease, "identity": self.identity, "holder": self.identity},
+            )
             self._call(self.on_elected, "on_elected")
         else:
             holder = self.holder
             why = f"taken by {holder}" if holder and holder != self.identity else f"not renewed for {self.deadline:g}s"
-            log.warning("lost the lease %s (%s): stopping all changes", self.lease, why)
+            log.warning(
+                "lost the lease %s (%s): stopping all changes",
+                self.lease,
+                why,
+                extra={"lease": self.lease, "identity": self.identity, "holder": holder},
+            )
             self._call(self.on_lost, "on_lost")
 
     def _stand_by(self, holder: str) -> None:
         if holder != self._announced:
             self._announced = holder
-            log.info("waiting for the lease %s, held by %s", self.lease, holder)
+            log.info(
+                "waiting for the lease %s, held by %s",
+                self.lease,
+                holder,
+                extra={"lease": self.lease, "identity": self.identity, "holder": holder},
+            )
 
     def _report(self, error: Exception | None) -> None:
         text = None if error is None else _short(error)

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from infrakit import faults, plugins
+from infrakit import faults, logs, plugins
 from infrakit.core import instances, planning, specs, status
 from infrakit.runtime import engine, owners, stores
 
@@ -109,7 +109,7 @@ class Syncer:
                 record = self.store.get(key)
                 faults.hit("sync-start")  # a stall here works from the record as it was read
             except specs.SpecError as error:  # a damaged record: this group only
-                log.error("group %s: %s", _name(key), error)
+                log.error("group %s: %s", _name(key), error, extra=logs.fields(key, reason=status.INVALID_SPEC))
                 return Result(key=key, failure=status.Failure(reason=status.INVALID_SPEC, message=str(error)))
             if record is None:
                 self._collect(key)
@@ -145,7 +145,14 @@ class Syncer:
         steps = progress.steps
 
         def step(done: engine.Step) -> None:
-            log.debug("group %s: %s %s (%s)", _name(record.key), done.action, done.instance_id, done.reason.value)
+            log.debug(
+                "group %s: %s %s (%s)",
+                _name(record.key),
+                done.action,
+                done.instance_id,
+                done.reason.value,
+                extra=logs.fields(record.key, action=done.action, instance=done.instance_id, reason=done.reason.value),
+            )
             if done.action == "provision":
                 self.owners.add(done.instance_id, record.key)
             if on_step is not None:
@@ -175,7 +182,12 @@ class Syncer:
             if not final and record.guarded and not plan.provisions:
                 self.store.unguard(record)
         except stores.Conflict as conflict:
-            log.info("group %s: %s (Conflict): syncing again", _name(record.key), conflict)
+            log.info(
+                "group %s: %s (Conflict): syncing again",
+                _name(record.key),
+                conflict,
+                extra=logs.fields(record.key, reason="Conflict"),
+            )
             if progress.steps:
                 self.owners.set(record.key, list(progress.members))
             return Result(key=record.key, spec=spec, members=progress.sorted_members(), requeue_after=RETRY_CONFLICT)
@@ -233,7 +245,12 @@ class Syncer:
     ) -> Result:
         """A plugin or the store failed: status says so, from what is known to be there."""
         failure = _failure(status.RECONCILE_ERROR, _describe(error))
-        log.debug("group %s: failure detail", _name(record.key), exc_info=error)
+        log.debug(
+            "group %s: failure detail",
+            _name(record.key),
+            exc_info=error,
+            extra=logs.fields(record.key, reason=failure.reason, error=failure.message),
+        )
         members: list[planning.Member] = []
         known = progress is not None and progress.observed
         if progress is not None and progress.observed:
@@ -299,7 +316,12 @@ class Syncer:
         try:
             self.collect_dangling(plugin, only=key)
         except Exception as error:
-            log.warning("group %s: collecting its dangling instances failed: %s", _name(key), _describe(error))
+            log.warning(
+                "group %s: collecting its dangling instances failed: %s",
+                _name(key),
+                _describe(error),
+                extra=logs.fields(key, error=_describe(error)),
+            )
 
     def collect_dangling(self, plugin: plugins.InstancePlugin, *, only: stores.Key | None = None) -> int:
         """Destroy the instances in ``plugin`` whose group is gone from the store.
@@ -333,6 +355,9 @@ class Syncer:
                 _name(key),
                 len(dangling),
                 ", ".join(d.id for d in dangling[:5]) + (", ..." if len(dangling) > 5 else ""),
+                extra=logs.fields(
+                    key, reason="Collected", count=len(dangling), instances=[d.id for d in dangling[:_LOGGED_IDS]]
+                ),
             )
         return destroyed
 
@@ -372,6 +397,13 @@ class Syncer:
                 len(steps),
                 done["provision"],
                 done["destroy"],
+                extra=logs.fields(
+                    record.key,
+                    count=len(steps),
+                    provisioned=done["provision"],
+                    destroyed=done["destroy"],
+                    plan=_plan_fields(steps),
+                ),
             )
         if lost:
             made = [s.instance_id for s in steps if s.action == "provision"][: len(lost)]
@@ -400,6 +432,23 @@ class Syncer:
             )
         if removed:
             self.store.event(record, reason="Destroyed", message=f"destroyed {removed} instances to reduce the group")
+
+
+_LOGGED_IDS: Final = 20
+"""Instance IDs named in one structured log field (the counts are exact past them)."""
+
+
+def _plan_fields(steps: list[engine.Step]) -> dict[str, Any]:
+    """What a sync did, for the ``plan`` log field: per action, the count by reason and the first IDs."""
+    found: dict[str, Any] = {}
+    for action in ("label", "provision", "destroy"):
+        done = [s for s in steps if s.action == action]
+        if done:
+            found[action] = {
+                "reasons": dict(collections.Counter(s.reason.value for s in done)),
+                "instances": [s.instance_id for s in done[:_LOGGED_IDS]],
+            }
+    return found
 
 
 def _failure(reason: str, message: str) -> status.Failure:

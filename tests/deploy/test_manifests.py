@@ -115,12 +115,16 @@ def test_writable_paths_are_volumes(overlay: str) -> None:
 def test_probes_env_and_ports(overlay: str) -> None:
     container = operator_container(render(overlay))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"health": 8080, "metrics": 9090}
+    assert ports == {"health": 8080, "ready": 8081, "metrics": 9090}
     liveness = container["livenessProbe"]["httpGet"]
     assert (liveness["path"], ports[liveness["port"]]) == ("/healthz", 8080)
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
-    assert container["readinessProbe"]["httpGet"]["port"] in ("metrics", 9090)
-    assert "--metrics-port=9090" in container["args"]
+    # Readiness is its own endpoint (the Groups cached and synced, the Lease known), not liveness.
+    readiness = container["readinessProbe"]["httpGet"]
+    assert (readiness["path"], ports[readiness["port"]]) == ("/readyz", 8081)
+    assert "--readiness=http://0.0.0.0:8081/readyz" in container["args"]
+    # The default is loopback: the pod must ask for every interface, or the Service scrapes nothing.
+    assert "--metrics-bind-address=:9090" in container["args"]
     env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
     assert env["POD_NAMESPACE"] == "metadata.namespace"  # the Lease's namespace
     assert env["POD_NAME"] == "metadata.name"  # this replica's identity in it

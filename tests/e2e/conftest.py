@@ -63,7 +63,7 @@ class Operator:
             "--namespace", self.namespace,
             "--lease-namespace", self.namespace,
             "--lease-name", "infrakit-operator",
-            "--metrics-port", "0", "--liveness", "",
+            "--metrics-bind-address", "0", "--liveness", "", "--readiness", "",
             "--resync", "5",
             *self.extra,
         ]  # fmt: skip

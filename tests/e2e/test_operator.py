@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def converged(groups: Groups, operator: Operator, name: str, *, size: int, sha: 
         and status.get("replicas") == size
         and status.get("updatedReplicas") == size
         and status.get("readyReplicas") == size
-        and {i["id"] for i in status.get("instances", [])} == set(operator.instances(name))
+        and len(operator.instances(name)) == size
     )
 
 
@@ -236,11 +237,37 @@ def test_cli_reaches_the_cluster(operator: Operator, groups: Groups, tmp_path: P
     )
     assert groups.get("cattle")["spec"]["allocation"]["size"] == 5
     assert cli("ls").stdout.split() == ["ID", "cattle"]
-    rows = [line.split() for line in cli("describe", "cattle", "-q").stdout.splitlines()]
+    # Status keeps counts only: describe lists from the instance plugin, here the operator's directory.
+    unreachable = cli("describe", "cattle")
+    assert unreachable.returncode == 2
+    assert unreachable.stderr.startswith("Error: --dir: group 'cattle' has 5 instances (status keeps counts only)")
+    rows = [
+        line.split()
+        for line in cli("--dir", str(operator.instance_dir), "describe", "cattle", "-q").stdout.splitlines()
+    ]
     assert {r[0] for r in rows} == set(operator.instances("cattle"))
     assert all(f"infrakit.config_sha={SHA1}" in r[2] for r in rows)
     assert cli("commit", str(EXAMPLES / "cattle2.yaml")).returncode == 0
     wait_until(lambda: converged(groups, operator, "cattle", size=10, sha=SHA2), what="10 instances via the CLI")
+
+    # Who wrote what, as the API server records it: our own managers, never OpenAPI-Generator.
+    def managers(*args: str) -> set[tuple[str, str, str]]:
+        listing = json.loads(groups.kubectl("get", *args, "-o", "json", "--show-managed-fields").stdout)
+        items = listing.get("items", [listing])
+        return {
+            (e["manager"], e["operation"], e.get("subresource", ""))
+            for item in items
+            for e in item["metadata"].get("managedFields", [])
+        }
+
+    assert managers("group", "cattle") == {
+        ("infrakit-cli", "Apply", ""),  # the spec
+        ("infrakit-operator", "Update", ""),  # the finalizer
+        ("infrakit-operator", "Update", "status"),
+    }
+    assert {m for m, _, _ in managers("events")} == {"infrakit-operator"}
+    if not EXTERNAL:
+        assert {m for m, _, _ in managers("lease", "infrakit-operator")} == {"infrakit-operator"}
     assert cli("describe", "nonesuch").returncode == 2
 
     # Free means what it means locally: the Group is forgotten, its instances stay (marked
@@ -258,6 +285,7 @@ def test_cli_reaches_the_cluster(operator: Operator, groups: Groups, tmp_path: P
 @pytest.mark.skipif(EXTERNAL, reason="reads the endpoints of a local operator process")
 def test_metrics_liveness_and_no_kopf_bookkeeping(operator_factory: Callable[..., Operator], groups: Groups) -> None:
     import socket
+    import urllib.error
     import urllib.request
 
     def free_port() -> int:
@@ -265,12 +293,38 @@ def test_metrics_liveness_and_no_kopf_bookkeeping(operator_factory: Callable[...
             probe.bind(("127.0.0.1", 0))
             return int(probe.getsockname()[1])
 
-    metrics_port, liveness_port = free_port(), free_port()
+    def readyz(port: int) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+                return int(response.status), dict(json.loads(response.read()))
+        except urllib.error.HTTPError as error:
+            return int(error.code), dict(json.loads(error.read()))
+        except OSError:
+            return 0, {}  # not listening yet
+
+    metrics_port, liveness_port, ready_port, standby_port = free_port(), free_port(), free_port(), free_port()
+    groups.apply(EXAMPLES / "cattle.yaml")  # there before the operator: readiness waits for its first sync
     operator = operator_factory(start=False)
-    operator.extra = ["--metrics-port", str(metrics_port), "--liveness", f"http://127.0.0.1:{liveness_port}/healthz"]
+    operator.extra = [
+        "--metrics-bind-address", f"127.0.0.1:{metrics_port}",
+        "--liveness", f"http://127.0.0.1:{liveness_port}/healthz",
+        "--readiness", f"http://127.0.0.1:{ready_port}/readyz",
+    ]  # fmt: skip
     operator.start()
-    groups.apply(EXAMPLES / "cattle.yaml")
+    _, body = wait_until(lambda: (r := readyz(ready_port))[0] == 200 and r, what="/readyz 200")
+    assert (body["reason"], body["leader"], body["groups"], body["pending"]) == ("leader", True, 1, 0)
+    assert groups.status("cattle").get("observedGeneration") == 1  # ready means synced once
     wait_until(lambda: converged(groups, operator, "cattle", size=5, sha=SHA1), what="5 instances")
+
+    # A second replica: not the leader, yet ready, and it says who holds the Lease.
+    standby = operator_factory(start=False)
+    standby.extra = ["--readiness", f"http://127.0.0.1:{standby_port}/readyz"]
+    standby.start(wait=False)
+    _, body = wait_until(lambda: (r := readyz(standby_port))[0] == 200 and r, what="the standby's /readyz 200")
+    assert body["leader"] is False
+    holder = json.loads(groups.kubectl("get", "lease", "infrakit-operator", "-o", "json").stdout)["spec"]
+    assert body["reason"] == f"standby: the Lease is held by {holder['holderIdentity']}"
+    wait_until(lambda: "waiting for the lease" in standby.log.read_text(), what="the standby's log line")
 
     def scrape() -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
