@@ -41,12 +41,12 @@ def test_the_series_of_a_deleted_group_are_removed(world: World) -> None:
 
 
 def test_a_remote_plan_is_exact_beyond_the_listed_instances(world: World) -> None:
-    """Was: a converged 1,500-instance group printed "Adding 500 instances" (the list is capped at 1,000)."""
+    """Was: a converged 1,500-instance group printed "Adding 500 instances" (status listed at most 1,000)."""
     spec = group(size=1500)
     world.store.apply(spec)
     world.syncer.sync(("team", "web"))
     reported = world.store.records[("team", "web")].status
-    assert len(reported["instances"]) == status.MAX_LISTED_INSTANCES and reported["instancesTruncated"]
+    assert "instances" not in reported  # status stays small: counts and conditions
     members = status.members_from_status(spec, reported)
     assert len(members) == 1500
     assert planning.describe_change(spec, members, managed=True) == "Noop"
