@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -554,6 +553,8 @@ for _name in plugins.available(plugins.FLAVOR_GROUP):
 @cli.command()
 def version() -> None:
     """Print build version information."""
+    import platform
+
     click.echo(f"infrakit-local {infrakit.__version__} (python {platform.python_version()}, {sys.platform})")
 
 
