@@ -17,11 +17,14 @@ Reading files and YAML text is the adapters' business; this module sees only dic
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
+import json
 import os
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -290,15 +293,64 @@ CRD_PATH: Final = os.path.join(os.path.dirname(infrakit.__file__), "crds", "infr
 
 @functools.cache
 def crd_schema() -> dict[str, Any]:
-    """The CRD's openAPIV3Schema (of the served version) as shipped in the package."""
-    import yaml  # lazy: only the first validation of a process reads the CRD
+    """The CRD's openAPIV3Schema (of the served version) as shipped in the package.
 
-    with open(CRD_PATH, encoding="utf-8") as stream:
-        text = stream.read()
+    Parsed once per CRD: the schema is kept as JSON in the user's cache directory
+    (``${INFRAKIT_CACHE:-~/.cache/infrakit}/schema``) under the CRD's size and CRC, so a
+    command does not import and run a YAML parser to validate a group.  A cache that is
+    missing, unreadable, unwritable or not about this CRD is simply not used.
+    """
+    with open(CRD_PATH, "rb") as stream:
+        data = stream.read()
+    source = f"{len(data)}-{zlib.crc32(data):08x}"
+    path = os.path.join(_cache_dir(), "schema", f"crd-{source}.json")
+    cached = _read_cache(path, source=source)
+    if cached is not None:
+        return cached
+    import yaml  # lazy: only when the cache has no copy of this CRD
+
     # libyaml when PyYAML has it: the same document, ten times faster than the Python parser.
-    crd = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+    crd = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
     schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    _write_cache(path, {"source": source, "schema": schema})
     return schema
+
+
+def _cache_dir() -> str:
+    return os.environ.get("INFRAKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "infrakit")
+
+
+def _read_cache(path: str, *, source: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as stream:
+            cached = json.loads(stream.read())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(cached, dict) or cached.get("source") != source:
+        return None
+    schema = cached.get("schema")
+    if not isinstance(schema, dict) or not isinstance((schema.get("properties") or {}).get("spec"), dict):
+        return None
+    return schema
+
+
+def _write_cache(path: str, content: dict[str, Any]) -> None:
+    """Atomically (temp file, rename), best effort: a cache is never worth a failure."""
+    try:
+        text = json.dumps(content, allow_nan=False)
+        if json.loads(text) != content:
+            return  # not JSON-exact (a YAML-only type): parse the CRD each time instead
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except (OSError, TypeError, ValueError):
+        return
+    temp = f"{path}.{os.urandom(6).hex()}.tmp"
+    try:
+        with open(temp, "x", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
 
 
 @functools.cache

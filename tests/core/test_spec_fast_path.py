@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import copy
 import decimal
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -167,3 +172,54 @@ def test_a_schema_it_cannot_compile_still_validates(monkeypatch: pytest.MonkeyPa
     with pytest.raises(specs.SpecError, match=r"spec\.paused: must be true or false"):
         specs.parse_document(document)
     assert specs.parse_document(good()).name == "bad"
+
+
+# -- the CRD schema, cached as JSON ------------------------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("INFRAKIT_CACHE", str(tmp_path))
+    specs.crd_schema.cache_clear()
+    yield tmp_path / "schema"
+    specs.crd_schema.cache_clear()
+
+
+def parsed_crd() -> dict[str, Any]:
+    crd = yaml.safe_load(Path(specs.CRD_PATH).read_text("utf-8"))
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_the_schema_is_cached_and_read_back_without_yaml(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert specs.crd_schema() == parsed_crd()
+    (written,) = cache.iterdir()
+    assert written.name.startswith("crd-") and written.suffix == ".json"
+    specs.crd_schema.cache_clear()
+    expected = parsed_crd()
+    monkeypatch.setitem(sys.modules, "yaml", None)  # importing yaml now fails: no YAML parse possible
+    assert specs.crd_schema() == expected
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "not json", "{}", '{"source": "other", "schema": {"properties": {"spec": {}}}}', '{"source": "%s"}', "[]"],
+)
+def test_a_bad_cache_is_not_used(cache: Path, content: str) -> None:
+    specs.crd_schema()
+    (written,) = cache.iterdir()
+    source = json.loads(written.read_text())["source"]
+    written.write_text(content.replace("%s", source))
+    specs.crd_schema.cache_clear()
+    assert specs.crd_schema() == parsed_crd()
+    assert json.loads(written.read_text())["source"] == source  # and it is written again
+
+
+def test_an_unwritable_cache_is_not_needed(cache: Path) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("a file where the directory should be")
+    assert specs.crd_schema() == parsed_crd()
+    document = good()
+    document["spec"]["allocation"] = {"size": -1}
+    with pytest.raises(specs.SpecError, match=r"spec\.allocation\.size: must be at least 0"):
+        specs.parse_document(document)
