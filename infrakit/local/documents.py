@@ -8,13 +8,15 @@ timestamps stay strings, as they do on their way to the API server.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any, Final
-
-import yaml
+from typing import TYPE_CHECKING, Any, Final
 
 from infrakit.core import specs
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = ["MAX_BYTES", "load_groups", "parse_text"]
 
@@ -63,8 +65,10 @@ def parse_text(text: bytes, *, source: str = "<input>") -> list[Any]:
             return [json.loads(decoded, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)]
         except ValueError as error:
             raise specs.SpecError("", f"not valid JSON: {error}") from None
+    import yaml  # lazy: only the commands that read a file need it (~9 ms to import)
+
     try:
-        return [d for d in yaml.load_all(decoded, Loader=_SafeLoader) if d is not None]
+        return [d for d in yaml.load_all(decoded, Loader=_safe_loader()) if d is not None]
     except yaml.YAMLError as error:
         raise specs.SpecError("", f"not valid YAML: {_one_line(error)}") from None
     except RecursionError:
@@ -88,39 +92,43 @@ def _one_line(error: yaml.YAMLError) -> str:
     return " ".join(str(error).replace('in "<unicode string>", ', "").split())
 
 
-class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader without timestamps, with duplicate-key, alias and depth limits."""
+@functools.cache
+def _safe_loader() -> type[yaml.SafeLoader]:
+    """SafeLoader without timestamps, with duplicate-key, alias and depth limits (made on first use)."""
+    import yaml
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._aliases = 0
-        self._depth = 0
+    class _SafeLoader(yaml.SafeLoader):
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self._aliases = 0
+            self._depth = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_ALIASES:
-                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases: refusing a possible alias bomb")
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self._aliases += 1
+                if self._aliases > MAX_ALIASES:
+                    raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases: refusing a possible alias bomb")
+            self._depth += 1
+            try:
+                if self._depth > MAX_DEPTH:
+                    raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            if isinstance(node, yaml.MappingNode):
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=True)
+                    if key in seen:
+                        message = f"duplicate key {key!r}"
+                        raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
-
-_SafeLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    _SafeLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return _SafeLoader

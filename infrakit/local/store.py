@@ -36,8 +36,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from infrakit import files
 from infrakit.core import specs
 
@@ -45,11 +43,6 @@ __all__ = ["ORPHAN_ANNOTATION", "Damaged", "Store", "StoredGroup"]
 
 ORPHAN_ANNOTATION: Final = "infrakit.io/orphan-instances"
 _OPTIONS: Final = "instancePluginOptions"
-
-# libyaml's safe loader and dumper when PyYAML was built with it: the same documents,
-# five times faster (a status lists up to 1,000 instances).
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class Damaged(specs.SpecError):
@@ -134,7 +127,7 @@ class Store:
             options = document.get(_OPTIONS) or {}
             if not isinstance(options, Mapping):
                 raise Damaged(_OPTIONS, "is not a mapping")
-        except (yaml.YAMLError, RecursionError, specs.SpecError, ValueError, TypeError) as error:
+        except (RecursionError, specs.SpecError, ValueError, TypeError) as error:
             detail = " ".join(str(error).split())
             raise Damaged("", f"the store file {path} is damaged ({detail}); fix or delete it") from None
         return StoredGroup(
@@ -194,11 +187,14 @@ def _encode(document: Mapping[str, Any]) -> bytes:
     """The document as indented JSON, if YAML reads that text back as the same document; else block YAML."""
     try:
         text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
-        exact = _NOT_YAML.search(text) is None and json.loads(text, parse_float=_yaml_float) == document
+        exact = re.search(_NOT_YAML, text) is None and json.loads(text, parse_float=_yaml_float) == document
     except (TypeError, ValueError):  # a type JSON lacks, NaN, a float YAML would read as a string
         exact = False
     if not exact:  # non-string keys or tuples (JSON changes them), characters YAML must escape
-        text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        import yaml
+
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's when PyYAML has it: the same text
+        text = yaml.dump(document, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
     return (text if text.endswith("\n") else text + "\n").encode("utf-8")
 
 
@@ -209,13 +205,18 @@ def _decode(data: bytes) -> Any:
             return json.loads(data, parse_constant=_no_constant)
         except ValueError:
             pass  # YAML's own flow style, or damaged: the YAML parser says which
-    return yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader
+    import yaml  # lazy: the files we write are JSON; YAML is for those written otherwise
+
+    try:
+        return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        raise ValueError(str(error)) from None
 
 
 # What YAML 1.1 (PyYAML) would not read back as JSON meant it: raw characters it refuses
 # (JSON escapes only those below 0x20), and floats with an exponent but no dot ("1e+16",
 # a string to YAML).  Either sends the document to the YAML dumper instead.
-_NOT_YAML: Final = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NOT_YAML: Final = "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
 def _yaml_float(token: str) -> float:
