@@ -12,10 +12,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cluster, local, measure, report, rpc
+from bench import cli, cluster, local, measure, report, rpc
 from bench.measure import Row, Sizes, Workdir
 
-LOCAL = ("provision", "curve", "roll", "heal-local", "rpc-provision", "rpc-heal")
+LOCAL = ("provision", "curve", "roll", "heal-local", "rpc-provision", "rpc-heal", "cli", "cli-commit")
 CLUSTER = ("heal-operator", "scale", "idle")
 ALL = LOCAL + CLUSTER
 
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             attempt("rpc-provision", lambda: rpc.provision(workdir, sizes))
         if "rpc-heal" in chosen:
             attempt("rpc-heal", lambda: rpc.heal(workdir, sizes))
+        if "cli" in chosen:
+            attempt("cli", lambda: cli.latency(workdir, sizes))
+        if "cli-commit" in chosen:
+            attempt("cli-commit", lambda: cli.commit(workdir, sizes))
         wanted = [(name, run) for name, run in cluster.scenarios() if name in chosen]
         if wanted:
             session: cluster.Session | None = None

@@ -232,7 +232,7 @@ def rolling_update(workdir: Workdir, sizes: Sizes) -> list[Row]:
         Row(S3, f"provision {n:,} fresh instances", "s", measure.stats(provisions)),
         Row(S3, f"rolling update of {n:,} (maxSurge 1, maxUnavailable 0)", "s", measure.stats(rolls)),
         Row(S3, "rolling update / provision (per run)", "x", measure.stats(ratios)).judge(
-            lambda v: v <= 3.0, value=measure.stats(ratios).median, what="median", target="≤ 3x", smoke=sizes.smoke
+            lambda v: v <= 2.0, value=measure.stats(ratios).median, what="median", target="≤ 2x", smoke=sizes.smoke
         ),
     ]
 
@@ -241,7 +241,8 @@ def heal_local(workdir: Workdir, sizes: Sizes) -> list[Row]:
     """Scenario 2, local: delete instance files under ``infrakit-local run``; time each replacement."""
     base = workdir.fresh("heal-local")
     local = controller(base)
-    local.commit(spec("bench", sizes.heal_group))
+    # Recorded with the group, as the CLI's commit does: `run` finds the instances there.
+    local.commit(spec("bench", sizes.heal_group), options={"dir": str(base / "instances")})
     log = base / "runner.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
     command = [

@@ -42,6 +42,9 @@ class Sizes:
     idle_settle: float = 5.0
     curve: tuple[int, ...] = (100, 1_000, 10_000)
     grace: float = 3.0  # seconds to keep counting API writes after Ready
+    cli_group: int = 100  # the group `ls` and `describe` are timed on
+    cli_rounds: int = 30  # interleaved rounds of `python -c pass`, `ls`, `describe`
+    cli_commit: int = 3_000  # instances of the whole-process commit
 
     @classmethod
     def smoke_sizes(cls) -> Sizes:
@@ -63,6 +66,9 @@ class Sizes:
             idle_settle=0.5,
             curve=(10, 20, 50),
             grace=0.5,
+            cli_group=5,
+            cli_rounds=2,
+            cli_commit=50,
         )
 
 

@@ -120,6 +120,16 @@ METHOD = """\
   per-instance growth from the middle to the largest size divided by the floor's per-file growth
   over the same sizes, per round.  (Fixed costs, such as the store's writes, weigh more at the smaller
   size, which flatters our growth a little.)
+* **7. CLI latency**: a group of 100 is committed, then `python -c pass` (the same interpreter),
+  `infrakit-local ls` and `infrakit-local describe` run as processes in interleaved rounds (the order
+  reversed every other round), start to exit; the target is judged on the ratio of the medians.  The
+  commands run as users run them: the `infrakit-local` console script, a clean environment (no
+  `INFRAKIT_*`; bytecode written, as an installed package has it), after untimed warm-up runs that fill
+  the bytecode, the schema cache and the page cache.
+* **8. Whole-process commit**: `infrakit-local commit` of 3,000 instances as a process, start-up
+  included, against a floor that is also a whole process: `python -c` running a plain loop that writes
+  as many files of the real instance files' sizes, each to a temp file then renamed into place.  Floor
+  and commit alternate as in scenario 1 (each commit against the faster floor around it).
 * `--smoke` runs everything at tiny sizes, once, judges nothing and does not touch BENCHMARKS.md.
 """
 
@@ -128,7 +138,11 @@ REPRODUCE = """\
 $ make bench              # = .venv/bin/python -m bench   (full sizes; rewrites BENCHMARKS.md)
 $ make bench-smoke        # = .venv/bin/python -m bench --smoke   (tiny sizes, < 60 s; part of make test)
 $ .venv/bin/python -m bench --only provision,roll --output /tmp/b.md   # a subset, elsewhere
+$ .venv/bin/python -m bench --only cli,cli-commit --output /tmp/b.md    # the CLI as processes (scenarios 7, 8)
 ```
+
+Scenario names for `--only`: provision, curve, roll, heal-local, cli, cli-commit, heal-operator, scale,
+idle.
 
 The operator scenarios need the control-plane binary (`make controlplane` builds it from the pinned Go
 modules in `tools/controlplane/`, once, cached under `~/.cache/infrakit`) and `kubectl` (in `.venv`).

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,13 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import yaml
 
 import infrakit
 from infrakit import logs, plugins
 from infrakit.core import instances, specs
 from infrakit.local import controller as controllers
-from infrakit.local import documents, store
+from infrakit.local import store
 
 if TYPE_CHECKING:
     from infrakit.cluster import remote
@@ -39,6 +37,7 @@ __all__ = ["cli", "main"]
 
 log = logging.getLogger("infrakit")
 
+_MAX_INPUT = 1 << 20  # infrakit.local.documents.MAX_BYTES, without importing PyYAML to know it
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 
@@ -113,7 +112,37 @@ _OUTPUT = click.option(
 _QUIET = click.option("-q", "--quiet", is_flag=True, help="Print rows only, no header.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """The root group; the per-plugin groups (``instance-file ...``) join it when first looked for.
+
+    Finding third-party plugins scans every installed distribution's entry points
+    (~20 ms); a command such as ``ls`` should not pay for that at start-up.
+    """
+
+    _scanned = False
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and not self._scanned:
+            self._add_plugin_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def _add_plugin_commands(self) -> None:
+        if self._scanned:
+            return
+        self._scanned = True
+        for group in (plugins.INSTANCE_GROUP, plugins.FLAVOR_GROUP):
+            for name in plugins.available(group):
+                if name not in self.commands:
+                    self.commands[name] = _plugin_group(group, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--home",
     envvar="INFRAKIT_HOME",
@@ -202,6 +231,8 @@ def cli(
 def commit(obj: Context, file: str, pretend: bool, timeout: float, force_conflicts: bool) -> None:
     """Commit the Group(s) in FILE (YAML manifest or InfraKit JSON; - for stdin) and converge."""
     with _errors(file):
+        from infrakit.local import documents  # lazy: PyYAML, for the commands that read a file
+
         groups = documents.load_groups(file, text=sys.stdin.buffer.read() if file == "-" else None)
         if obj.kube_context is not None:
             from infrakit.runtime import engine
@@ -497,12 +528,6 @@ def _flavor_healthy(name: str) -> click.Command:
     return healthy
 
 
-for _name in plugins.available(plugins.INSTANCE_GROUP):
-    cli.add_command(_instance_commands(_name))
-for _name in plugins.available(plugins.FLAVOR_GROUP):
-    cli.add_command(_flavor_commands(_name))
-
-
 # -- InfraKit's spellings: `group ...`, `info`, the flavor verbs ---------------------------------
 #
 # The group commands work on the store directly, whether or not a group daemon
@@ -550,21 +575,26 @@ def _info_command(name: str, interfaces: Sequence[str], *, builtin: bool = True)
 group_commands.add_command(
     _info_command("group", ["Group/0.1.0", "Metadata/0.1.0"], builtin=False)  # its group commands are built in
 )
-for _name in plugins.available(plugins.INSTANCE_GROUP):
-    _instance_group = cli.commands[_name]
-    assert isinstance(_instance_group, click.Group)
-    _instance_group.add_command(_info_command(_name, ["Instance/0.5.0"]))
-for _name in plugins.available(plugins.FLAVOR_GROUP):
-    _flavor_group = cli.commands[_name]
-    assert isinstance(_flavor_group, click.Group)
-    _flavor_group.add_command(_info_command(_name, ["Flavor/0.1.0"]))
-    _flavor_group.add_command(_flavor_prepare(_name))
-    _flavor_group.add_command(_flavor_healthy(_name))
+
+
+def _plugin_group(group: str, name: str) -> click.Group:
+    """A plugin's command group, as the root group adds it when the name is first looked up."""
+    if group == plugins.INSTANCE_GROUP:
+        made = _instance_commands(name)
+        made.add_command(_info_command(name, ["Instance/0.5.0"]))
+        return made
+    made = _flavor_commands(name)
+    made.add_command(_info_command(name, ["Flavor/0.1.0"]))
+    made.add_command(_flavor_prepare(name))
+    made.add_command(_flavor_healthy(name))
+    return made
 
 
 @cli.command()
 def version() -> None:
     """Print build version information."""
+    import platform
+
     click.echo(f"infrakit-local {infrakit.__version__} (python {platform.python_version()}, {sys.platform})")
 
 
@@ -651,6 +681,8 @@ def _progress(spec: specs.GroupSpec) -> Iterator[tuple[Callable[[int], None], Ca
 
 def _single_document(file: str) -> Any:
     text = sys.stdin.buffer.read() if file == "-" else _read(file)
+    from infrakit.local import documents
+
     found = documents.parse_text(text, source=file)
     if len(found) != 1:
         raise specs.SpecError("", f"expected one document, found {len(found)}")
@@ -660,7 +692,7 @@ def _single_document(file: str) -> Any:
 def _read(file: str) -> bytes:
     try:
         with open(file, "rb") as stream:
-            return stream.read(documents.MAX_BYTES + 1)
+            return stream.read(_MAX_INPUT + 1)
     except OSError as error:
         raise specs.SpecError("", f"cannot read {file}: {error.strerror or error}") from error
 
@@ -702,6 +734,8 @@ def _dump(data: Any, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(data, indent=2, sort_keys=False))
     else:
+        import yaml  # lazy: the store and the tables need no YAML
+
         click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n"))
 
 

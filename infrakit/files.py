@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -43,6 +42,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
     """Replace ``path`` with ``data`` atomically (temp file, fsync, rename)."""
     target = os.fspath(path)
     directory, name = os.path.split(target)
+    import secrets  # lazy: it loads hmac and OpenSSL (~3 ms), and a command that only reads never writes
+
     temp = os.path.join(directory, f".{name}.{secrets.randbits(32):08x}{TEMP_SUFFIX}")
     fd = os.open(temp, _CREATE, mode)
     try:

@@ -7,26 +7,33 @@ openAPIV3Schema (``crds/infrakit.io_groups.yaml``) through ``jsonschema``, plus 
 rules the CRD states in CEL, so the local store and the API server reject the same
 documents and name the same fields.
 
+Every CLI command parses the stored groups, so this is on the start-up path: a valid
+document is accepted by a checker compiled from the same schema (:func:`_compile`, no
+``jsonschema`` import), and only a document it does not accept goes through
+``jsonschema``, which then words the errors as always.
+
 Reading files and YAML text is the adapters' business; this module sees only dicts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
 import functools
-import importlib.resources
+import json
 import math
+import os
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
-import jsonschema
-import jsonschema.validators
-import yaml
+import infrakit
 
-from infrakit.core import hashing
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
     "API_VERSION",
@@ -37,6 +44,7 @@ __all__ = [
     "SpecError",
     "UpdateStrategy",
     "check_json",
+    "compile_check",
     "crd_schema",
     "field_path",
     "parse_document",
@@ -113,6 +121,8 @@ class GroupSpec:
 
     @functools.cached_property
     def config_sha(self) -> str:
+        from infrakit.core import hashing  # lazy: hashlib and decimal, for the commands that act only
+
         return hashing.config_sha(instance=self.instance.as_infrakit(), flavor=self.flavor.as_infrakit())
 
     @property
@@ -157,11 +167,13 @@ def _plugin_manifest(spec: PluginSpec) -> dict[str, Any]:
     return out
 
 
-def parse_document(document: Any, *, namespace: str | None = None) -> GroupSpec:
+def parse_document(document: Any, *, namespace: str | None = None, hashed: bool = True) -> GroupSpec:
     """Parse a Group manifest or an InfraKit group config; raise :class:`SpecError`.
 
     ``namespace`` is the default when the manifest names none (the operator's view);
-    the local store passes ``None`` and ignores namespaces.
+    the local store passes ``None`` and ignores namespaces.  ``hashed=False`` leaves the
+    config hash to first use: for a read-only look at a record that was hashed when it
+    was committed (``ls`` need not import the hashing code).
     """
     if not isinstance(document, Mapping):
         raise SpecError("", f"a Group must be a mapping, got {_type_name(document)}")
@@ -178,6 +190,8 @@ def parse_document(document: Any, *, namespace: str | None = None) -> GroupSpec:
         )
     # The hash is computed now, not on first use: a spec that cannot be hashed must fail
     # here, before any document of a file is committed, never halfway through a commit.
+    if not hashed:
+        return group
     try:
         group.config_sha  # noqa: B018 - a cached property, computed for its failure
     except (ValueError, TypeError, OverflowError, RecursionError) as error:
@@ -401,27 +415,98 @@ def _infrakit_to_manifest(document: Mapping[str, Any]) -> dict[str, Any]:
 # --- the schema, shared with the API server -------------------------------------------------
 
 
+CRD_PATH: Final = os.path.join(os.path.dirname(infrakit.__file__), "crds", "infrakit.io_groups.yaml")
+
+
 @functools.cache
 def crd_schema() -> dict[str, Any]:
-    """The CRD's openAPIV3Schema (of the served version) as shipped in the package."""
-    text = importlib.resources.files("infrakit").joinpath("crds/infrakit.io_groups.yaml").read_text("utf-8")
-    crd = yaml.safe_load(text)
+    """The CRD's openAPIV3Schema (of the served version) as shipped in the package.
+
+    Parsed once per CRD: the schema is kept as JSON in the user's cache directory
+    (``${INFRAKIT_CACHE:-~/.cache/infrakit}/schema``) under the CRD's size and CRC, so a
+    command does not import and run a YAML parser to validate a group.  A cache that is
+    missing, unreadable, unwritable or not about this CRD is simply not used.
+    """
+    with open(CRD_PATH, "rb") as stream:
+        data = stream.read()
+    source = f"{len(data)}-{zlib.crc32(data):08x}"
+    path = os.path.join(_cache_dir(), "schema", f"crd-{source}.json")
+    cached = _read_cache(path, source=source)
+    if cached is not None:
+        return cached
+    import yaml  # lazy: only when the cache has no copy of this CRD
+
+    # libyaml when PyYAML has it: the same document, ten times faster than the Python parser.
+    crd = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
     schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    _write_cache(path, {"source": source, "schema": schema})
     return schema
 
 
+def _cache_dir() -> str:
+    return os.environ.get("INFRAKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "infrakit")
+
+
+def _read_cache(path: str, *, source: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as stream:
+            cached = json.loads(stream.read())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(cached, dict) or cached.get("source") != source:
+        return None
+    schema = cached.get("schema")
+    if not isinstance(schema, dict) or not isinstance((schema.get("properties") or {}).get("spec"), dict):
+        return None
+    return schema
+
+
+def _write_cache(path: str, content: dict[str, Any]) -> None:
+    """Atomically (temp file, rename), best effort: a cache is never worth a failure."""
+    try:
+        text = json.dumps(content, allow_nan=False)
+        if json.loads(text) != content:
+            return  # not JSON-exact (a YAML-only type): parse the CRD each time instead
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except (OSError, TypeError, ValueError):
+        return
+    temp = f"{path}.{os.urandom(6).hex()}.tmp"
+    try:
+        with open(temp, "x", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+
+
 @functools.cache
-def _spec_validator() -> jsonschema.protocols.Validator:
-    strict = _strict(crd_schema()["properties"]["spec"])
-    return _Draft4RE2(strict)
+def _spec_schema() -> dict[str, Any]:
+    return _strict(crd_schema()["properties"]["spec"])
 
 
-def _pattern(
-    validator: jsonschema.protocols.Validator, pattern: str, instance: Any, schema: Mapping[str, Any]
-) -> Iterable[jsonschema.ValidationError]:
-    """The ``pattern`` keyword as the API server runs it: a search, with "$" the end of text."""
-    if isinstance(instance, str) and not _end_of_text(pattern).search(instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+@functools.cache
+def _spec_validator() -> Any:
+    """jsonschema's Draft 4 validator of the spec, with the API server's ``pattern``.
+
+    Lazy: jsonschema costs ~30 ms to import and is needed only to word the errors of a
+    spec the fast path (:func:`_fast_check`) did not accept.
+    """
+    import jsonschema
+    import jsonschema.validators
+
+    def pattern(validator: Any, regex: str, instance: Any, schema: Mapping[str, Any]) -> Iterable[Any]:
+        """The ``pattern`` keyword as the API server runs it: a search, with "$" the end of text."""
+        if isinstance(instance, str) and not _end_of_text(regex).search(instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {regex!r}")
+
+    draft4_re2 = jsonschema.validators.extend(jsonschema.Draft4Validator, validators={"pattern": pattern})  # type: ignore[no-untyped-call]
+    return draft4_re2(_spec_schema())
+
+
+@functools.cache
+def _fast_check() -> Callable[[Any], bool] | None:
+    return _compile(_spec_schema())
 
 
 @functools.cache
@@ -449,11 +534,6 @@ def _end_of_text(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.ASCII)
 
 
-_Draft4RE2: Final[type[jsonschema.protocols.Validator]] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft4Validator, validators={"pattern": _pattern}
-)
-
-
 def _strict(schema: Mapping[str, Any]) -> dict[str, Any]:
     """Forbid unknown fields, as kubectl's strict field validation does on the server."""
     out: dict[str, Any] = {k: v for k, v in schema.items() if not k.startswith("x-kubernetes")}
@@ -468,6 +548,9 @@ def _strict(schema: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validate_spec_schema(spec: Any) -> None:
+    fast = _fast_check()
+    if fast is not None and fast(spec):
+        return  # exactly what jsonschema accepts: nothing to explain
     errors = sorted(
         _spec_validator().iter_errors(spec), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
     )
@@ -511,6 +594,187 @@ def _explain(error: jsonschema.ValidationError, *, more: int) -> SpecError:
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return SpecError(path, message)
+
+
+# -- the fast path: a checker compiled from the schema ---------------------------------------
+#
+# It only has to say "valid" exactly when ``jsonschema.Draft4Validator`` finds no error;
+# "not valid" (or "not sure") hands the document to jsonschema.  So it implements the
+# keywords the CRD uses with Draft 4's own rules, and gives up (returns None: always
+# jsonschema) on a schema with any keyword it does not know.
+
+_ANNOTATIONS: Final = frozenset({"description", "default", "title", "example", "nullable"})
+_CHECKED: Final = frozenset(
+    {
+        "type",
+        "properties",
+        "additionalProperties",
+        "required",
+        "items",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "maxItems",
+        "pattern",
+        "enum",
+    }
+)
+Check = Callable[[Any], bool]
+
+
+def compile_check(schema: Any) -> Check | None:
+    """A fast check for a Draft 4 ``schema`` (the subset the CRD uses): True exactly when
+    jsonschema finds no error; None when the schema uses what it does not implement."""
+    return _compile(schema)
+
+
+def _compile(schema: Any) -> Check | None:
+    """A function that is True for exactly the instances ``schema`` accepts (Draft 4); or None."""
+    if not isinstance(schema, dict) or not set(schema) <= _CHECKED | _ANNOTATIONS:
+        return None
+    checks: list[Check] = []
+    kind = schema.get("type")
+    if kind is not None:
+        type_check = _TYPES.get(kind) if isinstance(kind, str) else None
+        if type_check is None:
+            return None  # a list of types, an unknown type
+        checks.append(type_check)
+    if "properties" in schema or "additionalProperties" in schema or "required" in schema:
+        object_check = _compile_object(schema)
+        if object_check is None:
+            return None
+        checks.append(object_check)
+    if "items" in schema or "maxItems" in schema:
+        array_check = _compile_array(schema)
+        if array_check is None:
+            return None
+        checks.append(array_check)
+    if "minimum" in schema or "maximum" in schema:
+        number_check = _compile_bounds(schema)
+        if number_check is None:
+            return None
+        checks.append(number_check)
+    if "minLength" in schema or "maxLength" in schema or "pattern" in schema:
+        string_check = _compile_string(schema)
+        if string_check is None:
+            return None
+        checks.append(string_check)
+    if "enum" in schema:
+        allowed = schema["enum"]
+        if not isinstance(allowed, list) or not all(_is_scalar(v) for v in allowed):
+            return None
+        # jsonschema's equality: True is not 1, 1 is 1.0; scalars only (anything else: jsonschema).
+        keys = {_scalar_key(v) for v in allowed}
+        checks.append(lambda value: _is_scalar(value) and _scalar_key(value) in keys)
+    return lambda value: all(check(value) for check in checks)
+
+
+def _compile_object(schema: dict[str, Any]) -> Check | None:
+    properties = schema.get("properties", {})
+    required = schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    if not isinstance(properties, dict) or not isinstance(required, list) or not isinstance(extra, bool):
+        return None  # additionalProperties as a schema: not used by the CRD
+    compiled: dict[str, Check] = {}
+    for name, subschema in properties.items():
+        check = _compile(subschema)
+        if check is None:
+            return None
+        compiled[name] = check
+    needed = tuple(required)
+
+    def check_object(value: Any) -> bool:
+        if not isinstance(value, dict):
+            return True  # these keywords ignore other types (``type`` judges them)
+        if not extra and not value.keys() <= compiled.keys():
+            return False
+        if any(name not in value for name in needed):
+            return False
+        return all(check(value[name]) for name, check in compiled.items() if name in value)
+
+    return check_object
+
+
+def _compile_array(schema: dict[str, Any]) -> Check | None:
+    items = schema.get("items")
+    item_check = _compile(items) if items is not None else (lambda value: True)
+    limit = schema.get("maxItems")
+    if item_check is None or (limit is not None and type(limit) is not int):
+        return None
+
+    def check_array(value: Any) -> bool:
+        if not isinstance(value, list):
+            return True
+        if limit is not None and len(value) > limit:
+            return False
+        return all(item_check(item) for item in value)
+
+    return check_array
+
+
+def _compile_bounds(schema: dict[str, Any]) -> Check | None:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if any(bound is not None and type(bound) not in (int, float) for bound in (low, high)):
+        return None
+
+    def check_number(value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            # Not a number for Draft 4 (bool), or another kind of number (Decimal...): jsonschema decides.
+            return isinstance(value, bool) or not _is_number(value)
+        return (low is None or value >= low) and (high is None or value <= high)
+
+    return check_number
+
+
+def _compile_string(schema: dict[str, Any]) -> Check | None:
+    shortest, longest, pattern = schema.get("minLength"), schema.get("maxLength"), schema.get("pattern")
+    if any(n is not None and type(n) is not int for n in (shortest, longest)):
+        return None
+    if pattern is not None and not isinstance(pattern, str):
+        return None
+    regex = _end_of_text(pattern) if pattern is not None else None  # RE2's "$", as the API server
+
+    def check_string(value: Any) -> bool:
+        if not isinstance(value, str):
+            return True
+        if shortest is not None and len(value) < shortest:
+            return False
+        if longest is not None and len(value) > longest:
+            return False
+        return regex is None or regex.search(value) is not None
+
+    return check_string
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or type(value) in (str, int, float, bool)
+
+
+def _is_number(value: Any) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Number)
+
+
+def _scalar_key(value: Any) -> tuple[str, Any]:
+    if isinstance(value, bool) or value is None:
+        return ("literal", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    return (type(value).__name__, value)
+
+
+_TYPES: Final[dict[str, Check]] = {
+    "object": lambda value: isinstance(value, dict),
+    "array": lambda value: isinstance(value, list),
+    "string": lambda value: isinstance(value, str),
+    "integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    # Draft 4's number is any numbers.Number but bool; only int and float are decided here.
+    "number": lambda value: isinstance(value, int | float) and not isinstance(value, bool),
+    "boolean": lambda value: isinstance(value, bool),
+    "null": lambda value: value is None,
+}
 
 
 _PATTERNS: Final = {

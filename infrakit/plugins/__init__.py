@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -72,6 +71,8 @@ def refresh() -> None:
 def _available(group: str) -> dict[str, str]:
     # Scanning every distribution's metadata costs milliseconds, and entry points do not
     # change while a process runs: once per process is enough.
+    import importlib.metadata  # lazy: ~10 ms to import, for the commands that use a plugin
+
     found = dict(_BUILTIN[group])
     for entry in importlib.metadata.entry_points(group=group):
         found[entry.name] = entry.value

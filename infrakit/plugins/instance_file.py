@@ -67,7 +67,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import stat
 import sys
 import threading
@@ -169,6 +168,8 @@ class FilePlugin:
             )
 
     def provision(self, spec: instances.InstanceSpec) -> str:
+        import secrets  # lazy: hmac and OpenSSL (~3 ms) only for a command that provisions
+
         rendering = self._render(spec)
         for _ in range(4):
             instance_id = f"instance-{secrets.randbits(63)}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import stat
 from pathlib import Path
 from typing import Final
@@ -123,6 +122,8 @@ def endpoints(*, directory: Path | None = None) -> list[Endpoint]:
 
 def alive(endpoint: Endpoint, *, timeout: float = 1.0) -> bool:
     """Whether something accepts connections at the endpoint (a stale socket refuses them)."""
+    import socket  # lazy: only ``plugin ls`` probes; finding a daemon by name is a stat
+
     try:
         if endpoint.protocol == "unix":
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

@@ -18,7 +18,7 @@ from typing import Any
 
 from infrakit import plugins
 from infrakit.core import instances
-from infrakit.rpc import client, discovery
+from infrakit.rpc import discovery
 
 __all__ = ["file_properties", "locator", "with_properties"]
 
@@ -38,6 +38,8 @@ def locator(directory: Path | None = None) -> plugins.Locator:
         with lock:
             found = clients.get(key)
             if found is None:
+                from infrakit.rpc import client  # lazy: http.client and ssl, only when a daemon is there
+
                 kind = client.RemoteInstancePlugin if group == plugins.INSTANCE_GROUP else client.RemoteFlavorPlugin
                 found = clients[key] = kind(name=name, address=endpoint.address)
             return found
@@ -61,6 +63,8 @@ def with_properties(plugin: plugins.InstancePlugin, tags: Mapping[str, str]) -> 
     A daemon is asked for them (``DescribeInstances`` with ``Properties: true``); an
     in-process file plugin's are read from its files; other plugins tell none.
     """
+    from infrakit.rpc import client
+
     if isinstance(plugin, client.RemoteInstancePlugin):
         return plugin.describe_properties(tags)
     directory = getattr(plugin, "directory", None)
