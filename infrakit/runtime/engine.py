@@ -148,15 +148,17 @@ def reconcile(
                 current[member.id] = member
                 all_healthy &= member.healthy
                 faults.hit("instance-op")
-                step = Step(action="provision", instance_id=member.id, reason=provision.reason)
-                steps.append(_report(on_step, dataclasses.replace(step, logical_id=provision.logical_id)))
+                step = Step(
+                    action="provision", instance_id=member.id, reason=provision.reason, logical_id=provision.logical_id
+                )
+                steps.append(_report(on_step, step))
             for destroy in round_.destroys:
                 gone = current[destroy.id]
                 _destroy(spec, resolved, gone)
                 del current[destroy.id]
                 faults.hit("instance-op")
-                step = Step(action="destroy", instance_id=destroy.id, reason=destroy.reason)
-                steps.append(_report(on_step, dataclasses.replace(step, logical_id=gone.logical_id)))
+                step = Step(action="destroy", instance_id=destroy.id, reason=destroy.reason, logical_id=gone.logical_id)
+                steps.append(_report(on_step, step))
             if not all_healthy or _stopped(should_stop):
                 break  # later rounds assumed these healthy: plan again from what is
     return Outcome(members=sorted(current.values(), key=lambda m: m.id), plan=plan, steps=steps)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from infrakit import plugins
+from infrakit import logs, plugins
 from infrakit.runtime import queueing, stores, syncing
 
 __all__ = ["Runtime"]
@@ -137,7 +137,13 @@ class Runtime:
             result = await asyncio.to_thread(self.syncer.sync, key, should_stop=lambda: not self.may_act())
         except Exception as error:  # the store itself failed (API down): back off
             delay = self.queue.fail(key)
-            log.warning("group %s: %s (retrying in %.2gs)", _name(key), _one_line(error), delay)
+            log.warning(
+                "group %s: %s (retrying in %.2gs)",
+                _name(key),
+                _one_line(error),
+                delay,
+                extra=logs.fields(key, error=_one_line(error), delay=delay),
+            )
             return
         self.synced += 1
         result = dataclasses.replace(result, elapsed=time.monotonic() - started)
@@ -165,7 +171,11 @@ class Runtime:
                     try:
                         await asyncio.to_thread(self.syncer.collect_dangling, plugin)
                     except Exception as error:
-                        log.warning("collecting dangling instances failed: %s", _one_line(error))
+                        log.warning(
+                            "collecting dangling instances failed: %s",
+                            _one_line(error),
+                            extra=logs.fields(error=_one_line(error)),
+                        )
 
     async def _feed_store(self) -> None:
         changes = self.store.changes()
