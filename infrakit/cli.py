@@ -86,12 +86,17 @@ class Context:
     def controller(self) -> controllers.Controller:
         return controllers.Controller(store=store.Store(self.home), registry=self.registry)
 
+    def local_only(self, what: str, why: str) -> None:
+        """Refuse ``--context`` for a command that works on this machine only (exit 2), never ignore it."""
+        if self.kube_context is not None:
+            raise specs.SpecError("--context", f"{what} works on this machine only: {why}; drop --context")
+
     def remote(self) -> remote.Remote:
         from infrakit.cluster import remote
 
         assert self.kube_context is not None
         return remote.Remote(
-            context=self.kube_context,
+            context=self.kube_context or None,  # "" is the kubeconfig's current context, as kubectl's
             namespace=self.namespace,
             registry=self.registry,  # describe lists the instances from their plugin
             options=self.plugin_options,
@@ -100,6 +105,19 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def _complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of group names, from the local store (``--home`` or ``$INFRAKIT_HOME``)."""
+    from click.shell_completion import CompletionItem
+
+    home = ctx.find_root().params.get("home") or os.environ.get("INFRAKIT_HOME") or "~/.infrakit"
+    try:
+        names = store.Store(Path(home).expanduser()).names()
+    except OSError:
+        names = []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
 
 _OUTPUT = click.option(
     "-o",
@@ -112,7 +130,23 @@ _OUTPUT = click.option(
 _QUIET = click.option("-q", "--quiet", is_flag=True, help="Print rows only, no header.")
 
 
-class _Commands(click.Group):
+class _Group(click.Group):
+    """A command group whose ``--help`` lists each command's first line whole (click cuts it at ~45 characters)."""
+
+    group_class = type  # subgroups made with @group.group() are of this class too
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class _Commands(_Group):
     """The root group; the per-plugin groups (``instance-file ...``) join it when first looked for.
 
     Finding third-party plugins scans every installed distribution's entry points
@@ -278,7 +312,7 @@ def list_groups(obj: Context, quiet: bool, output: str) -> None:
 
 
 @cli.command()
-@click.argument("group")
+@click.argument("group", shell_complete=_complete_groups)
 @_QUIET
 @_OUTPUT
 @pass_context
@@ -293,7 +327,7 @@ def describe(obj: Context, group: str, quiet: bool, output: str) -> None:
 
 
 @cli.command()
-@click.argument("group")
+@click.argument("group", shell_complete=_complete_groups)
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 @pass_context
 def inspect(obj: Context, group: str, output: str) -> None:
@@ -308,7 +342,7 @@ def inspect(obj: Context, group: str, output: str) -> None:
 
 
 @cli.command()
-@click.argument("group")
+@click.argument("group", shell_complete=_complete_groups)
 @pass_context
 def free(obj: Context, group: str) -> None:
     """Stop managing GROUP; its instances are left as they are."""
@@ -321,7 +355,7 @@ def free(obj: Context, group: str) -> None:
 
 
 @cli.command()
-@click.argument("group")
+@click.argument("group", shell_complete=_complete_groups)
 @pass_context
 def destroy(obj: Context, group: str) -> None:
     """Destroy GROUP's instances (exactly those) and forget GROUP."""
@@ -344,13 +378,14 @@ def run(obj: Context, resync: float) -> None:
     from infrakit.local import running
 
     with _errors():
+        obj.local_only("run", "on a cluster the operator reconciles the Groups")
         running.run(obj.controller(), resync=resync)
 
 
 # -- plugins --------------------------------------------------------------------------------
 
 
-@cli.group()
+@cli.group(cls=_Group)
 def plugin() -> None:
     """Plugins known to this installation."""
 
@@ -384,9 +419,11 @@ def plugin_ls(obj: Context, quiet: bool, output: str) -> None:
 
 
 def _instance_commands(name: str) -> click.Group:
-    @click.group(name=name, help=f"Access plugin {name} which implements Instance/0.5.0.")
-    def group() -> None:
-        pass
+    @click.group(name=name, cls=_Group, help=f"Access plugin {name} which implements Instance/0.5.0.")
+    @pass_context
+    def group(obj: Context) -> None:
+        with _errors():
+            obj.local_only(name, "it talks to the plugin as this machine finds it (a daemon, or built in)")
 
     def resolve(obj: Context) -> plugins.InstancePlugin:
         return obj.registry.instance(name, obj.plugin_options(name))
@@ -442,9 +479,11 @@ def _instance_commands(name: str) -> click.Group:
 
 
 def _flavor_commands(name: str) -> click.Group:
-    @click.group(name=name, help=f"Access plugin {name} which implements Flavor/0.1.0.")
-    def group() -> None:
-        pass
+    @click.group(name=name, cls=_Group, help=f"Access plugin {name} which implements Flavor/0.1.0.")
+    @pass_context
+    def group(obj: Context) -> None:
+        with _errors():
+            obj.local_only(name, "it talks to the plugin as this machine finds it (a daemon, or built in)")
 
     @group.command("validate", help="Validate flavor properties (JSON/YAML; - for stdin).")
     @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
@@ -535,7 +574,7 @@ def _flavor_healthy(name: str) -> click.Command:
 # change the CLI makes (the store's change feed).
 
 
-@cli.group("group", help="Access plugin group which implements Group/0.1.0,Metadata/0.1.0.")
+@cli.group("group", cls=_Group, help="Access plugin group which implements Group/0.1.0,Metadata/0.1.0.")
 def group_commands() -> None:
     pass
 
@@ -601,12 +640,21 @@ def version() -> None:
 # -- helpers --------------------------------------------------------------------------------
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C, raised by our own SIGINT handler: click turns a KeyboardInterrupt into ``Aborted!``."""
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    raise _Interrupted
+
+
 def main() -> NoReturn:
+    import signal
+
+    signal.signal(signal.SIGINT, _on_sigint)  # a sync in flight writes its status, then we say where it is
     try:
         cli.main(prog_name="infrakit-local", standalone_mode=False)
-    except click.exceptions.Abort:
-        _interrupted()
-    except KeyboardInterrupt:
+    except (_Interrupted, click.exceptions.Abort, KeyboardInterrupt):
         _interrupted()
     except click.ClickException as error:
         error.show()
@@ -744,9 +792,16 @@ def _table(headers: list[str], rows: list[list[str]], *, quiet: bool) -> None:
     if not shown:
         return
     widths = [max(len(r[i]) for r in shown) for i in range(len(headers) - 1)]
-    for row in shown:
+    colour = not quiet and _terminal(sys.stdout)
+    for index, row in enumerate(shown):
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
-        click.echo("   ".join(cells).rstrip())
+        line = "   ".join(cells).rstrip()
+        click.echo(click.style(line, bold=True) if colour and index == 0 else line)
+
+
+def _terminal(stream: Any) -> bool:
+    """Colour for people at a terminal, never in pipes or files, nor with NO_COLOR set."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn
@@ -144,5 +145,7 @@ def fail(message: str, *, code: int, fmt: str | None = None) -> NoReturn:
         line = json.dumps(entry)
     else:
         line = f"Error: {message}"
+        if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+            line = f"\x1b[31m{line}\x1b[0m"  # red for people at a terminal; never in pipes or files
     print(line, file=sys.stderr, flush=True)
     raise SystemExit(code)

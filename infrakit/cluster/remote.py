@@ -78,7 +78,7 @@ class Remote:
     def __init__(
         self,
         *,
-        context: str,
+        context: str | None,
         namespace: str | None,
         registry: plugins.Registry | None = None,
         options: Callable[[str], Mapping[str, Any]] | None = None,
@@ -163,10 +163,10 @@ class Remote:
         return plugin
 
 
-def _context_namespace(context: str) -> str:
-    """The namespace the kubeconfig context names, as kubectl would use it."""
+def _context_namespace(context: str | None) -> str:
+    """The namespace the kubeconfig context names (``None``: the current one), as kubectl would use it."""
     import kubernetes
 
-    contexts, _ = kubernetes.config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-    named = next((c for c in contexts if c["name"] == context), None)
+    contexts, current = kubernetes.config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    named = current if context is None else next((c for c in contexts if c["name"] == context), None)
     return str(((named or {}).get("context") or {}).get("namespace") or "default")

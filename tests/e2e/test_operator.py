@@ -237,6 +237,11 @@ def test_cli_reaches_the_cluster(operator: Operator, groups: Groups, tmp_path: P
     )
     assert groups.get("cattle")["spec"]["allocation"]["size"] == 5
     assert cli("ls").stdout.split() == ["ID", "cattle"]
+    current = subprocess.run(  # --context "" is the kubeconfig's current context, as kubectl's
+        [sys.executable, "-m", "infrakit.cli", "--context", "", "-n", operator.namespace, "ls", "-q"],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert current.stdout.split() == ["cattle"], current.stderr
     # Status keeps counts only: describe lists from the instance plugin, here the operator's directory.
     unreachable = cli("describe", "cattle")
     assert unreachable.returncode == 2

@@ -1,0 +1,119 @@
+"""The CLI as people meet it: local-only commands say so, help is whole, completion, colour, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from infrakit import cli
+from tests.conftest import EXAMPLES
+from tests.local.conftest import Local
+
+
+@pytest.mark.parametrize("command", [["run"], ["instance-file", "describe"], ["flavor-vanilla", "validate", "x"]])
+def test_local_only_commands_refuse_a_context_instead_of_ignoring_it(local: Local, command: list[str]) -> None:
+    """Was: --context was silently ignored by run and instance-file."""
+    result = local("--context", "somewhere", *command, code=2)
+    assert len(result.stderr.splitlines()) == 1 and "--context" in result.stderr and "this machine" in result.stderr
+
+
+def test_help_is_never_cut_short() -> None:
+    """Was: click cut each command's help at ~45 characters with '...'."""
+    runner = CliRunner()
+    for args in ([], ["plugin"], ["group"], ["instance-file"], ["flavor-vanilla"]):
+        text = runner.invoke(cli.cli, [*args, "--help"], terminal_width=80).stdout
+        commands = text.split("Commands:", 1)[1]
+        assert "..." not in commands, commands
+
+
+def test_group_names_complete_in_the_shell(local: Local) -> None:
+    local("commit", str(EXAMPLES / "cattle.yaml"))
+    environment = {
+        "_INFRAKIT_LOCAL_COMPLETE": "bash_complete",
+        "COMP_WORDS": "infrakit-local describe ca",
+        "COMP_CWORD": "2",
+    }
+    result = CliRunner().invoke(cli.cli, [], env=environment, prog_name="infrakit-local")
+    assert result.exit_code == 0
+    assert "plain,cattle" in result.stdout.splitlines()
+
+
+def run_in_terminal(args: list[str], env: dict[str, str]) -> bytes:
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "infrakit.cli", *args],
+            stdout=secondary,
+            stderr=secondary,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode in (0, 2)
+        os.close(secondary)
+        secondary = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+
+
+def test_colour_on_a_terminal_only(local: Local, home: Path) -> None:
+    local("commit", str(EXAMPLES / "cattle.yaml"))
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"INFRAKIT_HOME": str(home)}
+    on_terminal = run_in_terminal(["ls"], env)
+    assert b"\x1b[1m" in on_terminal and b"cattle" in on_terminal  # a bold header
+    error = run_in_terminal(["describe", "nonesuch"], env)
+    assert b"\x1b[31mError:" in error  # errors in red
+    assert b"\x1b[" not in run_in_terminal(["ls"], env | {"NO_COLOR": "1"})
+    piped = subprocess.run([sys.executable, "-m", "infrakit.cli", "ls"], env=env, capture_output=True, check=True)
+    assert b"\x1b[" not in piped.stdout
+
+
+def test_ctrl_c_exits_130_and_says_where_the_group_stands(home: Path, tmp_path: Path) -> None:
+    """Was: `Aborted!` and exit 1; and the status claimed convergence."""
+    manifest = tmp_path / "big.yaml"
+    manifest.write_text((EXAMPLES / "cattle.yaml").read_text().replace("size: 5", "size: 20000"))
+    env = {**os.environ, "INFRAKIT_HOME": str(home)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infrakit.cli", "commit", str(manifest)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    instances = home / "instances"
+    deadline = time.monotonic() + 60
+    while not (instances.exists() and len(os.listdir(instances)) > 50):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the commit never started provisioning"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert len(err.splitlines()) == 1 and "Interrupted" in err and "resumes" in err
+    assert "Traceback" not in err and "Aborted" not in err
+    inspected = subprocess.run(
+        [sys.executable, "-m", "infrakit.cli", "inspect", "cattle"], env=env, capture_output=True, text=True, check=True
+    )
+    ready = next(c for c in yaml.safe_load(inspected.stdout)["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and "interrupted" in ready["message"] + ready["reason"]
