@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -37,6 +38,7 @@ __all__ = [
     "Groups",
     "connect",
     "error_text",
+    "kubeconfig",
 ]
 
 GROUP: Final = "infrakit.io"
@@ -52,6 +54,11 @@ class ApplyConflict(Exception):
     """A server-side apply would take fields another manager owns: the API server's message."""
 
 
+def kubeconfig() -> str:
+    """``$KUBECONFIG`` as it is now (the client reads it once, at import), else kubectl's default."""
+    return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+
+
 def connect(*, context: str | None = None, agent: str = FIELD_MANAGER) -> kubernetes.client.ApiClient:
     """An API client: in-cluster service account, else the kubeconfig (``$KUBECONFIG``).
 
@@ -65,7 +72,9 @@ def connect(*, context: str | None = None, agent: str = FIELD_MANAGER) -> kubern
             return _client(configuration, agent)
         except kubernetes.config.ConfigException:
             pass
-    kubernetes.config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig(), context=context, client_configuration=configuration
+    )
     return _client(configuration, agent)
 
 

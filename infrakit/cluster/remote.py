@@ -94,7 +94,9 @@ class Remote:
         """Server-side apply as ``infrakit-cli``; fields of other managers only with ``force_conflicts``."""
         live = self.groups.get(self.namespace, spec.name)
         scoped = spec if spec.namespace else dataclasses.replace(spec, namespace=self.namespace)
-        members = status.members_from_status(scoped, live.get("status") or {}) if live else []
+        members = (
+            status.members_from_status(scoped, live.get("status") or {}, logical_ids=_logical_ids(live)) if live else []
+        )
         text = planning.describe_change(scoped, members, managed=live is not None)
         if pretend:
             return f"Committing {spec.name} would involve: {text}"
@@ -167,6 +169,13 @@ def _context_namespace(context: str | None) -> str:
     """The namespace the kubeconfig context names (``None``: the current one), as kubectl would use it."""
     import kubernetes
 
-    contexts, current = kubernetes.config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    contexts, current = kubernetes.config.list_kube_config_contexts(config_file=kubeapi.kubeconfig())  # type: ignore[no-untyped-call]
     named = current if context is None else next((c for c in contexts if c["name"] == context), None)
     return str(((named or {}).get("context") or {}).get("namespace") or "default")
+
+
+def _logical_ids(live: Mapping[str, Any]) -> list[str] | None:
+    """The live Group's logical IDs (pets), what its instances carry once converged."""
+    allocation = ((live.get("spec") or {}).get("allocation")) or {}
+    found = allocation.get("logicalIDs")
+    return [str(i) for i in found] if isinstance(found, list) else None

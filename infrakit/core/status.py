@@ -182,21 +182,25 @@ _DROPPED: Final = ("instances", "instancesTruncated")
 """Fields that earlier versions wrote and this one does not (the API server prunes them too)."""
 
 
-def members_from_status(spec: specs.GroupSpec, status: Mapping[str, Any]) -> list[planning.Member]:
+def members_from_status(
+    spec: specs.GroupSpec, status: Mapping[str, Any], *, logical_ids: Sequence[str] | None = None
+) -> list[planning.Member]:
     """Stand-ins for the members a status counts, judged against ``spec`` (what a remote CLI can see).
 
     Unnamed (``id`` empty): ``updatedReplicas`` of them on the status's configuration
-    hash, the rest on none; ``readyReplicas`` healthy.  A plan's words
-    (:func:`~infrakit.core.planning.describe_change`) need nothing more, so a remote
-    ``commit --pretend`` is exact at any size.
+    hash, the rest on none; ``readyReplicas`` healthy; for pets, ``logical_ids`` are those
+    of the group's current spec, one per stand-in (a converged group has exactly them).
+    A plan's words (:func:`~infrakit.core.planning.describe_change`) need nothing more, so
+    a remote ``commit --pretend`` is exact at any size.
     """
     current = status.get("configHash", "")
     replicas, updated, ready = (_count(status, k) for k in ("replicas", "updatedReplicas", "readyReplicas"))
+    names = list(logical_ids or ())
     members = []
     for index in range(replicas):
         sha = current if index < updated else ""
         health = instances.Health.HEALTHY if index < ready else instances.Health.UNKNOWN
-        members.append(_member(spec, "", None, sha, health.value))
+        members.append(_member(spec, "", names[index] if index < len(names) else None, sha, health.value))
     return members
 
 

@@ -93,8 +93,12 @@ def test_pets_plans_from_counts_too() -> None:
     document = status.compute(old, real, planning.Plan(), now="t")
     document["configHash"] = old.config_sha
     new = spec(logical_ids=("a", "b", "c", "d"), note="v2")
-    text = planning.describe_change(new, status.members_from_status(new, document), managed=True)
+    seen = status.members_from_status(new, document, logical_ids=old.allocation.logical_ids)
+    text = planning.describe_change(new, seen, managed=True)
     assert text == "Performing a rolling update on 3 instances, then adding 1 instances to increase the group size to 4"
+    replaced = spec(logical_ids=("a", "b", "d"), note="v1")
+    seen = status.members_from_status(replaced, document, logical_ids=old.allocation.logical_ids)
+    assert planning.describe_change(replaced, seen, managed=True).startswith("Replacing logical IDs c with d")
 
 
 @pytest.mark.cluster

@@ -69,7 +69,9 @@ def crash_and_recover(
         engine.reconcile(spec, engine.resolve(spec, registry))
         groups.apply(before)
     groups.apply(after)
-    doomed = operator_factory(*IDENTITY, env={"INFRAKIT_FAILPOINTS": f"instance-op=kill-after:{point}"})
+    # Not waiting for "acquired the lease": at an early point it may be dead before anyone looks.
+    doomed = operator_factory(*IDENTITY, env={"INFRAKIT_FAILPOINTS": f"instance-op=kill-after:{point}"}, start=False)
+    doomed.start(wait=False)
     wait_until(lambda: doomed.process is not None and doomed.process.poll() is not None, timeout=60, what="the kill")
     assert doomed.process is not None
     assert doomed.process.returncode == -9
