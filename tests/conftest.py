@@ -1,9 +1,12 @@
 """Shared fixtures.
 
 Tests are grouped by behaviour: ``core/`` (the pure planner, specs, hashes: dicts in,
-plans out), ``plugins/`` (each plugin against its SPI), ``local/`` (the CLI and the
-store, end to end on a temporary ``$INFRAKIT_HOME``), ``cluster/`` (against a real
-API server, see ``tests/clusterfixtures.py``).
+plans out), ``engine/`` and ``runtime/`` (the one reconcile runtime over test doubles we
+own: in milliseconds), ``plugins/`` (each plugin against its SPI), ``rpc/`` (the plugin
+protocol, our daemons, a Go plugin), ``local/`` (the CLI and the store, end to end on a
+temporary ``$INFRAKIT_HOME``), ``operator/`` (the operator's parts without a cluster),
+``cluster/``, ``deploy/`` and ``e2e/`` (against a real API server, see
+``tests/clusterfixtures.py``), ``reliability/`` (crashes, faults, hostile input, fuzzing).
 """
 
 from __future__ import annotations
