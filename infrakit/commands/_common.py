@@ -1,0 +1,92 @@
+"""What the commands of this package share: errors as one line and an exit code, output.
+
+Exit codes as ``infrakit.cli``: 2 bad input (the message names the field and the fix),
+1 a runtime failure; never a traceback (``--log 5`` logs it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import click
+
+__all__ = ["EXIT_RUNTIME", "EXIT_USAGE", "Failure", "Usage", "dump", "emit", "errors", "fail"]
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("infrakit")
+
+
+class Usage(Exception):
+    """Bad input: the message names what is wrong and how to fix it (exit 2)."""
+
+
+class Failure(Exception):
+    """Something did not work (a daemon not running, a fetch that failed): exit 1."""
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Map every failure to one line on stderr and an exit code."""
+    from infrakit.core import specs
+    from infrakit.plugins import spi
+
+    try:
+        yield
+    except Usage as error:
+        fail(str(error), EXIT_USAGE)
+    except specs.SpecError as error:
+        fail(str(error), EXIT_USAGE)
+    except (Failure, spi.PluginError) as error:
+        fail(str(error), EXIT_RUNTIME)
+    except OSError as error:
+        fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "), EXIT_RUNTIME)
+    except Exception as error:
+        kubeapi = sys.modules.get("infrakit.cluster.kubeapi")
+        remote = sys.modules.get("infrakit.cluster.remote")
+        if remote is not None and isinstance(error, remote.GroupNotFound):
+            fail(str(error), EXIT_USAGE)
+        if kubeapi is not None and isinstance(error, kubeapi.ConfigException):
+            fail(f"kubeconfig: {error}", EXIT_USAGE)
+        if kubeapi is not None and isinstance(error, kubeapi.ApiException):
+            fail(f"API server: {kubeapi.error_text(error)}", EXIT_RUNTIME)
+        controllers = sys.modules.get("infrakit.local.controller")
+        if controllers is not None and isinstance(error, controllers.GroupNotFound):
+            fail(str(error), EXIT_USAGE)
+        log.debug("unexpected failure", exc_info=error)
+        first = (str(error).strip().splitlines() or [""])[0]
+        fail(f"internal error: {type(error).__name__}: {first} (--log 5 shows the details)", EXIT_RUNTIME)
+
+
+def dump(data: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n"))
+
+
+def emit(output: str, data: Any, *, headers: list[str], rows: list[list[str]], quiet: bool = False) -> None:
+    """A table (columns aligned, the last one free), or the data as JSON/YAML."""
+    if output != "table":
+        dump(data, output)
+        return
+    shown = rows if quiet else [headers, *rows]
+    if not shown:
+        return
+    widths = [max(len(r[i]) for r in shown) for i in range(len(headers) - 1)]
+    for row in shown:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
+        click.echo("   ".join(cells).rstrip())
