@@ -11,11 +11,39 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import click
 
-__all__ = ["EXIT_RUNTIME", "EXIT_USAGE", "Failure", "Usage", "dump", "emit", "errors", "fail"]
+if TYPE_CHECKING:
+    from infrakit.cluster import remote
+    from infrakit.local import controller
+
+__all__ = ["EXIT_RUNTIME", "EXIT_USAGE", "Context", "Failure", "Usage", "dump", "emit", "errors", "fail"]
+
+
+class Context(Protocol):
+    """What these commands need of the CLI's context object (``infrakit.cli.Context``).
+
+    A protocol, not an import: the CLI registers these commands, so they sit below it.
+    """
+
+    @property
+    def home(self) -> Path: ...
+
+    @property
+    def plugins_dir(self) -> Path: ...
+
+    @property
+    def kube_context(self) -> str | None: ...
+
+    @property
+    def namespace(self) -> str | None: ...
+
+    def remote(self) -> remote.Remote: ...
+
+    def controller(self) -> controller.Controller: ...
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2

@@ -21,14 +21,12 @@ import json
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import click
 
 from infrakit.commands import _common
-
-if TYPE_CHECKING:
-    from infrakit.cli import Context
+from infrakit.commands._common import Context
 
 __all__ = ["REASON_TOPICS", "event", "format_event"]
 
