@@ -12,5 +12,6 @@ __all__ = ["COMMANDS"]
 
 COMMANDS = {
     "event": "infrakit.commands.events:event",
+    "metadata": "infrakit.commands.metadata:metadata",
 }
 """Command name -> ``module:attribute`` of its click command, for lazy registration."""

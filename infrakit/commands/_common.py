@@ -45,6 +45,7 @@ class Context(Protocol):
 
     def controller(self) -> controller.Controller: ...
 
+
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 
