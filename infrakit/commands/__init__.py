@@ -13,5 +13,6 @@ __all__ = ["COMMANDS"]
 COMMANDS = {
     "event": "infrakit.commands.events:event",
     "metadata": "infrakit.commands.metadata:metadata",
+    "remote": "infrakit.commands.remotes:remote",
 }
 """Command name -> ``module:attribute`` of its click command, for lazy registration."""

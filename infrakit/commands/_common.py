@@ -6,6 +6,7 @@ Exit codes as ``infrakit.cli``: 2 bad input (the message names the field and the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -20,7 +21,19 @@ if TYPE_CHECKING:
     from infrakit.cluster import remote
     from infrakit.local import controller
 
-__all__ = ["EXIT_RUNTIME", "EXIT_USAGE", "Context", "Failure", "Usage", "dump", "emit", "errors", "fail"]
+__all__ = [
+    "EXIT_RUNTIME",
+    "EXIT_USAGE",
+    "Context",
+    "Failure",
+    "Usage",
+    "Where",
+    "dump",
+    "emit",
+    "errors",
+    "fail",
+    "where",
+]
 
 
 class Context(Protocol):
@@ -50,6 +63,48 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 
 log = logging.getLogger("infrakit")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Where:
+    """Where a command works: this machine's plugins directory, a remote's, a TCP group daemon, a cluster."""
+
+    plugins_dir: Path
+    kube_context: str | None = None
+    namespace: str | None = None
+    group_address: str | None = None  # tcp://host:port of a group daemon (a tcp:// remote)
+
+    def cluster(self) -> remote.Remote:
+        from infrakit.cluster import remote
+
+        assert self.kube_context is not None
+        return remote.Remote(context=self.kube_context, namespace=self.namespace)
+
+    def address(self, plugin: str) -> str | None:
+        """The address of plugin daemon ``plugin`` here, if one is advertised."""
+        if plugin == "group" and self.group_address is not None:
+            return self.group_address
+        from infrakit.rpc import discovery
+
+        found = discovery.find(plugin, directory=self.plugins_dir)
+        return found.address if found is not None else None
+
+
+def where(obj: Context) -> Where:
+    """``--context`` first, then the remote ``$INFRAKIT_HOST`` names, else this machine."""
+    if obj.kube_context is not None:
+        return Where(plugins_dir=obj.plugins_dir, kube_context=obj.kube_context, namespace=obj.namespace)
+    from infrakit.commands import remotes
+
+    target = remotes.selected(obj.home)
+    if target is None:
+        return Where(plugins_dir=obj.plugins_dir)
+    if target.kind == "unix":
+        assert target.plugins_dir is not None
+        return Where(plugins_dir=target.plugins_dir)
+    if target.kind == "tcp":
+        return Where(plugins_dir=obj.plugins_dir, group_address=target.address)
+    return Where(plugins_dir=obj.plugins_dir, kube_context=target.context, namespace=obj.namespace or target.namespace)
 
 
 class Usage(Exception):

@@ -57,11 +57,12 @@ def list_topics(obj: Context, topic: str, output: str) -> None:
     """List the topics under TOPIC (all by default), one full path per line."""
     with _common.errors():
         wanted = _clean(topic)
-        if obj.kube_context is not None:
-            names = obj.remote().names()
+        here = _common.where(obj)
+        if here.kube_context is not None:
+            names = here.cluster().names()
             found = [f"{GROUP_PLUGIN}/{t}" for n in names for t in _group_topics(n)]
         else:
-            found = _local_topics(obj)
+            found = _local_topics(obj, here)
         shown = sorted(t for t in set(found) if _under(wanted, t))
         if output == "table":
             for line in shown:
@@ -82,7 +83,8 @@ def tail(obj: Context, topics: Sequence[str], output: str, count: int | None) ->
         for topic in wanted:
             if not topic:
                 raise _common.Usage("TOPIC: name a plugin at least (e.g. group, or group/cattle/instance/lost)")
-        source = _cluster_events(obj, wanted) if obj.kube_context is not None else _daemon_events(obj, wanted)
+        here = _common.where(obj)
+        source = _ClusterEvents(here, wanted) if here.kube_context is not None else _daemon_events(here, wanted)
         click.echo(f"Tailing {' '.join(wanted)} (Ctrl-C to stop)", err=True)
         seen = 0
         try:
@@ -145,17 +147,22 @@ def _group_topics(name: str) -> list[str]:
     return events.group_topics(name)
 
 
-def _local_topics(obj: Context) -> list[str]:
+def _local_topics(obj: Context, here: _common.Where) -> list[str]:
     """The running daemons' topics, and those the store's groups publish when reconciled."""
     from infrakit.local import store
     from infrakit.plugins import spi
     from infrakit.rpc import client, discovery
 
-    found = [f"{GROUP_PLUGIN}/{t}" for n in store.Store(obj.home).names() for t in _group_topics(n)]
-    for endpoint in discovery.endpoints(directory=obj.plugins_dir):
-        transport = client.Transport(address=endpoint.address, name=endpoint.name, connect_timeout=2.0, timeout=10.0)
+    found = []
+    addresses = {e.name: e.address for e in discovery.endpoints(directory=here.plugins_dir)}
+    if here.group_address is not None:
+        addresses[GROUP_PLUGIN] = here.group_address
+    elif here.plugins_dir == obj.plugins_dir:  # this machine's store
+        found += [f"{GROUP_PLUGIN}/{t}" for n in store.Store(obj.home).names() for t in _group_topics(n)]
+    for name, address in sorted(addresses.items()):
+        transport = client.Transport(address=address, name=name, connect_timeout=2.0, timeout=10.0)
         try:
-            found += [f"{endpoint.name}/{t}" for t in _walk(transport, ())]
+            found += [f"{name}/{t}" for t in _walk(transport, ())]
         except spi.PluginError:
             continue  # not running, or publishes no events: it has no topics to show
         finally:
@@ -217,22 +224,22 @@ class _Merged:
             stream.close()
 
 
-def _daemon_events(obj: Context, topics: Sequence[str]) -> _Merged:
-    from infrakit.rpc import discovery, streams
+def _daemon_events(here: _common.Where, topics: Sequence[str]) -> _Merged:
+    from infrakit.rpc import streams
 
     opened: list[tuple[str, Any]] = []
     try:
         for topic in topics:
             plugin, _, rest = topic.partition("/")
-            endpoint = discovery.find(plugin, directory=obj.plugins_dir)
-            if endpoint is None:
+            address = here.address(plugin)
+            if address is None:
                 hint = (
                     "events are published by the process that reconciles: start infrakit-group-default"
                     if plugin == GROUP_PLUGIN
                     else "`infrakit-local plugin ls` lists the running plugins"
                 )
-                raise _common.Failure(f"plugin {plugin!r} is not running in {obj.plugins_dir}: {hint}")
-            opened.append((plugin, streams.subscribe(address=endpoint.address, topic=rest, name=plugin)))
+                raise _common.Failure(f"plugin {plugin!r} is not running in {here.plugins_dir}: {hint}")
+            opened.append((plugin, streams.subscribe(address=address, topic=rest, name=plugin)))
     except BaseException:
         for _, stream in opened:
             stream.close()
@@ -243,18 +250,18 @@ def _daemon_events(obj: Context, topics: Sequence[str]) -> _Merged:
 class _ClusterEvents:
     """Kubernetes Events about Groups (a watch), as InfraKit events on the topics asked for."""
 
-    def __init__(self, obj: Context, topics: Sequence[str]) -> None:
+    def __init__(self, here: _common.Where, topics: Sequence[str]) -> None:
         import kubernetes
 
         from infrakit.cluster import kubeapi, remote
 
-        assert obj.kube_context is not None
+        assert here.kube_context is not None
         for topic in topics:
             if topic.partition("/")[0] != GROUP_PLUGIN:
                 raise _common.Usage(f"TOPIC {topic!r}: a cluster publishes group topics only (group/...)")
         self.topics = topics
-        self.api = kubeapi.connect(context=obj.kube_context)
-        self.namespace = obj.namespace or remote._context_namespace(obj.kube_context)
+        self.api = kubeapi.connect(context=here.kube_context)
+        self.namespace = here.namespace or remote._context_namespace(here.kube_context)
         self.core = kubernetes.client.CoreV1Api(self.api)
         self.watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
 
@@ -302,7 +309,3 @@ def cluster_event(item: Any) -> dict[str, Any]:
         "Timestamp": stamp,
         "Data": data,
     }
-
-
-def _cluster_events(obj: Context, topics: Sequence[str]) -> _ClusterEvents:
-    return _ClusterEvents(obj, topics)

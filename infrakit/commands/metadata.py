@@ -120,31 +120,36 @@ class _Daemon:
 
 
 def _source(obj: Context, plugin: str) -> _Tree | _Daemon:
-    if obj.kube_context is not None:
+    here = _common.where(obj)
+    if here.kube_context is not None:
         if plugin != GROUP_PLUGIN:
             raise _common.Usage(f"PATH: a cluster serves the group plugin's metadata only (group/...), not {plugin!r}")
-        return _Tree(cluster_root(obj.remote()))
+        return _Tree(cluster_root(here.cluster()))
     from infrakit.rpc import discovery
 
-    endpoint = discovery.find(plugin, directory=obj.plugins_dir)
+    if here.group_address is not None and plugin == GROUP_PLUGIN:
+        return _Daemon(here.group_address, plugin)
+    endpoint = discovery.find(plugin, directory=here.plugins_dir)
     if endpoint is not None and (plugin != GROUP_PLUGIN or discovery.alive(endpoint)):
         return _Daemon(endpoint.address, plugin)
-    if plugin == GROUP_PLUGIN:  # no daemon (or a stale socket): the store is the truth
+    if plugin == GROUP_PLUGIN and here.plugins_dir == obj.plugins_dir:
+        # No daemon (or a stale socket) on this machine: its store is the truth.
         from infrakit.local import metadata as local
 
         return _Tree(local.root(obj.controller()))
     raise _common.Failure(
-        f"plugin {plugin!r} is not running in {obj.plugins_dir}; `infrakit-local plugin ls` lists the running plugins"
+        f"plugin {plugin!r} is not running in {here.plugins_dir}; `infrakit-local plugin ls` lists the running plugins"
     )
 
 
 def _plugins(obj: Context) -> list[str]:
-    if obj.kube_context is not None:
+    here = _common.where(obj)
+    if here.kube_context is not None or here.group_address is not None:
         return [GROUP_PLUGIN]
     from infrakit.rpc import discovery
 
     found = {GROUP_PLUGIN}
-    for info in discovery.running(directory=obj.plugins_dir):
+    for info in discovery.running(directory=here.plugins_dir):
         if "Metadata/0.1.0" in info.interfaces:
             found.add(info.name)
     return sorted(found)
