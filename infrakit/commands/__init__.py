@@ -14,5 +14,6 @@ COMMANDS = {
     "event": "infrakit.commands.events:event",
     "metadata": "infrakit.commands.metadata:metadata",
     "remote": "infrakit.commands.remotes:remote",
+    "template": "infrakit.commands.templates:template",
 }
 """Command name -> ``module:attribute`` of its click command, for lazy registration."""

@@ -14,7 +14,7 @@ the status lists).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import click
@@ -22,7 +22,7 @@ import click
 from infrakit.commands import _common
 from infrakit.commands._common import Context
 
-__all__ = ["cluster_root", "metadata"]
+__all__ = ["cluster_root", "metadata", "reader"]
 
 GROUP_PLUGIN: Final = "group"
 
@@ -199,3 +199,18 @@ def cluster_root(cluster: Any) -> dict[str, Any]:
         "specs": {n: guarded(lambda n: serving.to_infrakit(spec(n)), n) for n in names},
         "status": {n: guarded(lambda n: local.status_summary(body(n).get("status") or {}), n) for n in names},
     }
+
+
+def reader(obj: Context) -> Callable[[str], Any]:
+    """``metadata("group/specs/...")`` for templates: the value at a path, as ``metadata cat`` finds it."""
+
+    def read(path: str) -> Any:
+        parts = _split(path)
+        if len(parts) < 2:
+            raise _common.Usage(f"metadata({path!r}): name a plugin and a path in it (e.g. group/specs/cattle)")
+        found = _source(obj, parts[0]).get(parts[1:])
+        if found is _MISSING:
+            raise _common.Usage(f"metadata({path!r}): nothing there")
+        return found
+
+    return read
