@@ -15,5 +15,6 @@ COMMANDS = {
     "metadata": "infrakit.commands.metadata:metadata",
     "remote": "infrakit.commands.remotes:remote",
     "template": "infrakit.commands.templates:template",
+    "playbook": "infrakit.commands.playbooks:playbook",
 }
 """Command name -> ``module:attribute`` of its click command, for lazy registration."""

@@ -54,6 +54,11 @@ class Context(Protocol):
     @property
     def namespace(self) -> str | None: ...
 
+    @property
+    def dir_given(self) -> bool: ...
+
+    def plugin_options(self, name: str) -> dict[str, Any]: ...
+
     def remote(self) -> remote.Remote: ...
 
     def controller(self) -> controller.Controller: ...
@@ -148,6 +153,8 @@ def errors() -> Iterator[None]:
         controllers = sys.modules.get("infrakit.local.controller")
         if controllers is not None and isinstance(error, controllers.GroupNotFound):
             fail(str(error), EXIT_USAGE)
+        if controllers is not None and isinstance(error, controllers.Timeout | controllers.CommitFailed):
+            fail(str(error), EXIT_RUNTIME)
         log.debug("unexpected failure", exc_info=error)
         first = (str(error).strip().splitlines() or [""])[0]
         fail(f"internal error: {type(error).__name__}: {first} (--log 5 shows the details)", EXIT_RUNTIME)
