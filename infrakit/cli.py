@@ -25,6 +25,7 @@ import click
 
 import infrakit
 from infrakit import logs, plugins
+from infrakit.commands import COMMANDS
 from infrakit.core import instances, specs
 from infrakit.local import controller as controllers
 from infrakit.local import store
@@ -50,6 +51,7 @@ class Context:
     durable: bool
     kube_context: str | None
     namespace: str | None
+    plugins_dir_override: Path | None = None  # a unix:// remote (INFRAKIT_HOST)
     _registry: plugins.Registry | None = None
 
     @property
@@ -65,7 +67,9 @@ class Context:
 
     @property
     def plugins_dir(self) -> Path:
-        """Where plugin daemons listen: ``$INFRAKIT_PLUGINS_DIR``, else ``HOME/plugins``."""
+        """Where plugin daemons listen: a ``unix://`` remote's, ``$INFRAKIT_PLUGINS_DIR``, else ``HOME/plugins``."""
+        if self.plugins_dir_override is not None:
+            return self.plugins_dir_override
         explicit = os.environ.get("INFRAKIT_PLUGINS_DIR")
         return Path(explicit).expanduser() if explicit else self.home / "plugins"
 
@@ -146,6 +150,15 @@ class _Group(click.Group):
                 formatter.write_dl(rows)
 
 
+def _load_command(name: str) -> click.Command:
+    """``event``, ``metadata``, ``remote``, ``template``, ``playbook``: imported when used."""
+    import importlib
+
+    module, _, attribute = COMMANDS[name].partition(":")
+    command: click.Command = getattr(importlib.import_module(module), attribute)
+    return command
+
+
 class _Commands(_Group):
     """The root group; the per-plugin groups (``instance-file ...``) join it when first looked for.
 
@@ -157,6 +170,8 @@ class _Commands(_Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in COMMANDS:
+            found = self.commands[cmd_name] = _load_command(cmd_name)
         if found is None and not self._scanned:
             self._add_plugin_commands()
             found = super().get_command(ctx, cmd_name)
@@ -164,6 +179,9 @@ class _Commands(_Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()
+        for name in COMMANDS:
+            if name not in self.commands:
+                self.commands[name] = _load_command(name)
         return super().list_commands(ctx)
 
     def _add_plugin_commands(self) -> None:
@@ -239,6 +257,19 @@ def cli(
     """InfraKit groups of instances, without a cluster (or on one, with --context)."""
     logs.configure(level=log_level, fmt=log_format)
     home = home.expanduser()
+    plugins_dir = None
+    if kube_context is None and os.environ.get("INFRAKIT_HOST", "").strip():
+        # InfraKit's remotes: INFRAKIT_HOST=NAME picks one for every command; --context still wins.
+        from infrakit.commands import _common, remotes
+
+        try:
+            target = remotes.selected(home)
+        except _common.Usage as error:
+            _fail(str(error), EXIT_USAGE)
+        if target is not None and target.kind == "kube":
+            kube_context, namespace = target.context or "", namespace or target.namespace
+        elif target is not None and target.kind == "unix":
+            plugins_dir = target.plugins_dir
     ctx.obj = Context(
         home=home,
         instance_dir=(instance_dir or home / "instances").expanduser(),
@@ -246,6 +277,7 @@ def cli(
         durable=durable,
         kube_context=kube_context,
         namespace=namespace,
+        plugins_dir_override=plugins_dir,
     )
 
 
@@ -652,6 +684,7 @@ def main() -> NoReturn:
     import signal
 
     signal.signal(signal.SIGINT, _on_sigint)  # a sync in flight writes its status, then we say where it is
+    _add_playbooks()
     try:
         cli.main(prog_name="infrakit-local", standalone_mode=False)
     except (_Interrupted, click.exceptions.Abort, KeyboardInterrupt):
@@ -662,6 +695,18 @@ def main() -> NoReturn:
     except click.exceptions.Exit as done:
         raise SystemExit(done.exit_code) from None
     raise SystemExit(0)
+
+
+def _add_playbooks() -> None:
+    """``infrakit-local NAME COMMAND``: the installed playbooks as command groups (indexes read when used)."""
+    home = Path(os.environ.get("INFRAKIT_HOME") or Path.home() / ".infrakit").expanduser()
+    if not (home / "playbooks").exists() and not os.environ.get("INFRAKIT_PLAYBOOKS_FILE"):
+        return  # the common case costs one stat
+    from infrakit.commands import playbooks
+
+    for book in playbooks.installed(home):
+        if book.name not in cli.commands and book.name not in COMMANDS:
+            cli.add_command(book)
 
 
 def _interrupted() -> NoReturn:

@@ -190,12 +190,14 @@ def _run_group(
     from infrakit.local import controller as controllers
     from infrakit.local import serving, store
     from infrakit.rpc import resolving, server
-    from infrakit.runtime import running
+    from infrakit.runtime import events, running
 
     log = logging.getLogger("infrakit.local")
     registry = plugins.Registry(defaults={"instance-file": {"fsync": False}}, locate=resolving.locator(plugins_dir))
     controller = controllers.Controller(store=store.Store(home), registry=registry)
     controller.verbose = True  # the daemon's log is what a foreground controller shows
+    broker = events.Broker(catalog=lambda: [t for n in controller.store.names() for t in events.group_topics(n)])
+    controller.syncer.publisher = broker  # its syncs (the runtime's and the calls') publish to the event endpoint
 
     def options(plugin: str) -> dict[str, Any]:
         return {"dir": str(folder)} if plugin == "instance-file" else {}
@@ -215,7 +217,7 @@ def _run_group(
 
         try:
             await server.serve(
-                server.group_services(groups),
+                server.group_services(groups, events=broker),
                 name=name,
                 stop=stop,
                 directory=plugins_dir,

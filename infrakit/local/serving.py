@@ -22,7 +22,8 @@ The calls answer as InfraKit's group plugin does, and do what ``infrakit-local``
 * ``DescribeGroup``: the instances there now, and whether the group has converged.
 * ``InspectGroups``: the committed specs, in InfraKit's form.
 * Metadata: ``specs/<group>`` (the spec, and paths into it) and ``groups/<group>``
-  (the description), as v0.5's group daemon exposes them.
+  (the description), as v0.5's group daemon exposes them, and ours, ``status/<group>``
+  (:mod:`infrakit.local.metadata`).
 
 Blocking methods: the server runs them in worker threads; the store's lock serialises
 them with the runtime's syncs.
@@ -108,52 +109,16 @@ class LocalGroups:
         return found
 
     def metadata_list(self, path: tuple[str, ...]) -> list[str]:
-        if not path:
-            return ["groups", "specs"]
-        value = self._metadata(path)
-        return [str(key) for key in value] if isinstance(value, Mapping) else []
+        from infrakit.core import metadata as paths
+        from infrakit.local import metadata
+
+        return paths.children(metadata.root(self.controller), path)
 
     def metadata_get(self, path: tuple[str, ...]) -> Any:
-        return self._metadata(path)
+        from infrakit.core import metadata as paths
+        from infrakit.local import metadata
 
-    def _metadata(self, path: tuple[str, ...]) -> Any:
-        if not path:
-            return {"groups": self._tree("groups"), "specs": self._tree("specs")}
-        head, rest = path[0], path[1:]
-        if head not in ("groups", "specs"):
-            return None
-        if not rest:
-            return self._tree(head)
-        try:
-            value: Any = self._entry(head, rest[0])
-        except (controllers.GroupNotFound, specs.SpecError):
-            return None
-        for key in rest[1:]:
-            if isinstance(value, Mapping) and key in value:
-                value = value[key]
-            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-                value = value[int(key)]
-            else:
-                return None
-        return value
-
-    def _tree(self, kind: str) -> dict[str, Any]:
-        tree = {}
-        for name in self.controller.names():
-            try:
-                tree[name] = self._entry(kind, name)
-            except (controllers.GroupNotFound, specs.SpecError, plugins.PluginError) as error:
-                tree[name] = {"Error": str(error)}
-        return tree
-
-    def _entry(self, kind: str, name: str) -> Any:
-        if kind == "specs":
-            return to_infrakit(self.controller.get(name).spec)
-        described, converged = self.describe(name)
-        return {
-            "Instances": [d.to_json() for d in described] or None,
-            "Converged": converged,
-        }
+        return paths.get(metadata.root(self.controller), path)
 
     def _observe(self, group_id: str) -> tuple[Any, list[planning.Member]]:
         return self.controller.observe(_known(group_id))

@@ -99,6 +99,41 @@ class Service:
     lock: threading.Lock | None = dataclasses.field(default_factory=threading.Lock)
     feeds: Mapping[str, Callable[[], AsyncIterator[Any]]] = dataclasses.field(default_factory=dict)
     """Topic -> a change feed whose items are published as events on that topic."""
+    events: EventSource | None = None
+    """Events published by the plugin itself (the group runtime's broker), on its own topics."""
+
+
+class WireEvent(Protocol):
+    def to_wire(self) -> dict[str, Any]:
+        """The event as InfraKit's ``event.Event`` JSON (Topic, Type, ID, Timestamp, Data)."""
+        ...
+
+
+class EventSubscription(Protocol):
+    """One subscriber's bounded buffer (``infrakit.runtime.events.Subscription``)."""
+
+    dropped: int
+
+    def drain(self) -> Sequence[WireEvent]:
+        """The events buffered so far; never blocks."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EventSource(Protocol):
+    """Events a plugin publishes (``infrakit.runtime.events.Broker``): topics and subscriptions.
+
+    ``wake`` is called (from any thread, without blocking) when events are buffered.
+    """
+
+    def topics(self) -> list[str]: ...
+
+    def accepts(self, topic: str) -> bool:
+        """Whether ``topic`` may be subscribed to though none of :meth:`topics` is under it (yet)."""
+        ...
+
+    def subscribe(self, topics: Sequence[str], *, wake: Callable[[], None]) -> EventSubscription: ...
 
 
 class ListenError(RuntimeError):
@@ -288,8 +323,12 @@ class GroupService(Protocol):
         """The value at ``path`` (any JSON), None if there is none."""
 
 
-def group_services(service: GroupService) -> list[Service]:
-    """``Group/0.1.0`` and ``Metadata/0.1.0`` backed by ``service`` (which must be thread-safe)."""
+def group_services(service: GroupService, *, events: EventSource | None = None) -> list[Service]:
+    """``Group/0.1.0`` and ``Metadata/0.1.0`` backed by ``service`` (which must be thread-safe).
+
+    ``events``: the runtime's events, served as InfraKit's event endpoint (``Event.List``
+    and ``GET /events?topic=``), not advertised by the handshake (v0.5's group plugin did not).
+    """
 
     def group_id(params: Mapping[str, Any]) -> str:
         value = wire.string(wire.field(params, "ID"), "ID")
@@ -347,6 +386,7 @@ def group_services(service: GroupService) -> list[Service]:
                 "InspectGroups": ({}, {"Groups": None}),
             },
             lock=None,
+            events=events,
         ),
         Service(
             interface=wire.METADATA,
@@ -382,8 +422,12 @@ def make_app(services: Sequence[Service]) -> web.Application:
         table.setdefault(service.interface.name, {}).update(
             {name: (service.lock, handler) for name, handler in service.methods.items()}
         )
-    broker = _Broker({topic: feed for service in services for topic, feed in service.feeds.items()})
-    if broker.feeds:
+    sources = [service.events for service in services if service.events is not None]
+    broker = _Broker(
+        {topic: feed for service in services for topic, feed in service.feeds.items()},
+        source=sources[0] if sources else None,
+    )
+    if broker.feeds or broker.source is not None:
         # Callable, but not advertised in the handshake: v0.5's file plugin published no
         # events, and `plugin ls` lists what ours implements exactly as the tutorial shows.
         table.setdefault(wire.EVENT.name, {}).update(
@@ -466,7 +510,7 @@ def make_app(services: Sequence[Service]) -> web.Application:
     app = web.Application(client_max_size=_MAX_REQUEST)
     app.router.add_get("/info/api.json", get_api)
     app.router.add_get("/info/functions.json", get_functions)
-    if broker.feeds:
+    if broker.feeds or broker.source is not None:
         app.router.add_get("/events", broker.stream)
         app.on_startup.append(broker.start)
         app.on_shutdown.append(broker.stop)
@@ -485,18 +529,24 @@ class _Broker:
     events it missed: it lists everything again, which is always correct.
     """
 
-    def __init__(self, feeds: Mapping[str, Callable[[], AsyncIterator[Any]]]) -> None:
+    def __init__(
+        self, feeds: Mapping[str, Callable[[], AsyncIterator[Any]]], *, source: EventSource | None = None
+    ) -> None:
         self.feeds = dict(feeds)
+        self.source = source
         self._subscribers: dict[asyncio.Queue[str], str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(1)
         self._service: Service | None = None
 
+    def topics(self) -> list[str]:
+        return sorted({*self.feeds, *(self.source.topics() if self.source is not None else ())})
+
     def service(self) -> Service:
         if self._service is None:
-            topics = sorted(self.feeds)
 
             def listing(params: Mapping[str, Any]) -> dict[str, Any]:
+                topics = self.topics()
                 path = wire.path_from_wire(wire.field(params, "Topic"), "Topic")
                 depth = len(path)
                 children = {
@@ -563,25 +613,63 @@ class _Broker:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         wanted = "/".join(wire.path_from_wire(request.query.get("topic", ""), "topic"))
-        if wanted and not any(t == wanted or t.startswith(f"{wanted}/") for t in self.feeds):
-            return web.Response(status=404, text=f"invalid topic: {wanted} (known: {', '.join(sorted(self.feeds))})")
+        topics = self.topics()
+        known = any(t == wanted or t.startswith(f"{wanted}/") for t in topics)
+        if wanted and not known and not (self.source is not None and self.source.accepts(wanted)):
+            return web.Response(status=404, text=f"invalid topic: {wanted} (known: {', '.join(topics)})")
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
         )
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_QUEUED)
         self._subscribers[queue] = wanted
+        subscription: EventSubscription | None = None
+        if self.source is not None:
+            loop = asyncio.get_running_loop()
+
+            def wake() -> None:  # from a sync's thread: hand over to the loop, never wait
+                loop.call_soon_threadsafe(_nudge, queue)
+
+            subscription = self.source.subscribe([wanted], wake=wake)
+        reported = 0
         try:
             await response.prepare(request)  # the headers now: the client knows it is subscribed
             while True:
                 text = await queue.get()
                 if not text:
                     break
-                await response.write(f"data: {text}\n\n".encode())
+                if text != _WAKE:
+                    await response.write(f"data: {text}\n\n".encode())
+                    continue
+                if subscription is None:
+                    continue
+                for event in subscription.drain():
+                    await response.write(f"data: {json.dumps(event.to_wire(), separators=(',', ':'))}\n\n".encode())
+                if subscription.dropped > reported:
+                    # Said in the stream, so that a tail can say it too: the subscriber was too slow.
+                    notice = {
+                        "Topic": wanted or ".",
+                        "Type": "dropped",
+                        "ID": "",
+                        "Timestamp": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
+                        "Data": {"Dropped": subscription.dropped - reported},
+                    }
+                    reported = subscription.dropped
+                    await response.write(f"data: {json.dumps(notice, separators=(',', ':'))}\n\n".encode())
         except ConnectionResetError:
             pass  # the subscriber left
         finally:
             self._subscribers.pop(queue, None)
+            if subscription is not None:
+                subscription.close()
         return response
+
+
+_WAKE: Final = "\x00"  # queued for a stream when its event subscription has events
+
+
+def _nudge(queue: asyncio.Queue[str]) -> None:
+    with contextlib.suppress(asyncio.QueueFull):  # a full queue is being drained anyway
+        queue.put_nowait(_WAKE)
 
 
 def _drain(queue: asyncio.Queue[str]) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from infrakit import faults, logs, plugins
 from infrakit.core import instances, planning, specs, status
-from infrakit.runtime import engine, owners, stores
+from infrakit.runtime import engine, events, owners, stores
 
 __all__ = ["RETRY_CONFLICT", "WAIT_FOR_HEALTH", "Result", "Syncer", "now"]
 
@@ -83,6 +83,7 @@ class Syncer:
         registry: plugins.Registry,
         index: owners.Owners | None = None,
         clock: Callable[[], str] = now,
+        publisher: events.Publisher | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -90,6 +91,7 @@ class Syncer:
         self.clock = clock
         # A controller's log says what each sync did; a one-shot command prints its own result.
         self.verbose = True
+        self.publisher = publisher  # the process's event broker (the group daemon's), if anyone may listen
 
     def sync(
         self,
@@ -199,6 +201,7 @@ class Syncer:
         self.owners.set(record.key, [m.id for m in final])
         self._write(record, spec, final, plan, None)
         self._report(record, spec, steps, lost)
+        self._publish(record, spec, observed=observed, final=final, steps=steps, lost=lost)
         blocked = plan.blocked and not spec.paused
         return Result(
             key=record.key,
@@ -230,6 +233,7 @@ class Syncer:
         new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
         if _ready_changed(record.status, new):
             self.store.event(record, reason=status.INVALID_SPEC, message=message, warning=True, force=True)
+            self._publish_error(record, reason=status.INVALID_SPEC, message=message)
         self._write_raw(record, new)
         return Result(key=record.key, spec=spec, failure=failure)
 
@@ -264,6 +268,7 @@ class Syncer:
         if _ready_message(record.status) != failure.message:
             # Once per distinct failure, not once per retry: the store shows it (an Event, a log line).
             self.store.event(record, reason=status.RECONCILE_ERROR, message=failure.message, warning=True, force=True)
+            self._publish_error(record, reason=status.RECONCILE_ERROR, message=failure.message)
         if known:
             self._write(record, spec, members, plan, failure)
         else:
@@ -295,12 +300,15 @@ class Syncer:
                 steps = engine.teardown(spec, resolved)
                 message = f"destroyed {len(steps)} instances of the deleted group"
                 self.store.event(record, reason="Destroyed", message=message, force=True)
+                for done in steps:
+                    self._emit(record, "instance/destroyed", "Destroyed", _instance_data(done, reason="GroupDestroyed"))
         except Exception as error:
             failure = _failure(status.RECONCILE_ERROR, f"cannot tear down: {_describe(error)}")
             if _ready_message(record.status) != failure.message:
                 self.store.event(
                     record, reason=status.RECONCILE_ERROR, message=failure.message, warning=True, force=True
                 )
+                self._publish_error(record, reason=status.RECONCILE_ERROR, message=failure.message)
             new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
             self._write_raw(record, new)
             return Result(key=record.key, spec=spec, steps=steps, failure=failure)
@@ -432,6 +440,66 @@ class Syncer:
             )
         if removed:
             self.store.event(record, reason="Destroyed", message=f"destroyed {removed} instances to reduce the group")
+
+    def _emit(self, record: stores.Record, topic: str, kind: str, data: Mapping[str, Any]) -> None:
+        if self.publisher is None:
+            return
+        extra = {"Namespace": record.key[0]} if record.key[0] else {}
+        try:
+            self.publisher.publish(f"{record.name}/{topic}", type=kind, data={"Group": record.name, **extra, **data})
+        except Exception as error:  # events are news, never a reason for a sync to fail
+            log.warning("group %s: publishing %s failed: %s", _name(record.key), topic, error)
+
+    def _publish_error(self, record: stores.Record, *, reason: str, message: str) -> None:
+        self._emit(record, "error", "error", {"Reason": reason, "Message": message})
+
+    def _publish(
+        self,
+        record: stores.Record,
+        spec: specs.GroupSpec,
+        *,
+        observed: list[planning.Member],
+        final: list[planning.Member],
+        steps: list[engine.Step],
+        lost: list[str],
+    ) -> None:
+        """Events from what this sync computed: its steps, the lost, the newly unhealthy, the roll."""
+        if self.publisher is None:
+            return
+        for instance_id in lost:
+            self._emit(
+                record, "instance/lost", "Lost", {"InstanceID": instance_id, "LogicalID": None, "Reason": "Lost"}
+            )
+        for done in steps:
+            if done.action == "provision":
+                self._emit(record, "instance/provisioned", "Provisioned", _instance_data(done))
+            elif done.action == "destroy":
+                self._emit(record, "instance/destroyed", "Destroyed", _instance_data(done))
+        was_unhealthy = {
+            entry.get("id")
+            for entry in record.status.get("instances") or []
+            if isinstance(entry, Mapping) and entry.get("healthy") == instances.Health.UNHEALTHY.value
+        }
+        for member in observed:
+            if member.health is instances.Health.UNHEALTHY and member.id not in was_unhealthy:
+                data = {"InstanceID": member.id, "LogicalID": member.logical_id, "Reason": "Unhealthy"}
+                self._emit(record, "instance/unhealthy", "Unhealthy", data)
+        outdated = [m for m in observed if not m.up_to_date]
+        rolled = [s for s in steps if s.reason is planning.Reason.ROLLING_UPDATE and s.action == "destroy"]
+        update = {"ConfigHash": spec.config_sha}
+        if outdated and not spec.paused and record.status.get("configHash") != spec.config_sha:
+            self._emit(record, "update/started", "UpdateStarted", {**update, "Outdated": len(outdated)})
+        remaining = sum(1 for m in final if not m.up_to_date)
+        if rolled:
+            self._emit(
+                record, "update/progress", "UpdateProgress", {**update, "Replaced": len(rolled), "Remaining": remaining}
+            )
+        if (outdated or rolled) and not remaining:
+            self._emit(record, "update/completed", "UpdateCompleted", {**update, "Size": len(final)})
+
+
+def _instance_data(step: engine.Step, *, reason: str | None = None) -> dict[str, Any]:
+    return {"InstanceID": step.instance_id, "LogicalID": step.logical_id, "Reason": reason or step.reason.value}
 
 
 _LOGGED_IDS: Final = 20

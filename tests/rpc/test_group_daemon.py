@@ -65,7 +65,7 @@ def test_group_plugin_calls(group: tuple[client.Transport, Path, Daemon]) -> Non
     assert description["Converged"] is True and {d["ID"] for d in description["Instances"]} == files
     assert rpc.call("Group.InspectGroups", {}) == {"Groups": [cattle]}
 
-    assert rpc.call("Metadata.List", {"Path": "."}) == {"Nodes": ["groups", "specs"]}
+    assert rpc.call("Metadata.List", {"Path": "."}) == {"Nodes": ["groups", "specs", "status"]}
     assert rpc.call("Metadata.List", {"Path": "specs"}) == {"Nodes": ["cattle"]}
     assert rpc.call("Metadata.Get", {"Path": "specs/cattle"}) == {"Value": cattle}
     assert rpc.call("Metadata.Get", {"Path": "specs/cattle/Properties/Allocation/Size"}) == {"Value": 5}

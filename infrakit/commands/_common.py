@@ -1,0 +1,183 @@
+"""What the commands of this package share: errors as one line and an exit code, output.
+
+Exit codes as ``infrakit.cli``: 2 bad input (the message names the field and the fix),
+1 a runtime failure; never a traceback (``--log 5`` logs it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+import click
+
+if TYPE_CHECKING:
+    from infrakit.cluster import remote
+    from infrakit.local import controller
+
+__all__ = [
+    "EXIT_RUNTIME",
+    "EXIT_USAGE",
+    "Context",
+    "Failure",
+    "Usage",
+    "Where",
+    "dump",
+    "emit",
+    "errors",
+    "fail",
+    "where",
+]
+
+
+class Context(Protocol):
+    """What these commands need of the CLI's context object (``infrakit.cli.Context``).
+
+    A protocol, not an import: the CLI registers these commands, so they sit below it.
+    """
+
+    @property
+    def home(self) -> Path: ...
+
+    @property
+    def plugins_dir(self) -> Path: ...
+
+    @property
+    def kube_context(self) -> str | None: ...
+
+    @property
+    def namespace(self) -> str | None: ...
+
+    @property
+    def dir_given(self) -> bool: ...
+
+    def plugin_options(self, name: str) -> dict[str, Any]: ...
+
+    def remote(self) -> remote.Remote: ...
+
+    def controller(self) -> controller.Controller: ...
+
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("infrakit")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Where:
+    """Where a command works: this machine's plugins directory, a remote's, a TCP group daemon, a cluster."""
+
+    plugins_dir: Path
+    kube_context: str | None = None
+    namespace: str | None = None
+    group_address: str | None = None  # tcp://host:port of a group daemon (a tcp:// remote)
+
+    def cluster(self) -> remote.Remote:
+        from infrakit.cluster import remote
+
+        assert self.kube_context is not None
+        return remote.Remote(context=self.kube_context, namespace=self.namespace)
+
+    def address(self, plugin: str) -> str | None:
+        """The address of plugin daemon ``plugin`` here, if one is advertised."""
+        if plugin == "group" and self.group_address is not None:
+            return self.group_address
+        from infrakit.rpc import discovery
+
+        found = discovery.find(plugin, directory=self.plugins_dir)
+        return found.address if found is not None else None
+
+
+def where(obj: Context) -> Where:
+    """``--context`` first, then the remote ``$INFRAKIT_HOST`` names, else this machine."""
+    if obj.kube_context is not None:
+        return Where(plugins_dir=obj.plugins_dir, kube_context=obj.kube_context, namespace=obj.namespace)
+    from infrakit.commands import remotes
+
+    target = remotes.selected(obj.home)
+    if target is None:
+        return Where(plugins_dir=obj.plugins_dir)
+    if target.kind == "unix":
+        assert target.plugins_dir is not None
+        return Where(plugins_dir=target.plugins_dir)
+    if target.kind == "tcp":
+        return Where(plugins_dir=obj.plugins_dir, group_address=target.address)
+    return Where(plugins_dir=obj.plugins_dir, kube_context=target.context, namespace=obj.namespace or target.namespace)
+
+
+class Usage(Exception):
+    """Bad input: the message names what is wrong and how to fix it (exit 2)."""
+
+
+class Failure(Exception):
+    """Something did not work (a daemon not running, a fetch that failed): exit 1."""
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Map every failure to one line on stderr and an exit code."""
+    from infrakit.core import specs
+    from infrakit.plugins import spi
+
+    try:
+        yield
+    except Usage as error:
+        fail(str(error), EXIT_USAGE)
+    except specs.SpecError as error:
+        fail(str(error), EXIT_USAGE)
+    except (Failure, spi.PluginError) as error:
+        fail(str(error), EXIT_RUNTIME)
+    except OSError as error:
+        fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "), EXIT_RUNTIME)
+    except Exception as error:
+        kubeapi = sys.modules.get("infrakit.cluster.kubeapi")
+        remote = sys.modules.get("infrakit.cluster.remote")
+        if remote is not None and isinstance(error, remote.GroupNotFound):
+            fail(str(error), EXIT_USAGE)
+        if kubeapi is not None and isinstance(error, kubeapi.ConfigException):
+            fail(f"kubeconfig: {error}", EXIT_USAGE)
+        if kubeapi is not None and isinstance(error, kubeapi.ApiException):
+            fail(f"API server: {kubeapi.error_text(error)}", EXIT_RUNTIME)
+        controllers = sys.modules.get("infrakit.local.controller")
+        if controllers is not None and isinstance(error, controllers.GroupNotFound):
+            fail(str(error), EXIT_USAGE)
+        if controllers is not None and isinstance(error, controllers.Timeout | controllers.CommitFailed):
+            fail(str(error), EXIT_RUNTIME)
+        log.debug("unexpected failure", exc_info=error)
+        first = (str(error).strip().splitlines() or [""])[0]
+        fail(f"internal error: {type(error).__name__}: {first} (--log 5 shows the details)", EXIT_RUNTIME)
+
+
+def dump(data: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n"))
+
+
+def emit(output: str, data: Any, *, headers: list[str], rows: list[list[str]], quiet: bool = False) -> None:
+    """A table (columns aligned, the last one free), or the data as JSON/YAML."""
+    if output != "table":
+        dump(data, output)
+        return
+    shown = rows if quiet else [headers, *rows]
+    if not shown:
+        return
+    widths = [max(len(r[i]) for r in shown) for i in range(len(headers) - 1)]
+    for row in shown:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
+        click.echo("   ".join(cells).rstrip())

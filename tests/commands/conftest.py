@@ -1,0 +1,112 @@
+"""Fixtures for the commands of ``infrakit.commands`` (event, metadata, remote, template, playbook).
+
+What goes in: the commands registered on ``infrakit.cli.cli`` for the test (as the CLI
+registers them), a private ``$INFRAKIT_HOME`` and a short plugins directory, daemons
+run as subprocesses.  What comes out: exit codes, stdout and stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from infrakit import cli
+from infrakit.commands import COMMANDS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def register() -> list[str]:
+    """Add this package's commands to ``cli.cli``; the names added."""
+    added = []
+    for name, target in COMMANDS.items():
+        if name in cli.cli.commands:
+            continue
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        cli.cli.add_command(command, name)
+        added.append(name)
+    return added
+
+
+def main() -> None:
+    """``infrakit-local`` with the commands registered (for subprocesses)."""
+    register()
+    cli.main()
+
+
+@pytest.fixture
+def commands() -> Iterator[None]:
+    added = register()
+    try:
+        yield
+    finally:
+        for name in added:
+            cli.cli.commands.pop(name, None)
+
+
+@pytest.fixture
+def short_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private ``$INFRAKIT_HOME`` under /tmp (unix socket paths are short)."""
+    path = Path(tempfile.mkdtemp(prefix="ikc-", dir="/tmp"))
+    monkeypatch.setenv("INFRAKIT_HOME", str(path))
+    monkeypatch.delenv("INFRAKIT_PLUGINS_DIR", raising=False)
+    monkeypatch.delenv("INFRAKIT_INSTANCE_DIR", raising=False)
+    monkeypatch.delenv("INFRAKIT_HOST", raising=False)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    """``infrakit-local ARGS`` in process (needs the ``commands`` fixture)."""
+    return CliRunner().invoke(cli.cli, list(args), input=input, catch_exceptions=False)
+
+
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``infrakit-local ARGS`` as a subprocess, stdout and stderr piped."""
+    import os
+
+    return subprocess.Popen(
+        [sys.executable, "-c", "from tests.commands.conftest import main; main()", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A plain-HTTP server on 127.0.0.1 serving a fresh directory: (base URL, the directory)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,104 @@
+"""Playbooks: ``playbook add|ls|rm|run``, ``infrakit-local NAME COMMAND`` and the example playbook end to end.
+
+In: playbook directories and an HTTP server on 127.0.0.1, a private home.  Out: the
+playbooks file, rendered Groups (``--print``), the committed groups and their instances.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from infrakit import cli
+from infrakit.commands import playbooks
+from tests.commands.conftest import run
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "playbook-stack"
+
+
+def test_add_ls_rm(commands: None, short_home: Path) -> None:
+    added = run("playbook", "add", "stack", str(EXAMPLE))
+    assert added.exit_code == 0, added.output
+    assert added.output == "Added playbook stack: up, web\n"
+    assert yaml.safe_load((short_home / "playbooks").read_text()) == {"stack": str(EXAMPLE)}
+    assert run("playbook", "ls").output.splitlines() == ["NAME    URL", f"stack   {EXAMPLE}"]
+    assert run("playbook", "rm", "stack").output == "Removed playbook stack\n"
+    assert run("playbook", "ls", "-q").output == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "words", "code"),
+    [
+        (("add", "x", "/nonexistent/book"), "/nonexistent/book/index.yaml: cannot read it", 1),
+        (("add", "Bad_Name", str(EXAMPLE)), "NAME", 2),
+        (("rm", "nothing"), "no playbook 'nothing'", 2),
+        (("run", "nothing", "up"), "no playbook 'nothing'", 2),
+    ],
+)
+def test_bad_input_changes_nothing(
+    commands: None, short_home: Path, args: tuple[str, ...], words: str, code: int
+) -> None:
+    result = run("playbook", *args)
+    assert result.exit_code == code and words in result.output and len(result.output.splitlines()) == 1
+    assert not (short_home / "playbooks").exists()
+
+
+def test_a_bad_index_is_refused(commands: None, short_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "index.yaml").write_text("- not a map\n")
+    result = run("playbook", "add", "x", str(tmp_path))
+    assert result.exit_code == 2 and "maps command names to templates" in result.output
+
+
+def test_the_example_renders_a_web_tier_and_a_quorum_and_commits_them(commands: None, short_home: Path) -> None:
+    assert run("playbook", "add", "stack", str(EXAMPLE)).exit_code == 0
+    shown = run("playbook", "run", "stack", "up", "--var", "size=2", "--var", "prefix=demo", "--print")
+    assert shown.exit_code == 0, shown.output
+    documents = list(yaml.safe_load_all(shown.output))
+    assert [d["metadata"]["name"] for d in documents] == ["demo-web", "demo-quorum"]
+    assert documents[0]["spec"]["allocation"] == {"size": 2}
+    assert documents[1]["spec"]["allocation"] == {"logicalIDs": ["10.0.0.11", "10.0.0.12", "10.0.0.13"]}
+    assert not (short_home / "groups").exists()  # printed only
+
+    committed = run("playbook", "run", "stack", "up", "--var", "size=2", "--var", "prefix=demo")
+    assert committed.exit_code == 0, committed.output
+    assert [line for line in committed.output.splitlines() if not line.startswith("INFO")] == [
+        "Committed demo-web: Managing 2 instances",
+        "Committed demo-quorum: Managing 3 instances",
+    ]
+    assert sorted(run("ls", "-q").output.split()) == ["demo-quorum", "demo-web"]
+    assert len(list((short_home / "instances").iterdir())) == 5
+
+
+def test_a_rendered_bad_group_commits_nothing(commands: None, short_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "index.yaml").write_text("up: up.yaml.j2\n")
+    good = (EXAMPLE / "web.yaml.j2").read_text()
+    (tmp_path / "up.yaml.j2").write_text(
+        good + "---\n" + good.replace("size: {{ size }}", "size: -1").replace("-web", "-bad")
+    )
+    assert run("playbook", "add", "book", str(tmp_path)).exit_code == 0
+    result = run("playbook", "run", "book", "up")
+    assert result.exit_code == 2 and "up.yaml.j2 (rendered)" in result.output
+    assert not (short_home / "groups").exists() or not list((short_home / "groups").iterdir())
+
+
+def test_playbooks_over_http_and_as_cli_commands(commands: None, short_home: Path, web: tuple[str, Path]) -> None:
+    base, root = web
+    book = root / "book"
+    book.mkdir()
+    for name in ("index.yaml", "web.yaml.j2", "stack.yaml.j2"):
+        (book / name).write_text((EXAMPLE / name).read_text())
+    assert run("playbook", "add", "remote", f"{base}/book").exit_code == 0
+    for group in playbooks.installed(short_home):  # as the CLI registers them: `infrakit-local NAME COMMAND`
+        cli.cli.add_command(group)
+    try:
+        assert isinstance(cli.cli.commands["remote"], click.Group)
+        shown = run("remote", "web", "--var", "size=4", "--print")
+        assert shown.exit_code == 0, shown.output
+        assert yaml.safe_load(shown.output)["spec"]["allocation"] == {"size": 4}
+        unknown = run("remote", "nothing")
+        assert unknown.exit_code == 2 and "No such command" in unknown.output
+    finally:
+        cli.cli.commands.pop("remote", None)
