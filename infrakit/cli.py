@@ -293,13 +293,31 @@ def cli(
     is_flag=True,
     help="With --context: take fields another manager owns (kubectl apply --server-side --force-conflicts).",
 )
+@click.option(
+    "--template",
+    "as_template",
+    is_flag=True,
+    help="FILE is a template (implied by .tpl, .j2, .jinja): render it first (see `template`).",
+)
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="A template variable (repeatable).")
 @pass_context
-def commit(obj: Context, file: str, pretend: bool, timeout: float, force_conflicts: bool) -> None:
+def commit(
+    obj: Context,
+    file: str,
+    pretend: bool,
+    timeout: float,
+    force_conflicts: bool,
+    as_template: bool,
+    variables: tuple[str, ...],
+) -> None:
     """Commit the Group(s) in FILE (YAML manifest or InfraKit JSON; - for stdin) and converge."""
     with _errors(file):
         from infrakit.local import documents  # lazy: PyYAML, for the commands that read a file
 
-        groups = documents.load_groups(file, text=sys.stdin.buffer.read() if file == "-" else None)
+        text = sys.stdin.buffer.read() if file == "-" else None
+        if as_template or variables or file.endswith(_TEMPLATE_SUFFIXES):
+            text = _render(obj, file, text, variables)
+        groups = documents.load_groups(file, text=text)
         if obj.kube_context is not None:
             from infrakit.runtime import engine
 
@@ -770,6 +788,23 @@ def _progress(spec: specs.GroupSpec) -> Iterator[tuple[Callable[[int], None], Ca
             bar.advance(task)
 
         yield start, step
+
+
+_TEMPLATE_SUFFIXES = (".tpl", ".j2", ".jinja")
+
+
+def _render(obj: Context, file: str, text: bytes | None, variables: tuple[str, ...]) -> bytes:
+    """A template's rendering (sandboxed Jinja2, InfraKit's helpers); its errors are bad input (exit 2)."""
+    from infrakit.commands import _common, metadata, rendering
+
+    try:
+        given = rendering.parse_vars(variables)
+        source = None if text is None else text.decode("utf-8", "replace")
+        return rendering.render(file, variables=given, metadata=metadata.reader(obj), text=source).encode("utf-8")
+    except _common.Usage as error:
+        raise specs.SpecError("", str(error)) from None
+    except _common.Failure as error:
+        raise plugins.PluginError(str(error)) from None
 
 
 def _single_document(file: str) -> Any:

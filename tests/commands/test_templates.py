@@ -72,3 +72,24 @@ def test_metadata_reads_the_store(commands: None, short_home: Path) -> None:
     assert run("template", "-", input=text).output == "size 5\n"
     missing = run("template", "-", input="{{ metadata('group/specs/nothing') }}")
     assert missing.exit_code == 2 and "nothing there" in missing.output
+
+
+def test_commit_takes_a_template_with_variables(home: Path, tmp_path: Path) -> None:
+    """`commit` renders a template (by --template or by its extension) with --var, then commits what it made."""
+    from click.testing import CliRunner
+
+    from infrakit import cli
+    from tests.conftest import EXAMPLES
+
+    template = tmp_path / "cattle.yaml.j2"
+    template.write_text((EXAMPLES / "cattle.yaml").read_text().replace("size: 5", "size: {{ var('size') }}"))
+    runner = CliRunner()
+    done = runner.invoke(cli.cli, ["commit", str(template), "--var", "size=3"])
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout == "Committed cattle: Managing 3 instances\n"
+    plain = tmp_path / "cattle.txt"
+    plain.write_text(template.read_text())
+    bigger = runner.invoke(cli.cli, ["commit", str(plain), "--template", "--var", "size=4", "--pretend"])
+    assert bigger.stdout == "Committing cattle would involve: Adding 1 instances to increase the group size to 4\n"
+    missing = runner.invoke(cli.cli, ["commit", str(template)])
+    assert missing.exit_code == 2 and len(missing.stderr.splitlines()) == 1 and "--var size=" in missing.stderr
