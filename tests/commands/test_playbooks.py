@@ -102,3 +102,15 @@ def test_playbooks_over_http_and_as_cli_commands(commands: None, short_home: Pat
         assert unknown.exit_code == 2 and "No such command" in unknown.output
     finally:
         cli.cli.commands.pop("remote", None)
+
+
+def test_a_playbook_over_https(commands: None, short_home: Path, secure_web: tuple[str, Path]) -> None:
+    base, root = secure_web
+    book = root / "stack"
+    book.mkdir()
+    for name in ("index.yaml", "stack.yaml.j2", "web.yaml.j2"):
+        (book / name).write_bytes((EXAMPLE / name).read_bytes())
+    assert run("playbook", "add", "stack", f"{base}/stack/index.yaml").exit_code == 0
+    shown = run("playbook", "run", "stack", "web", "--var", "size=1", "--var", "prefix=tls", "--print")
+    assert shown.exit_code == 0, shown.output
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(shown.output)] == ["tls-web"]
