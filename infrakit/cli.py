@@ -51,6 +51,7 @@ class Context:
     durable: bool
     kube_context: str | None
     namespace: str | None
+    group_address: str | None = None  # a tcp:// remote (INFRAKIT_HOST): the group verbs go to that daemon
     plugins_dir_override: Path | None = None  # a unix:// remote (INFRAKIT_HOST)
     _registry: plugins.Registry | None = None
 
@@ -89,6 +90,13 @@ class Context:
 
     def controller(self) -> controllers.Controller:
         return controllers.Controller(store=store.Store(self.home), registry=self.registry)
+
+    def daemon(self) -> Any:
+        """The group daemon a ``tcp://`` remote names (``INFRAKIT_HOST``), for the group verbs."""
+        from infrakit.commands import groups
+
+        assert self.group_address is not None
+        return groups.GroupDaemon(self.group_address)
 
     def local_only(self, what: str, why: str) -> None:
         """Refuse ``--context`` for a command that works on this machine only (exit 2), never ignore it."""
@@ -258,6 +266,7 @@ def cli(
     logs.configure(level=log_level, fmt=log_format)
     home = home.expanduser()
     plugins_dir = None
+    group_address = None
     if kube_context is None and os.environ.get("INFRAKIT_HOST", "").strip():
         # InfraKit's remotes: INFRAKIT_HOST=NAME picks one for every command; --context still wins.
         from infrakit.commands import _common, remotes
@@ -270,6 +279,8 @@ def cli(
             kube_context, namespace = target.context or "", namespace or target.namespace
         elif target is not None and target.kind == "unix":
             plugins_dir = target.plugins_dir
+        elif target is not None and target.kind == "tcp":
+            group_address = target.address
     ctx.obj = Context(
         home=home,
         instance_dir=(instance_dir or home / "instances").expanduser(),
@@ -278,6 +289,7 @@ def cli(
         kube_context=kube_context,
         namespace=namespace,
         plugins_dir_override=plugins_dir,
+        group_address=group_address,
     )
 
 
@@ -318,6 +330,16 @@ def commit(
         if as_template or variables or file.endswith(_TEMPLATE_SUFFIXES):
             text = _render(obj, file, text, variables)
         groups = documents.load_groups(file, text=text)
+        if obj.group_address is not None:
+            daemon = obj.daemon()
+            for spec in groups:
+                details = daemon.commit(spec, pretend=pretend)
+                click.echo(
+                    f"Committing {spec.name} would involve: {details}"
+                    if pretend
+                    else f"Committed {spec.name}: {details}"
+                )
+            return
         if obj.kube_context is not None:
             from infrakit.runtime import engine
 
@@ -357,7 +379,10 @@ def commit(
 def list_groups(obj: Context, quiet: bool, output: str) -> None:
     """List the committed groups."""
     with _errors():
-        names = obj.remote().names() if obj.kube_context is not None else obj.controller().names()
+        if obj.group_address is not None:
+            names = obj.daemon().names()
+        else:
+            names = obj.remote().names() if obj.kube_context is not None else obj.controller().names()
         _emit(output, [{"ID": n} for n in names], headers=["ID"], rows=[[n] for n in names], quiet=quiet)
 
 
@@ -369,7 +394,9 @@ def list_groups(obj: Context, quiet: bool, output: str) -> None:
 def describe(obj: Context, group: str, quiet: bool, output: str) -> None:
     """List the instances of GROUP: ID, logical ID and tags."""
     with _errors():
-        if obj.kube_context is not None:
+        if obj.group_address is not None:
+            found = obj.daemon().describe(group)
+        elif obj.kube_context is not None:
             found = obj.remote().describe(group)
         else:
             found = [m.description for m in obj.controller().observe(group)[1]]
@@ -383,7 +410,9 @@ def describe(obj: Context, group: str, quiet: bool, output: str) -> None:
 def inspect(obj: Context, group: str, output: str) -> None:
     """Print GROUP's spec and last status as a manifest."""
     with _errors():
-        if obj.kube_context is not None:
+        if obj.group_address is not None:
+            document = obj.daemon().inspect(group)
+        elif obj.kube_context is not None:
             document = obj.remote().get(group)
         else:
             stored = obj.controller().get(group)
@@ -397,7 +426,9 @@ def inspect(obj: Context, group: str, output: str) -> None:
 def free(obj: Context, group: str) -> None:
     """Stop managing GROUP; its instances are left as they are."""
     with _errors():
-        if obj.kube_context is not None:
+        if obj.group_address is not None:
+            obj.daemon().free(group)
+        elif obj.kube_context is not None:
             obj.remote().free(group)
         else:
             obj.controller().free(group)
@@ -410,6 +441,10 @@ def free(obj: Context, group: str) -> None:
 def destroy(obj: Context, group: str) -> None:
     """Destroy GROUP's instances (exactly those) and forget GROUP."""
     with _errors():
+        if obj.group_address is not None:
+            obj.daemon().destroy(group)
+            click.echo(f"Destroyed {group}")
+            return
         if obj.kube_context is not None:
             obj.remote().destroy(group)
             click.echo(f"Destroying {group}: the operator removes its instances")

@@ -135,6 +135,14 @@ def test_infrakit_host_selects_a_tcp_group_daemon_or_a_plugins_directory(
             if tail.poll() is None:
                 tail.kill()
         assert json.loads(out)["Data"]["InstanceID"] == victim.name
+
+        # The group verbs go to that daemon too, as InfraKit's CLI did (was: the local store, silently).
+        assert run("ls", "-q").output == "cattle\n"
+        assert len(run("describe", "cattle", "-q").output.splitlines()) == 5
+        assert run("inspect", "cattle", "-o", "json").exit_code == 0
+        pretend = run("commit", str(CATTLE.with_name("cattle2.json")), "--pretend")
+        assert pretend.output.startswith("Committing cattle would involve: Performing a rolling update on 5"), pretend
+        assert not list((short_home / "groups").glob("*.yaml"))  # nothing committed to this machine's store
     finally:
         assert daemon.stop() == 0
 
