@@ -21,6 +21,7 @@ Progressing    False   scaling up or down, or waiting for instances to become he
 Unhealthy      False   converged, but some instances are not healthy
 InvalidSpec    False   the spec or a plugin's properties are invalid: nothing is done
 ReconcileError False   a plugin or the store failed; retried with backoff
+Interrupted    False   the sync was stopped mid-way (Ctrl-C); the next one resumes
 =============  ======  =================================================================
 
 Status is small at any size: counts and conditions, no instance list.  A list grows

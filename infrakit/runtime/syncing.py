@@ -23,6 +23,7 @@ Blocking (plugins are); the runtime runs it in a thread, the local commit direct
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -196,7 +197,13 @@ class Syncer:
         except Exception as error:
             return self._failed(record, spec, resolved, plan, error, progress=progress)
         except BaseException:  # Ctrl-C, SystemExit: say so in status, then go
-            self._write(record, spec, progress.sorted_members(), plan, _failure("interrupted", "stopped mid-sync"))
+            failure = _failure("Interrupted", "interrupted mid-sync; the next sync resumes from what is there")
+            with contextlib.suppress(Exception):  # the interruption is what must propagate
+                if progress.observed:
+                    self._write(record, spec, progress.sorted_members(), plan, failure)
+                else:
+                    new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
+                    self._write_raw(record, new)
             raise
         self.owners.set(record.key, [m.id for m in final])
         self._write(record, spec, final, plan, None)
