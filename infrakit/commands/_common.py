@@ -28,6 +28,7 @@ __all__ = [
     "Failure",
     "Usage",
     "Where",
+    "check_name",
     "dump",
     "emit",
     "errors",
@@ -114,6 +115,16 @@ def where(obj: Context) -> Where:
 
 class Usage(Exception):
     """Bad input: the message names what is wrong and how to fix it (exit 2)."""
+
+
+def check_name(name: str) -> None:
+    """A remote's or playbook's NAME is a DNS-1123 label, as a group's; ``Usage`` if not."""
+    from infrakit.core import specs
+
+    try:
+        specs.validate_name(name, field="NAME")
+    except specs.SpecError as error:
+        raise Usage(str(error)) from None
 
 
 class Failure(Exception):

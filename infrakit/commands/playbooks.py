@@ -103,12 +103,7 @@ def playbook() -> None:
 def add(obj: Context, name: str, url: str) -> None:
     """Add playbook NAME: a directory, file:// or http(s):// URL with an index.yaml."""
     with _common.errors():
-        from infrakit.core import specs
-
-        try:
-            specs.validate_name(name, field="NAME")
-        except specs.SpecError as error:
-            raise _common.Usage(str(error)) from None
+        _common.check_name(name)
         if "://" not in url:
             url = str(Path(url).expanduser().absolute())
         commands = load_index(url)  # refused now rather than when first used

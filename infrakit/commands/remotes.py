@@ -136,12 +136,7 @@ def remote() -> None:
 def add(obj: Context, name: str, url: str) -> None:
     """Add (or replace) remote NAME at URL: unix:///path, tcp://host:port or kube://context[/namespace]."""
     with _common.errors():
-        from infrakit.core import specs
-
-        try:
-            specs.validate_name(name, field="NAME")
-        except specs.SpecError as error:
-            raise _common.Usage(str(error)) from None
+        _common.check_name(name)
         target = parse(name, url)
         hosts = load(obj.home)
         hosts[name] = target.url
