@@ -284,7 +284,7 @@ class Store:
         if isinstance(stored.options.get("dir"), str):
             # A directory inside the home is kept relative to it, so a home can be moved or copied.
             stored = dataclasses.replace(
-                stored, options={**stored.options, "dir": str(self.home / stored.options["dir"])}
+                stored, options={**stored.options, "dir": str(self.home.absolute() / stored.options["dir"])}
             )
         return stored
 
