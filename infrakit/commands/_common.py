@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -33,6 +33,8 @@ __all__ = [
     "emit",
     "errors",
     "fail",
+    "load_names",
+    "save_names",
     "where",
 ]
 
@@ -115,6 +117,32 @@ def where(obj: Context) -> Where:
 
 class Usage(Exception):
     """Bad input: the message names what is wrong and how to fix it (exit 2)."""
+
+
+def load_names(path: Path, *, what: str) -> dict[str, str]:
+    """A file mapping names to URLs (remotes, playbooks): none if absent; ``Usage`` naming it if damaged."""
+    import yaml
+
+    try:
+        found = yaml.safe_load(path.read_text("utf-8")) or {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise Usage(f"{path}: cannot be read ({' '.join(str(error).split())}); fix or remove it") from None
+    if not isinstance(found, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+        raise Usage(f"{path}: expected a map of {what} names to URLs; fix or remove it")
+    return dict(found)
+
+
+def save_names(path: Path, names: Mapping[str, str]) -> None:
+    """Write such a file atomically, sorted by name."""
+    import yaml
+
+    from infrakit import files
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(dict(sorted(names.items())), default_flow_style=False) if names else "{}\n"
+    files.atomic_write(path, text.encode("utf-8"), durable=True)
 
 
 def check_name(name: str) -> None:

@@ -37,29 +37,11 @@ def playbooks_file(home: Path) -> Path:
 
 def load(home: Path) -> dict[str, str]:
     """The playbooks, name -> URL; ``Usage`` naming the file if it is damaged."""
-    import yaml
-
-    path = playbooks_file(home)
-    try:
-        found = yaml.safe_load(path.read_text("utf-8")) or {}
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise _common.Usage(f"{path}: cannot be read ({' '.join(str(error).split())}); fix or remove it") from None
-    if not isinstance(found, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
-        raise _common.Usage(f"{path}: expected a map of playbook names to URLs; fix or remove it")
-    return dict(found)
+    return _common.load_names(playbooks_file(home), what="playbook")
 
 
 def save(home: Path, books: Mapping[str, str]) -> None:
-    import yaml
-
-    from infrakit import files
-
-    path = playbooks_file(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(dict(sorted(books.items())), default_flow_style=False) if books else "{}\n"
-    files.atomic_write(path, text.encode("utf-8"), durable=True)
+    _common.save_names(playbooks_file(home), books)
 
 
 def index_url(url: str) -> str:

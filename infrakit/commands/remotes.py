@@ -81,33 +81,11 @@ def hosts_file(home: Path) -> Path:
 
 def load(home: Path) -> dict[str, str]:
     """The remotes, name -> URL (none if the file is absent); ``Usage`` if it is damaged."""
-    import yaml
-
-    path = hosts_file(home)
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as error:
-        raise _common.Usage(f"{path}: cannot be read ({error}); fix or remove it") from None
-    try:
-        found = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise _common.Usage(f"{path}: not YAML ({' '.join(str(error).split())}); fix or remove it") from None
-    if not isinstance(found, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
-        raise _common.Usage(f"{path}: expected a map of remote names to URLs; fix or remove it")
-    return dict(found)
+    return _common.load_names(hosts_file(home), what="remote")
 
 
 def save(home: Path, hosts: Mapping[str, str]) -> None:
-    import yaml
-
-    from infrakit import files
-
-    path = hosts_file(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(dict(sorted(hosts.items())), default_flow_style=False) if hosts else "{}\n"
-    files.atomic_write(path, text.encode("utf-8"), durable=True)
+    _common.save_names(hosts_file(home), hosts)
 
 
 def selected(home: Path, *, environ: Mapping[str, str] | None = None) -> Target | None:
