@@ -136,7 +136,31 @@ class Groups:
             raise
 
     def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
+        self._merge(namespace, name, patch)
+
+    def delete(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
+        """Merge ``status`` into the object's status; False if the object is gone."""
+        return self._merge_unless_gone(namespace, name, {"status": dict(status)}, subresource="status")
+
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], *, resource_version: str) -> bool:
+        """Replace the finalizer list, failing with 409 if the object changed meanwhile.
+
+        False if the object is gone (nothing left to hold or release).
+        """
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        return self._merge_unless_gone(namespace, name, patch)
+
+    def _merge(self, namespace: str, name: str, patch: Mapping[str, Any], *, subresource: str = "") -> None:
+        """A JSON merge patch of the object (or of its ``status`` subresource), as our field manager."""
+        call = (
+            self.custom.patch_namespaced_custom_object_status
+            if subresource == "status"
+            else self.custom.patch_namespaced_custom_object
+        )
+        call(
             GROUP,
             VERSION,
             namespace,
@@ -147,45 +171,9 @@ class Groups:
             _content_type="application/merge-patch+json",
         )
 
-    def delete(self, namespace: str, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
-        """Merge ``status`` into the object's status; False if the object is gone."""
+    def _merge_unless_gone(self, namespace: str, name: str, patch: Mapping[str, Any], *, subresource: str = "") -> bool:
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"status": dict(status)},
-                field_manager=self.field_manager,
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
-
-    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], *, resource_version: str) -> bool:
-        """Replace the finalizer list, failing with 409 if the object changed meanwhile.
-
-        False if the object is gone (nothing left to hold or release).
-        """
-        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
-        try:
-            self.custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                patch,
-                field_manager=self.field_manager,
-                _content_type="application/merge-patch+json",
-            )
+            self._merge(namespace, name, patch, subresource=subresource)
         except ApiException as error:
             if error.status == 404:
                 return False
