@@ -1,0 +1,248 @@
+"""A long-lived file plugin's ``describe`` is exact: it says what a fresh read of the directory says.
+
+The plugin keeps what it parsed and, once it has described twice, a journal of the
+directory's changes (inotify) so that a describe costs O(changes), not a listing of
+100,000 files (issue 14).  Whatever happens to the directory between two describes (the
+plugin's own writes, another program creating, replacing, editing in place, chmodding,
+renaming or removing files, symlinks, the directory itself removed or replaced, the
+journal overflowing), a describe must return exactly what a plugin that never saw the
+directory before returns.  Both ways are checked: with the journal, and with timestamps
+only (where no inotify watch can be had).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from infrakit.core import instances
+from infrakit.plugins import instance_file
+from infrakit.plugins.instance_file import FilePlugin
+
+GROUPS = ("a", "b", "c")
+
+
+def spec(group: str, note: str = "n") -> instances.InstanceSpec:
+    return instances.InstanceSpec(properties={"Note": note}, tags={instances.TAG_GROUP: group})
+
+
+def snapshot(plugin: FilePlugin, group: str | None) -> list[tuple[str, str | None, dict[str, str]]]:
+    tags = {} if group is None else {instances.TAG_GROUP: group}
+    return [(d.id, d.logical_id, dict(d.tags)) for d in plugin.describe(tags)]
+
+
+def fresh(directory: Path, group: str | None) -> list[tuple[str, str | None, dict[str, str]]]:
+    return snapshot(FilePlugin(directory=directory), group)
+
+
+def document(instance_id: str, group: str, extra: str = "") -> bytes:
+    body = {"ID": instance_id, "LogicalID": None, "Tags": {instances.TAG_GROUP: group, "x": extra}, "Spec": {}}
+    return json.dumps(body, indent=2, sort_keys=True).encode()
+
+
+class World:
+    """A directory, the plugin under test, and the things that happen to a shared volume."""
+
+    def __init__(self, root: Path, rng: random.Random) -> None:
+        self.root, self.rng = root, rng
+        self.directory = root / "instances"
+        self.directory.mkdir()
+        self.plugin = FilePlugin(directory=self.directory)
+
+    def names(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.directory) if n.startswith("instance-"))
+        except FileNotFoundError:
+            return []
+
+    def new_id(self) -> str:
+        return f"instance-{self.rng.randrange(2**63)}"
+
+    def pick(self) -> str | None:
+        names = self.names()
+        return self.rng.choice(names) if names else None
+
+    # -- the plugin's own writes --
+    def provision(self) -> None:
+        self.plugin.provision(spec(self.rng.choice(GROUPS), note=str(self.rng.random())))
+
+    def destroy(self) -> None:
+        name = self.pick()
+        if name is not None and (self.directory / name).is_file() and not (self.directory / name).is_symlink():
+            self.plugin.destroy(name)
+
+    def label(self) -> None:
+        name = self.pick()
+        if name is not None:
+            with contextlib.suppress(Exception):  # not an instance the plugin can read: label refuses, fine
+                self.plugin.label(name, {"relabelled": str(self.rng.randrange(9))})
+
+    # -- other programs --
+    def create_foreign(self) -> None:
+        self.directory.mkdir(exist_ok=True)
+        name = self.new_id()
+        (self.directory / name).write_bytes(document(name, self.rng.choice(GROUPS)))
+
+    def edit_in_place(self) -> None:
+        """Same size, same inode, within the same second: only content tells."""
+        name = self.pick()
+        if name is None or (self.directory / name).is_symlink():
+            return
+        path = self.directory / name
+        try:
+            data = path.read_bytes()
+            with path.open("r+b") as handle:
+                for group in GROUPS:
+                    data = data.replace(f'"infrakit.group": "{group}"'.encode(), b'"infrakit.group": "@"', 1)
+                data = data.replace(b'"infrakit.group": "@"', f'"infrakit.group": "{self.rng.choice(GROUPS)}"'.encode())
+                handle.write(data)
+        except (OSError, UnicodeError):
+            pass
+
+    def replace_by_rename(self) -> None:
+        name = self.pick()
+        if name is None:
+            return
+        temp = self.directory / ".tmp-foreign"
+        temp.write_bytes(document(name, self.rng.choice(GROUPS), extra="renamed"))
+        os.replace(temp, self.directory / name)
+
+    def corrupt(self) -> None:
+        name = self.pick()
+        if name is not None and not (self.directory / name).is_symlink():
+            (self.directory / name).write_bytes(b"{not json")
+
+    def unlink(self) -> None:
+        name = self.pick()
+        if name is not None:
+            (self.directory / name).unlink()
+
+    def rename_away(self) -> None:
+        """An instance renamed to another instance's name (one disappears, one changes)."""
+        names = self.names()
+        if len(names) >= 2:
+            source, target = self.rng.sample(names, 2)
+            os.replace(self.directory / source, self.directory / target)
+
+    def symlink(self) -> None:
+        self.directory.mkdir(exist_ok=True)
+        target = self.root / "elsewhere"
+        target.write_bytes(document("instance-1", "a"))
+        os.symlink(target, self.directory / self.new_id())
+
+    def chmod_unreadable(self) -> None:
+        name = self.pick()
+        if name is not None and not (self.directory / name).is_symlink():
+            mode = 0o000 if self.rng.random() < 0.5 else 0o644
+            os.chmod(self.directory / name, mode)
+
+    def replace_directory(self) -> None:
+        """The volume swapped: a new directory (new inode) under the same name, some files copied."""
+        if not self.directory.exists():
+            self.directory.mkdir()
+            return
+        other = self.root / "swap"
+        shutil.rmtree(other, ignore_errors=True)
+        other.mkdir()
+        for name in self.names()[::2]:
+            source = self.directory / name
+            if source.is_file() and not source.is_symlink():
+                with contextlib.suppress(OSError):
+                    shutil.copy2(source, other / name)
+        shutil.rmtree(self.directory)
+        os.rename(other, self.directory)
+
+    def remove_directory(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def actions(world: World) -> list[tuple[Callable[[], None], int]]:
+    return [
+        (world.provision, 8),
+        (world.destroy, 4),
+        (world.label, 3),
+        (world.create_foreign, 4),
+        (world.edit_in_place, 4),
+        (world.replace_by_rename, 3),
+        (world.corrupt, 2),
+        (world.unlink, 4),
+        (world.rename_away, 2),
+        (world.symlink, 1),
+        (world.chmod_unreadable, 1 if os.geteuid() != 0 else 0),
+        (world.replace_directory, 1),
+        (world.remove_directory, 1),
+    ]
+
+
+def run(tmp_path: Path, seed: int, steps: int) -> None:
+    rng = random.Random(seed)
+    world = World(tmp_path, rng)
+    table = actions(world)
+    choices = [action for action, _ in table]
+    weights = [weight for _, weight in table]
+    for step in range(steps):
+        for _ in range(rng.randrange(1, 4)):
+            action = rng.choices(choices, weights)[0]
+            if action is not world.provision:
+                world.directory.mkdir(exist_ok=True)
+            action()
+        group = rng.choice((*GROUPS, None))
+        assert snapshot(world.plugin, group) == fresh(world.directory, group), f"seed {seed}, step {step}"
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_long_lived_describe_says_what_a_fresh_read_says(tmp_path: Path, seed: int) -> None:
+    run(tmp_path, seed, steps=60)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_without_a_journal_timestamps_keep_it_exact(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(instance_file._Journal, "open", classmethod(lambda cls, root: None))
+    run(tmp_path, seed, steps=40)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_an_overflowing_journal_starts_again_and_stays_exact(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel drops the queue past ``max_queued_events``: ``drain`` says so, the plugin lists again."""
+    drain = instance_file._Journal.drain
+    rng = random.Random(seed)
+
+    def sometimes_overflowing(self: instance_file._Journal) -> set[str] | None:
+        drained = drain(self)
+        return None if rng.random() < 0.3 else drained
+
+    monkeypatch.setattr(instance_file._Journal, "drain", sometimes_overflowing)
+    run(tmp_path, seed, steps=40)
+
+
+def test_the_journal_is_kept_only_by_a_plugin_that_describes_again(tmp_path: Path) -> None:
+    """A one-shot command describes once and never pays for a journal; a long-lived plugin does not list again."""
+    plugin = FilePlugin(directory=tmp_path)
+    ids = [plugin.provision(spec("a")) for _ in range(3)]
+    plugin.describe({})
+    assert plugin._listing is not None and plugin._listing.journal is None
+    plugin.describe({})
+    assert plugin._listing.journal is not None, "a plugin describing again keeps a journal (Linux)"
+    scans = 0
+    scan = plugin._scan
+
+    def counting(*args: object, **kwargs: object) -> None:
+        nonlocal scans
+        scans += 1
+        scan(*args, **kwargs)  # type: ignore[arg-type]
+
+    plugin._scan = counting  # type: ignore[method-assign]
+    (tmp_path / ids[0]).unlink()
+    plugin.provision(spec("b"))
+    assert [d.id for d in plugin.describe({instances.TAG_GROUP: "a"})] == sorted(ids[1:])
+    assert len(plugin.describe({instances.TAG_GROUP: "b"})) == 1
+    assert scans == 0, "changes come from the journal, not from listing the directory"
