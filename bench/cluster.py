@@ -114,8 +114,11 @@ def is_ready(group: dict[str, Any], sizes: dict[str, int]) -> bool:
 class Operator:
     """An ``infrakit-operator`` process for one namespace."""
 
-    def __init__(self, session: Session, *, namespace: str, instance_dir: Path, log: Path) -> None:
+    def __init__(
+        self, session: Session, *, namespace: str, instance_dir: Path, log: Path, options: tuple[str, ...] = ()
+    ) -> None:
         self.session, self.namespace, self.instance_dir, self.log = session, namespace, instance_dir, log
+        self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
@@ -126,6 +129,7 @@ class Operator:
             "--namespace", self.namespace,
             "--lease-namespace", self.namespace,
             "--metrics-port", "0", "--liveness", "",
+            *self.options,
         ]  # fmt: skip
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, env=self.session.env, stdout=out, stderr=subprocess.STDOUT)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 import infrakit
-from infrakit import logs, plugins
+from infrakit import logs, options, plugins
 from infrakit.commands import COMMANDS
 from infrakit.core import instances, specs
 from infrakit.local import controller as controllers
@@ -454,17 +454,15 @@ def destroy(obj: Context, group: str) -> None:
 
 
 @cli.command()
-@click.option(
-    "--resync", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds between full resyncs."
-)
+@options.timers
 @pass_context
-def run(obj: Context, resync: float) -> None:
+def run(obj: Context, resync: float, poll: float) -> None:
     """Reconcile every group until stopped (Ctrl-C): heal lost instances, finish rolls."""
     from infrakit.local import running
 
     with _errors():
         obj.local_only("run", "on a cluster the operator reconciles the Groups")
-        running.run(obj.controller(), resync=resync)
+        running.run(obj.controller(), resync=resync, poll=poll)
 
 
 # -- plugins --------------------------------------------------------------------------------

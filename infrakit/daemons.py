@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from infrakit import options
+
 __all__ = [
     "flavor_vanilla",
     "flavor_vanilla_main",
@@ -150,14 +152,13 @@ def flavor_vanilla(name: str, listen: tuple[str, int] | None, log_level: int, lo
     help="Instance directory of the built-in file plugin for groups committed here "
     "($INFRAKIT_INSTANCE_DIR) [default: HOME/instances]; a running instance-file daemon has its own.",
 )
-@click.option(
-    "--resync", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds between full resyncs."
-)
+@options.timers
 @_common("group")
 def group_default(
     home: Path,
     instance_dir: Path | None,
     resync: float,
+    poll: float,
     name: str,
     listen: tuple[str, int] | None,
     log_level: int,
@@ -174,12 +175,21 @@ def group_default(
     plugins_dir = Path(explicit).expanduser() if explicit else home / "plugins"
     folder = (instance_dir or home / "instances").expanduser().absolute()
     raise SystemExit(
-        _run_group(home=home, folder=folder, plugins_dir=plugins_dir, name=name, listen=listen, resync=resync)
+        _run_group(
+            home=home, folder=folder, plugins_dir=plugins_dir, name=name, listen=listen, resync=resync, poll=poll
+        )
     )
 
 
 def _run_group(
-    *, home: Path, folder: Path, plugins_dir: Path, name: str, listen: tuple[str, int] | None, resync: float
+    *,
+    home: Path,
+    folder: Path,
+    plugins_dir: Path,
+    name: str,
+    listen: tuple[str, int] | None,
+    resync: float,
+    poll: float,
 ) -> int:
     import asyncio
     import contextlib
@@ -207,12 +217,13 @@ def _run_group(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        runtime = running.Runtime(syncer=controller.syncer, resync=resync, may_act=lambda: not stop.is_set())
+        runtime = running.Runtime(syncer=controller.syncer, resync=resync, poll=poll, may_act=lambda: not stop.is_set())
         groups = serving.LocalGroups(controller=controller, runtime=runtime, loop=loop, options=options)
         tasks: list[asyncio.Task[None]] = []
 
         def start(address: str) -> None:  # the name is ours: only now reconcile
-            log.info("reconciling the groups of %s (resync every %ss)", controller.store.groups_dir, resync)
+            groups = controller.store.groups_dir
+            log.info("reconciling the groups of %s (resync every %ss, poll every %ss)", groups, resync, poll)
             tasks.append(asyncio.ensure_future(runtime.run(ready=asyncio.Event())))
 
         try:

@@ -22,16 +22,16 @@ __all__ = ["run"]
 log = logging.getLogger("infrakit.local")
 
 
-def run(controller: controllers.Controller, *, resync: float = 10.0, workers: int = 2) -> None:
+def run(controller: controllers.Controller, *, resync: float, poll: float, workers: int = 2) -> None:
     """Reconcile every group until SIGINT or SIGTERM."""
-    asyncio.run(_run(controller, resync=resync, workers=workers))
+    asyncio.run(_run(controller, resync=resync, poll=poll, workers=workers))
 
 
-async def _run(controller: controllers.Controller, *, resync: float, workers: int) -> None:
+async def _run(controller: controllers.Controller, *, resync: float, poll: float, workers: int) -> None:
     controller.verbose = True  # the log is what a foreground controller shows
     stopping = asyncio.Event()
     runtime = running.Runtime(
-        syncer=controller.syncer, workers=workers, resync=resync, may_act=lambda: not stopping.is_set()
+        syncer=controller.syncer, workers=workers, resync=resync, poll=poll, may_act=lambda: not stopping.is_set()
     )
     loop = asyncio.get_running_loop()
     main = asyncio.ensure_future(runtime.run(ready=asyncio.Event()))
@@ -43,7 +43,7 @@ async def _run(controller: controllers.Controller, *, resync: float, workers: in
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
-    log.info("watching %s (resync every %ss)", controller.store.groups_dir, resync)
+    log.info("watching %s (resync every %ss, poll every %ss)", controller.store.groups_dir, resync, poll)
     try:
         await main
     except asyncio.CancelledError:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from infrakit import logs
+from infrakit import logs, options
 
 __all__ = ["main"]
 
@@ -85,9 +85,7 @@ __all__ = ["main"]
     hidden=True,
     help="Deprecated: the port of --metrics-bind-address (0 to disable).",
 )
-@click.option(
-    "--resync", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds between full resyncs."
-)
+@options.timers
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Groups synced in parallel.")
 @click.option(
     "--leader-election/--no-leader-election", default=True, show_default=True, help="Act only while holding the Lease."
@@ -123,6 +121,7 @@ def main(
     metrics_address: str,
     metrics_port: int | None,
     resync: float,
+    poll: float,
     workers: int,
     leader_election: bool,
     lease_namespace: str,
@@ -148,6 +147,7 @@ def main(
         scanning=scanning,
         plugins_dir=plugins_dir,
         resync=resync,
+        poll=poll,
         workers=workers,
         metrics_host=metrics_host,
         metrics_port=metrics_port,

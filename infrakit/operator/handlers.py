@@ -37,7 +37,7 @@ from typing import Any
 
 import kopf
 
-from infrakit import plugins
+from infrakit import plugins, runtime
 from infrakit.cluster import kubeapi, records
 from infrakit.operator import leadership, metrics, readiness
 from infrakit.rpc import resolving
@@ -56,7 +56,8 @@ class Config:
     namespaces: tuple[str, ...] = ()
     scanning: bool = True
     plugins_dir: Path | None = None
-    resync: float = 30.0
+    resync: float = runtime.RESYNC
+    poll: float = runtime.POLL
     workers: int = 2
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9090  # 0: no metrics server
@@ -111,6 +112,7 @@ class Operator:
             syncer=syncer,
             workers=self.config.workers,
             resync=self.config.resync,
+            poll=self.config.poll,
             may_act=self.may_act,
             on_result=self._on_result,
         )

@@ -10,3 +10,6 @@ from the queue, change feeds and a resync.  The adapters (``infrakit.local``,
 """
 
 # Submodules are imported by their users, not here: the CLI imports only what a command needs.
+
+RESYNC = 300.0  # seconds between syncs of a group whose instance changes are watched (infrakit.runtime.running)
+POLL = 10.0  # seconds between syncs of a group whose instance plugin cannot report changes (InfraKit's poll)

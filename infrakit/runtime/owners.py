@@ -54,6 +54,10 @@ class Owners:
         with self._lock:
             self._plugins[key] = plugin
 
+    def plugin_of(self, key: stores.Key) -> plugins.InstancePlugin | None:
+        """The instance plugin ``key`` was last synced with, if any."""
+        return self._plugins.get(key)
+
     def forget(self, key: stores.Key) -> plugins.InstancePlugin | None:
         """Drop ``key``; return its instance plugin (where its instances were), if known."""
         with self._lock:

@@ -8,7 +8,13 @@ kopf handlers only call :meth:`Runtime.enqueue`).  What wakes a group:
   (``plugins.Watching``) is watched from the moment the registry makes it, and the
   owner index maps the instance to its group (an unknown instance wakes every group);
 * the sync asked to be requeued (waiting for health) or failed (per-key backoff);
-* the periodic resync, which also collects the instances of groups that are gone.
+* its own timer, set at the end of each successful sync: ``poll`` seconds if its
+  instance plugin cannot report changes (then polling is how a lost instance is found,
+  as InfraKit's group plugin polled every 10 s), ``resync`` seconds if its changes are
+  watched (a safety net, as controller-runtime's resync: every change already wakes the
+  group).  Each timer is spread by +/-10 %, so a thousand groups never resync at once.
+
+Every ``resync`` seconds the instances of groups that are gone are collected.
 
 Syncs run in worker threads (plugins block); one key is never synced twice at once.
 Acting can be switched off (``may_act``: a replica that is not the leader), and a
@@ -21,12 +27,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from infrakit import logs, plugins
-from infrakit.runtime import queueing, stores, syncing
+from infrakit.runtime import POLL, RESYNC, queueing, stores, syncing
 
 __all__ = ["Runtime"]
 
@@ -39,7 +46,8 @@ class Runtime:
         *,
         syncer: syncing.Syncer,
         workers: int = 2,
-        resync: float = 30.0,
+        resync: float = RESYNC,
+        poll: float = POLL,
         may_act: Callable[[], bool] = lambda: True,
         on_result: Callable[[syncing.Result], None] | None = None,
     ) -> None:
@@ -49,6 +57,7 @@ class Runtime:
         self.owners = syncer.owners
         self.workers = workers
         self.resync = resync
+        self.poll = poll
         self.may_act = may_act
         self.on_result = on_result
         self.queue: queueing.WorkQueue[stores.Key] = queueing.WorkQueue()
@@ -157,15 +166,22 @@ class Runtime:
         elif result.failure is not None:
             if result.retry:
                 self.queue.fail(key)
+            else:  # an invalid spec waits for a change; a plugin's verdict is asked again now and then
+                self.queue.add(key, after=self.resync)
         else:
             self.queue.forget(key)
-            if result.requeue_after is not None:
-                self.queue.add(key, after=result.requeue_after)
+            after = result.requeue_after
+            self.queue.add(key, after=self.period(key) if after is None else after)
+
+    def period(self, key: stores.Key) -> float:
+        """Seconds until ``key`` is synced again if nothing wakes it earlier (see the module docstring)."""
+        plugin = self.owners.plugin_of(key)
+        watched = plugin is not None and id(plugin) in self._watched
+        return (self.resync if watched else self.poll) * random.uniform(0.9, 1.1)
 
     async def _resync(self) -> None:
         while True:
             await asyncio.sleep(self.resync)
-            self.enqueue_all()
             if self.store.collects_garbage and self.may_act():
                 for plugin in self.registry.instance_plugins():
                     try:

@@ -128,6 +128,69 @@ def test_a_group_waiting_for_health_is_requeued(world: World, monkeypatch: pytes
     run_with(runtime, body)
 
 
+def test_a_group_whose_plugin_cannot_report_changes_is_polled(world: World) -> None:
+    """No change feed: polling every ``poll`` seconds is how a lost instance is found (as InfraKit did)."""
+    world.store.apply(group(size=2, instance_plugin="instance-blind"))
+    blind = _Blind(world.plugin)
+    world.registry._factories["infrakit.instance"]["instance-blind"] = lambda options: blind
+    results: list[syncing.Result] = []
+    runtime = running.Runtime(syncer=world.syncer, resync=3600, poll=0.05, on_result=results.append)
+
+    async def body() -> None:
+        lost = world.members()[0]
+        world.plugin.lose(lost)  # the memory plugin's feed is not watched: only the poll can find it
+        await eventually(lambda: len(world.members()) == 2 and lost not in world.members())
+        assert all(r.key == KEY for r in results)
+        assert 0.045 <= runtime.period(KEY) <= 0.055
+
+    run_with(runtime, body)
+
+
+def test_a_watched_group_is_not_polled(world: World) -> None:
+    """Its changes wake it: only the (rare, spread) resync syncs it again; a thousand idle groups cost nothing."""
+    world.store.apply(group(size=2))
+    results: list[syncing.Result] = []
+    runtime = running.Runtime(syncer=world.syncer, resync=3600, poll=0.01, on_result=results.append)
+
+    async def body() -> None:
+        await eventually(lambda: id(world.plugin) in runtime._watched)
+        runtime.enqueue(KEY)  # one sync now that the feed runs: its timer is the resync's
+        await eventually(lambda: not runtime.queue._dirty and not runtime.queue._processing)
+        before = len(results)
+        await asyncio.sleep(0.2)  # twenty polls' worth
+        assert len(results) == before, "a watched group was polled"
+        assert 3240 <= runtime.period(KEY) <= 3960  # spread by +/-10 %
+        lost = world.members()[0]
+        world.plugin.lose(lost)
+        await eventually(lambda: len(world.members()) == 2 and lost not in world.members())
+
+    run_with(runtime, body)
+
+
+class _Blind:
+    """An instance plugin without a change feed (a daemon that serves no events, say)."""
+
+    name = "instance-blind"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def validate(self, properties: Any) -> None:
+        self.inner.validate(properties)
+
+    def describe(self, tags: Any) -> list[Any]:
+        return list(self.inner.describe(tags))
+
+    def provision(self, spec: Any) -> str:
+        return str(self.inner.provision(spec))
+
+    def label(self, instance_id: str, labels: Any) -> None:
+        self.inner.label(instance_id, labels)
+
+    def destroy(self, instance_id: str) -> None:
+        self.inner.destroy(instance_id)
+
+
 class _Broken:
     name = "instance-broken"
 
