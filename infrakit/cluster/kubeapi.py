@@ -143,24 +143,26 @@ class Groups:
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
         """Merge ``status`` into the object's status; False if the object is gone."""
-        return self._merge_unless_gone(namespace, name, {"status": dict(status)}, subresource="status")
+        return self._merge_unless_gone(namespace, name, {"status": dict(status)}, subresource="status") is not None
 
-    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], *, resource_version: str) -> bool:
+    def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], *, resource_version: str
+    ) -> dict[str, Any] | None:
         """Replace the finalizer list, failing with 409 if the object changed meanwhile.
 
-        False if the object is gone (nothing left to hold or release).
+        The object as patched; None if it is gone (nothing left to hold or release).
         """
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         return self._merge_unless_gone(namespace, name, patch)
 
-    def _merge(self, namespace: str, name: str, patch: Mapping[str, Any], *, subresource: str = "") -> None:
+    def _merge(self, namespace: str, name: str, patch: Mapping[str, Any], *, subresource: str = "") -> dict[str, Any]:
         """A JSON merge patch of the object (or of its ``status`` subresource), as our field manager."""
         call = (
             self.custom.patch_namespaced_custom_object_status
             if subresource == "status"
             else self.custom.patch_namespaced_custom_object
         )
-        call(
+        patched: Any = call(
             GROUP,
             VERSION,
             namespace,
@@ -170,15 +172,17 @@ class Groups:
             field_manager=self.field_manager,
             _content_type="application/merge-patch+json",
         )
+        return dict(patched)
 
-    def _merge_unless_gone(self, namespace: str, name: str, patch: Mapping[str, Any], *, subresource: str = "") -> bool:
+    def _merge_unless_gone(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, subresource: str = ""
+    ) -> dict[str, Any] | None:
         try:
-            self._merge(namespace, name, patch, subresource=subresource)
+            return self._merge(namespace, name, patch, subresource=subresource)
         except ApiException as error:
             if error.status == 404:
-                return False
+                return None
             raise
-        return True
 
     def post_event(
         self, body: Mapping[str, Any], *, reason: str, message: str, warning: bool = False, component: str

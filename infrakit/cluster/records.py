@@ -195,11 +195,23 @@ class ClusterStore:
         if record.version is None:
             return False
         try:
-            return self.groups.set_finalizers(record.key[0], record.key[1], finalizers, resource_version=record.version)
+            patched = self.groups.set_finalizers(
+                record.key[0], record.key[1], finalizers, resource_version=record.version
+            )
         except kubeapi.ApiException as error:
             if error.status == 409:
                 raise stores.Conflict(f"{record.key[0]}/{record.key[1]} changed meanwhile") from None
             raise
+        if patched is None:
+            return False
+        with self._lock:
+            # The patch was conditional on record.version: the object as patched is the version
+            # right after it, so its watch event need not wake another sync.  Unless the watch
+            # has already brought something newer (then the cache stays as it is).
+            body = self.cache.get(record.key)
+            if body is not None and (body.get("metadata") or {}).get("resourceVersion") == record.version:
+                self.cache[record.key] = patched
+        return True
 
     def _forget_events(self, key: stores.Key) -> None:
         for event_key in [k for k in self._last_event if k[:2] == key]:

@@ -20,9 +20,11 @@ class FakeGroups:
         self.calls.append(("status", status))
         return True
 
-    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], *, resource_version: str) -> bool:
+    def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], *, resource_version: str
+    ) -> dict[str, Any] | None:
         self.calls.append(("finalizers", finalizers))
-        return True
+        return body(finalizers=tuple(finalizers), version=str(int(resource_version) + 1))
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         return {"metadata": {"resourceVersion": "9", "finalizers": ["infrakit.io/instances"]}}
@@ -31,7 +33,9 @@ class FakeGroups:
         self.calls.append(("event", event["reason"]))
 
 
-def body(*, generation: int = 1, finalizers: tuple[str, ...] = (), status: Any = None) -> dict[str, Any]:
+def body(
+    *, generation: int = 1, finalizers: tuple[str, ...] = (), status: Any = None, version: str = "7"
+) -> dict[str, Any]:
     return {
         "apiVersion": "infrakit.io/v1alpha1",
         "kind": "Group",
@@ -40,7 +44,7 @@ def body(*, generation: int = 1, finalizers: tuple[str, ...] = (), status: Any =
             "name": "web",
             "uid": "u1",
             "generation": generation,
-            "resourceVersion": "7",
+            "resourceVersion": version,
             "finalizers": list(finalizers),
         },
         "spec": {},
@@ -82,6 +86,37 @@ def test_only_what_matters_wakes_a_group() -> None:
     assert store.get(("team", "web")) is None
 
 
+def test_our_own_finalizer_edit_wakes_nothing_but_what_follows_does() -> None:
+    """The guard's edit came back as a watch event and synced every group a second time, for nothing."""
+    store = records.ClusterStore(FakeGroups())  # type: ignore[arg-type]
+    store.observe(body())
+    record = store.get(("team", "web"))
+    assert record is not None and store.guard(record)
+    guarded = store.get(("team", "web"))
+    assert guarded is not None and guarded.guarded and guarded.version == "8"  # the next sync starts from it
+    assert not store.observe(body(finalizers=("infrakit.io/instances",), version="8"))[1]
+    assert store.observe(body(generation=2, finalizers=("infrakit.io/instances",), version="9"))[1]
+
+
+def test_a_patch_response_never_replaces_a_newer_watch_event() -> None:
+    """The watch may bring a later version before the patch's response is read: the cache keeps the later one."""
+    store = records.ClusterStore(FakeGroups())  # type: ignore[arg-type]
+
+    class Racing(FakeGroups):
+        def set_finalizers(
+            self, namespace: str, name: str, finalizers: list[str], *, resource_version: str
+        ) -> dict[str, Any] | None:
+            store.observe(body(generation=2, finalizers=tuple(finalizers), version="9"))  # a spec change, already
+            return super().set_finalizers(namespace, name, finalizers, resource_version=resource_version)
+
+    store.groups = Racing()  # type: ignore[assignment]
+    store.observe(body())
+    record = store.get(("team", "web"))
+    assert record is not None and store.guard(record)
+    latest = store.get(("team", "web"))
+    assert latest is not None and latest.version == "9" and latest.generation == 2
+
+
 def test_namespace_globs_decide_what_is_ours() -> None:
     store = records.ClusterStore(FakeGroups(), namespaces=("team-*", "ops"))  # type: ignore[arg-type]
     assert store.owns(("team-a", "x")) and store.owns(("ops", "x"))
@@ -93,7 +128,9 @@ def test_a_stale_finalizer_write_is_a_conflict_not_a_failure() -> None:
     from infrakit.cluster import kubeapi
 
     class Conflicting(FakeGroups):
-        def set_finalizers(self, namespace: str, name: str, finalizers: list[str], *, resource_version: str) -> bool:
+        def set_finalizers(
+            self, namespace: str, name: str, finalizers: list[str], *, resource_version: str
+        ) -> dict[str, Any] | None:
             raise kubeapi.ApiException(status=409, reason="Conflict")
 
     store = records.ClusterStore(Conflicting())  # type: ignore[arg-type]
