@@ -141,6 +141,7 @@ class FilePlugin:
         self._lock = threading.Lock()  # guards _listing
         self._listing: _Listing | None = None
         self._long_lived = False  # described before: keep a journal of the directory's changes
+        self._own: dict[str, _Entry] = {}  # provisioned since the journal was last drained (guarded by _lock)
         self._spec: _Rendering | None = None  # the spec provision rendered last
         self._renderings: dict[str, str] = {}  # compact JSON -> its indented rendering, nested one level
         self._validated: tuple[str, int] = ("", 0)  # the compact JSON validate measured last, and its size
@@ -174,8 +175,9 @@ class FilePlugin:
         rendering = self._render(spec)
         for _ in range(4):
             instance_id = f"instance-{secrets.randbits(63)}"
+            created = time.time()
             data = _encode_new(
-                created=time.time(),
+                created=created,
                 instance_id=instance_id,
                 logical_id=spec.logical_id,
                 spec=rendering.spec_text,
@@ -187,6 +189,14 @@ class FilePlugin:
                 self._write(instance_id, data, new=True)
             except FileExistsError:  # one chance in 2**63: draw another ID
                 continue
+            with self._lock:
+                if self._listing is not None and self._listing.journal is not None:
+                    # What the journal will report as this file's creation is known: no need to read
+                    # it back, unless anything else happens to it first (see _refresh).
+                    description = instances.Description(
+                        id=instance_id, logical_id=spec.logical_id, tags=dict(rendering.tags), created=created
+                    )
+                    self._own[instance_id] = _Entry(key=_UNKNOWN, description=description, trusted=False)
             return instance_id
         raise spi.PluginError(f"cannot find a free instance ID in {self.directory}")
 
@@ -233,6 +243,7 @@ class FilePlugin:
                 if changed:
                     self._refresh(listing, changed)
             elif self._long_lived and not listing.journal_failed:
+                self._own.clear()  # their creations may be among what the journal lost
                 # Described before: a long-lived plugin (a one-shot command never pays for the
                 # journal).  Arm it (again, if the directory was moved or the journal overflowed),
                 # then list everything once: from here on, every change is in the journal.
@@ -380,10 +391,18 @@ class FilePlugin:
         listing.settled = started_ns - info.st_mtime_ns > RACY_NS
         listing.replace(entries)
 
-    def _refresh(self, listing: _Listing, names: set[str]) -> None:
-        """Parse again the files the journal says changed (created, replaced, edited, removed)."""
+    def _refresh(self, listing: _Listing, changed: Mapping[str, int]) -> None:
+        """Parse again the files the journal says changed (created, replaced, edited, removed).
+
+        A file this plugin created, whose only event since is that creation, holds what
+        ``provision`` wrote: it is not read back.
+        """
         started_ns = time.time_ns()
-        for name in names:
+        for name, events in changed.items():
+            own = self._own.pop(name, None)
+            if own is not None and events == _JUST_CREATED:
+                listing.put(name, own)
+                continue
             path = os.path.join(self._root, name)
             try:
                 info = os.lstat(path)
@@ -681,6 +700,11 @@ class _Listing:
             self.journal = None
 
 
+_UNKNOWN: Final = (0, 0, 0, 0)  # the key of an entry never stat-ed (untrusted: a full scan reads it)
+_SEVERAL: Final = -1  # a name with more than one event since the last drain
+_JUST_CREATED: Final = 0x100  # IN_CREATE alone: what linking a new file in (provision) makes
+
+
 def _by_id(description: instances.Description) -> str:
     return description.id
 
@@ -724,8 +748,9 @@ class _Journal:
             return None
         return cls(notify, flags)
 
-    def drain(self) -> set[str] | None:
-        changed: set[str] = set()
+    def drain(self) -> dict[str, int] | None:
+        """The instance names that changed: each with its event's mask, or ``_SEVERAL`` (-1)."""
+        changed: dict[str, int] = {}
         try:
             events = self._notify.read(timeout=0)
         except OSError:
@@ -734,7 +759,7 @@ class _Journal:
             if event.mask & self._lost:
                 return None
             if _ID.fullmatch(event.name):
-                changed.add(event.name)
+                changed[event.name] = _SEVERAL if event.name in changed else event.mask
         return changed
 
     def close(self) -> None:

@@ -246,3 +246,27 @@ def test_the_journal_is_kept_only_by_a_plugin_that_describes_again(tmp_path: Pat
     assert [d.id for d in plugin.describe({instances.TAG_GROUP: "a"})] == sorted(ids[1:])
     assert len(plugin.describe({instances.TAG_GROUP: "b"})) == 1
     assert scans == 0, "changes come from the journal, not from listing the directory"
+
+
+def test_what_the_plugin_wrote_is_not_read_back_unless_something_else_touched_it(tmp_path: Path) -> None:
+    plugin = FilePlugin(directory=tmp_path)
+    plugin.describe({})
+    plugin.describe({})  # long-lived: the journal is armed
+    reads: list[str] = []
+    load = plugin._load
+
+    def counting(path: str, name: str, started_ns: int) -> instance_file._Entry | None:
+        reads.append(name)
+        return load(path, name, started_ns)
+
+    plugin._load = counting  # type: ignore[method-assign]
+    untouched, edited, replaced = (plugin.provision(spec("a")) for _ in range(3))
+    data = (tmp_path / edited).read_bytes()
+    with (tmp_path / edited).open("r+b") as handle:  # same size, same inode: only the event tells
+        handle.write(data.replace(b'"infrakit.group": "a"', b'"infrakit.group": "b"'))
+    (tmp_path / "temp").write_bytes(document(replaced, "c"))
+    os.replace(tmp_path / "temp", tmp_path / replaced)
+    assert [d.id for d in plugin.describe({instances.TAG_GROUP: "a"})] == [untouched]
+    assert [d.id for d in plugin.describe({instances.TAG_GROUP: "b"})] == [edited]
+    assert [d.id for d in plugin.describe({instances.TAG_GROUP: "c"})] == [replaced]
+    assert sorted(reads) == sorted([edited, replaced])
