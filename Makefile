@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: help install tutorial test lint unit controlplane controlplane-up controlplane-down bench bench-smoke \
+.PHONY: help install tutorial test lint unit controlplane controlplane-up controlplane-down bench bench-smoke bench-scale \
         kind-up kind-e2e kind-down dev image clean
 
 help:
@@ -48,6 +48,9 @@ controlplane-down: $(STAMP) ## Stop it and remove its data
 
 bench: $(STAMP) controlplane ## All benchmark scenarios; rewrites BENCHMARKS.md
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
+
+bench-scale: $(STAMP) ## The scaling curve alone, up to 100,000 instances in one group (~5 min)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench --only curve --output "$${TMPDIR:-/tmp}/infrakit-bench-scale.md"
 
 bench-smoke: $(STAMP) ## Tiny benchmark run (no thresholds) so the code cannot rot
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench --smoke

@@ -16,7 +16,7 @@ from bench import cli, cluster, local, measure, report, rpc
 from bench.measure import Row, Sizes, Workdir
 
 LOCAL = ("provision", "curve", "roll", "heal-local", "rpc-provision", "rpc-heal", "cli", "cli-commit")
-CLUSTER = ("heal-operator", "scale", "idle")
+CLUSTER = ("heal-operator", "fleet", "roll-operator")
 ALL = LOCAL + CLUSTER
 
 

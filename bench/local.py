@@ -176,7 +176,7 @@ def curve(workdir: Workdir, sizes: Sizes) -> list[Row]:
     """
     seconds: dict[int, list[float]] = {n: [] for n in sizes.curve}
     floors: dict[int, list[float]] = {n: [] for n in sizes.curve}
-    for round_ in range(sizes.repeat):
+    for round_ in range(sizes.curve_repeat):
         for n in sizes.curve[::-1] if round_ % 2 == 0 else sizes.curve:
             took, base = commit_once(workdir, n)
             real = [entry.stat().st_size for entry in os.scandir(base / "instances")]

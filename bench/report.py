@@ -101,19 +101,22 @@ METHOD = """\
 * **3. Rolling update**: commit a group (vanilla flavor: instantly healthy), then commit it again with
   different instance properties: every instance is replaced, one at a time (maxSurge 1,
   maxUnavailable 0, the defaults).  Baseline: the first commit of the same run.
-* **4. Operator at scale**: the operator process (defaults: 2 workers, leader election, resync 30 s)
-  watches one namespace of the Go-built kube-apiserver + etcd (`infrakit.controlplane.start`).  Time
-  from starting `kubectl apply` to the watch event showing `Ready=True` with every replica ready and
-  `observedGeneration` current.  Baseline: `Controller.commit` of the same group, in the same run.  API
-  writes: a watch on the Group records every new `resourceVersion`; consecutive versions whose status
-  differs count as a status patch (no-op patches do not create versions and are not counted), whose
-  finalizers differ as a finalizer edit; counting continues a few seconds after Ready.  Events are
-  listed by `involvedObject.name` afterwards.  The group is deleted (the operator destroys its
-  instances) between runs.
-* **5. Idle**: one operator process, `groups × size` instances applied at once and converged, then a
-  settling pause, then `psutil` user+sys CPU time of the operator process over the idle window (the
-  default resync of 30 s falls inside it), and the peak resident set (`VmHWM` from `/proc`) over the
-  process's whole life, convergence included.
+* **4. Operator at scale**: the operator process (defaults: 2 workers, leader election, resync 300 s
+  for watched groups) watches one namespace of the Go-built kube-apiserver + etcd
+  (`infrakit.controlplane.start`).  *Fleet*: `kubectl apply` of 1,000 Groups of 100 instances (one
+  file, 100,000 instances on one volume), timed from the start of `kubectl apply` to the watch event
+  that shows the last Group `Ready=True` with every replica ready and `observedGeneration` current;
+  baseline: the local store committing the same 1,000 documents in one process (what `infrakit-local
+  commit` of that file does), in the same run.  Status writes: a watch on the namespace sees every new
+  `resourceVersion`; consecutive versions of a Group whose status differs count as one write (no-op
+  patches create no version and are not counted), up to a few seconds after Ready.  Then, at steady
+  state: 100 instance files unlinked one at a time across the groups, each timed to the inotify event
+  of its replacement (as scenario 2); then `psutil` user+sys CPU of the operator over an idle window,
+  and its peak resident set (`VmHWM` from `/proc`) over its whole life, convergence included.  *Roll*:
+  one Group of 10,000 applied, then applied again with other instance properties (every instance
+  replaced, maxSurge 1); each timed to `Ready=True` at the new generation with every replica updated;
+  baseline: the local store's commit and rolling update of the same group.  Events are listed by
+  `involvedObject.name` afterwards.
 * **6. Scaling curve**: `Controller.commit` at each size, and the floor at each size, the sizes
   taking turns within each round.  Linear means a constant time per instance; the filesystem itself
   is not linear at these burst sizes here (see the findings), so the target is judged on our
@@ -137,12 +140,14 @@ REPRODUCE = """\
 ```console
 $ make bench              # = .venv/bin/python -m bench   (full sizes; rewrites BENCHMARKS.md)
 $ make bench-smoke        # = .venv/bin/python -m bench --smoke   (tiny sizes, < 60 s; part of make test)
+$ make bench-scale        # = .venv/bin/python -m bench --only curve   (to 100,000 in one group; prints the table)
 $ .venv/bin/python -m bench --only provision,roll --output /tmp/b.md   # a subset, elsewhere
 $ .venv/bin/python -m bench --only cli,cli-commit --output /tmp/b.md    # the CLI as processes (scenarios 7, 8)
 ```
 
-Scenario names for `--only`: provision, curve, roll, heal-local, cli, cli-commit, heal-operator, scale,
-idle.
+Scenario names for `--only`: provision, curve, roll, heal-local, rpc-provision, rpc-heal, cli, cli-commit,
+heal-operator, fleet, roll-operator.  `make bench-scale` runs the scaling curve alone (up to 100,000
+instances in one group, under 10 minutes) and prints its table.
 
 The operator scenarios need the control-plane binary (`make controlplane` builds it from the pinned Go
 modules in `tools/controlplane/`, once, cached under `~/.cache/infrakit`) and `kubectl` (in `.venv`).

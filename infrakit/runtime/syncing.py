@@ -146,16 +146,20 @@ class Syncer:
         progress = engine.Progress()
         plan = planning.Plan()
         steps = progress.steps
+        debugging = log.isEnabledFor(logging.DEBUG)  # a step's fields cost more than the step at 100,000
 
         def step(done: engine.Step) -> None:
-            log.debug(
-                "group %s: %s %s (%s)",
-                _name(record.key),
-                done.action,
-                done.instance_id,
-                done.reason.value,
-                extra=logs.fields(record.key, action=done.action, instance=done.instance_id, reason=done.reason.value),
-            )
+            if debugging:
+                log.debug(
+                    "group %s: %s %s (%s)",
+                    _name(record.key),
+                    done.action,
+                    done.instance_id,
+                    done.reason.value,
+                    extra=logs.fields(
+                        record.key, action=done.action, instance=done.instance_id, reason=done.reason.value
+                    ),
+                )
             if done.action == "provision":
                 self.owners.add(done.instance_id, record.key)
             if on_step is not None:
