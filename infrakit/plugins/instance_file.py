@@ -40,9 +40,14 @@ group's ``destroy`` (which needs only its name), warned about once.  Anything el
 a member: its group provisions one replacement, once, and the file is left alone.
 
 ``describe`` runs on every reconcile of every group, and every group's instances may
-share one directory (the operator's volume), so what it parsed is kept by the plugin
-object (the runtime keeps one per directory) and re-read only when it may have changed,
-as git's index does:
+share one directory (the operator's volume: 100,000 files for 1,000 groups), so what it
+parsed is kept by the plugin object (the runtime keeps one per directory), indexed by
+group, and re-read only when it may have changed.  A plugin that describes a second time
+is long-lived: it keeps a journal of the directory (``_Journal``, inotify), drained at
+each describe, and re-reads only the files named there (O(changes); what ``provision``
+itself just created is not even read back); the journal overflowing, or the directory
+moving, means listing everything once more.  Without a journal (one-shot commands, no
+inotify), it goes by timestamps, as git's index does:
 
 * a file is parsed again only when its inode changed (the plugin and well-behaved
   writers replace files by rename), and at least every ``REVALIDATE`` seconds its full
@@ -141,6 +146,7 @@ class FilePlugin:
         self._lock = threading.Lock()  # guards _listing
         self._listing: _Listing | None = None
         self._long_lived = False  # described before: keep a journal of the directory's changes
+        self._described = False  # described at all (then provisioning keeps a journal)
         self._own: dict[str, _Entry] = {}  # provisioned since the journal was last drained (guarded by _lock)
         self._spec: _Rendering | None = None  # the spec provision rendered last
         self._renderings: dict[str, str] = {}  # compact JSON -> its indented rendering, nested one level
@@ -185,6 +191,7 @@ class FilePlugin:
             )
             if len(data) > MAX_FILE:
                 raise spi.PluginError(_too_large(len(data), "instance spec (properties, init script, tags)"))
+            self._journal_for_provision()
             try:
                 self._write(instance_id, data, new=True)
             except FileExistsError:  # one chance in 2**63: draw another ID
@@ -213,18 +220,24 @@ class FilePlugin:
         self._write(instance_id, data)
 
     def destroy(self, instance_id: str) -> None:
-        path = self._path(instance_id)
+        if not isinstance(instance_id, str) or not _ID.fullmatch(instance_id):
+            raise spi.InstanceNotFound(f"{instance_id!r} is not an instance ID (instance-<digits>)")
+        path = os.path.join(self._root, instance_id)  # strings: a roll destroys as often as it provisions
         try:
-            info = path.lstat()
+            info = os.lstat(path)
         except FileNotFoundError:
             raise spi.InstanceNotFound(f"instance {instance_id} not found in {self.directory}") from None
         if not stat.S_ISREG(info.st_mode):
             raise spi.PluginError(f"refusing to destroy {path}: not a regular file (symlinks are never followed)")
-        path.unlink()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            raise spi.InstanceNotFound(f"instance {instance_id} not found in {self.directory}") from None
         if self.durable:
             files.fsync_dir(self.directory)
 
     def describe(self, tags: Mapping[str, str]) -> list[instances.Description]:
+        self._described = True
         try:
             info = os.stat(self._root)
         except FileNotFoundError:
@@ -239,19 +252,26 @@ class FilePlugin:
                     listing.close()
                 listing = self._listing = _Listing(identity)
             changed = listing.journal.drain() if listing.journal is not None else None
-            if changed is not None:
+            if changed is not None and listing.exact:
                 if changed:
                     self._refresh(listing, changed)
-            elif self._long_lived and not listing.journal_failed:
-                self._own.clear()  # their creations may be among what the journal lost
-                # Described before: a long-lived plugin (a one-shot command never pays for the
-                # journal).  Arm it (again, if the directory was moved or the journal overflowed),
-                # then list everything once: from here on, every change is in the journal.
-                listing.close()  # an overflowed journal, if any; what was parsed is reused
-                listing.journal = _Journal.open(self._root)
-                listing.journal_failed = listing.journal is None
-                self._scan(listing, info, full=True)
+            elif (self._long_lived or listing.journal is not None) and not listing.journal_failed:
+                # Described before, or provisioning: a long-lived plugin (a command that only
+                # reads never pays for the journal).  Arm the journal if it is not (again, if the
+                # directory moved or the journal overflowed), then list everything once: from
+                # here on, every change is in the journal.  What this plugin created since the
+                # journal was armed, and nothing else touched, is not read back.
+                if changed is None:
+                    self._own.clear()  # their creations may be among what the journal lost
+                    listing.close()  # an overflowed journal, if any; what was parsed is reused
+                    listing.journal = _Journal.open(self._root)
+                    listing.journal_failed = listing.journal is None
+                    changed = {}
+                known = {n: self._own[n] for n, events in changed.items() if events == _JUST_CREATED and n in self._own}
+                self._own.clear()
+                self._scan(listing, info, full=True, known=known)
                 listing.validated = time.monotonic()
+                listing.exact = listing.journal is not None
             else:
                 self._long_lived = True
                 now = time.monotonic()
@@ -350,8 +370,28 @@ class FilePlugin:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _scan(self, listing: _Listing, info: os.stat_result, *, full: bool) -> None:
-        """List the directory again; parse only what is new, changed or racy."""
+    def _journal_for_provision(self) -> None:
+        """A plugin that describes, then provisions, will describe again: keep a journal from now on,
+        so that what it creates need not be read back (see describe)."""
+        with self._lock:
+            listing = self._listing
+            if listing is None:
+                if not self._described:
+                    return  # `instance-file provision`: no describe to come
+                try:
+                    os.makedirs(self._root, exist_ok=True)  # made on first use: now, to be watched
+                    info = os.stat(self._root)
+                except OSError:
+                    return  # the write will say why
+                listing = self._listing = _Listing((info.st_dev, info.st_ino))
+            if listing.journal is None and not listing.journal_failed:
+                listing.journal = _Journal.open(self._root)
+                listing.journal_failed = listing.journal is None
+
+    def _scan(
+        self, listing: _Listing, info: os.stat_result, *, full: bool, known: Mapping[str, _Entry] | None = None
+    ) -> None:
+        """List the directory again; parse only what is new, changed or racy (or not ``known`` already)."""
         started_ns = time.time_ns()
         old = listing.entries
         entries: dict[str, _Entry] = {}
@@ -368,6 +408,9 @@ class FilePlugin:
                 continue  # temp files, other programs' files: not instances
             if not entry.is_file(follow_symlinks=False):
                 self._warn(name, "is not a regular file (a symlink?); ignored, never followed")
+                continue
+            if known and name in known:
+                entries[name] = known[name]
                 continue
             cached = old.get(name)
             if cached is not None and cached.trusted:
@@ -655,6 +698,7 @@ class _Listing:
         self.racy = 0  # entries parsed too soon after their last change
         self.validated = -math.inf  # time.monotonic() of the last full check
         self.journal: _Journal | None = None  # the directory's changes, once armed
+        self.exact = False  # listed (in full) since the journal was armed: the journal alone keeps it exact
         self.journal_failed = False  # no journal here (not Linux, no inotify watch left): timestamps only
 
     def replace(self, entries: dict[str, _Entry]) -> None:

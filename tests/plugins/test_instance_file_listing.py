@@ -270,3 +270,21 @@ def test_what_the_plugin_wrote_is_not_read_back_unless_something_else_touched_it
     assert [d.id for d in plugin.describe({instances.TAG_GROUP: "b"})] == [edited]
     assert [d.id for d in plugin.describe({instances.TAG_GROUP: "c"})] == [replaced]
     assert sorted(reads) == sorted([edited, replaced])
+
+
+def test_a_commit_does_not_read_back_what_it_provisioned(tmp_path: Path) -> None:
+    """describe (no directory yet), provision, describe: the roll that follows a commit read 1,000 files back."""
+    plugin = FilePlugin(directory=tmp_path / "new")
+    assert plugin.describe({}) == []
+    ids = sorted(plugin.provision(spec("a")) for _ in range(5))
+    reads: list[str] = []
+    load = plugin._load
+
+    def counting(path: str, name: str, started_ns: int) -> instance_file._Entry | None:
+        reads.append(name)
+        return load(path, name, started_ns)
+
+    plugin._load = counting  # type: ignore[method-assign]
+    assert [d.id for d in plugin.describe({instances.TAG_GROUP: "a"})] == ids
+    assert reads == []
+    assert snapshot(plugin, None) == fresh(tmp_path / "new", None)
