@@ -45,8 +45,10 @@ parsed is kept by the plugin object (the runtime keeps one per directory), index
 group, and re-read only when it may have changed.  A plugin that describes a second time
 is long-lived: it keeps a journal of the directory (``_Journal``, inotify), drained at
 each describe, and re-reads only the files named there (O(changes); what ``provision``
-itself just created is not even read back); the journal overflowing, or the directory
-moving, means listing everything once more.  Without a journal (one-shot commands, no
+itself just created is not even read back); the journal overflowing, the directory
+moving, the directory changing with no event to say so (another host writing to a
+network filesystem, which inotify cannot see), or ``REVALIDATE_JOURNALED`` seconds
+passing means listing everything once more.  Without a journal (one-shot commands, no
 inotify), it goes by timestamps, as git's index does:
 
 * a file is parsed again only when its inode changed (the plugin and well-behaved
@@ -100,6 +102,7 @@ _MAX_DEPTH: Final = specs.MAX_PROPERTY_DEPTH  # what the core accepts; deeper ri
 RACY_NS: Final = 2_000_000_000  # a change this recent may hide behind equal timestamps (FAT: 2 s)
 STALE_TEMP_SECONDS: Final = 300.0  # a temp file this old is no live writer's
 REVALIDATE: Final = 1.0  # seconds between full (stat every file) checks of a directory
+REVALIDATE_JOURNALED: Final = 300.0  # the same, for a directory whose changes are journaled
 
 _HEAD: Final = 8192  # bytes read to recover an undecodable file's identity (ID, LogicalID, CreatedAt)
 _TAIL: Final = 65536  # bytes read to recover its Tags
@@ -252,9 +255,17 @@ class FilePlugin:
                     listing.close()
                 listing = self._listing = _Listing(identity)
             changed = listing.journal.drain() if listing.journal is not None else None
-            if changed is not None and listing.exact:
+            if (
+                changed is not None
+                and listing.exact
+                # What inotify cannot see (another host's change on a network filesystem): the
+                # directory changed with no event to say so, or it has been a while.
+                and (changed or info.st_mtime_ns == listing.mtime_ns)
+                and time.monotonic() - listing.validated < REVALIDATE_JOURNALED
+            ):
                 if changed:
                     self._refresh(listing, changed)
+                    listing.mtime_ns = info.st_mtime_ns
             elif (self._long_lived or listing.journal is not None) and not listing.journal_failed:
                 # Described before, or provisioning: a long-lived plugin (a command that only
                 # reads never pays for the journal).  Arm the journal if it is not (again, if the

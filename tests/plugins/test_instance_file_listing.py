@@ -288,3 +288,19 @@ def test_a_commit_does_not_read_back_what_it_provisioned(tmp_path: Path) -> None
     assert [d.id for d in plugin.describe({instances.TAG_GROUP: "a"})] == ids
     assert reads == []
     assert snapshot(plugin, None) == fresh(tmp_path / "new", None)
+
+
+def test_what_the_journal_cannot_see_is_seen_all_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another host on a network filesystem: no inotify event, but the directory changes; edits in place, later."""
+    plugin = FilePlugin(directory=tmp_path)
+    ids = sorted(plugin.provision(spec("a")) for _ in range(3))
+    plugin.describe({})
+    plugin.describe({})  # journaled from here
+    monkeypatch.setattr(instance_file._Journal, "drain", lambda self: {})  # blind from here
+    (tmp_path / ids[0]).unlink()  # the directory's mtime says so
+    assert [d.id for d in plugin.describe({})] == ids[1:]
+    path = tmp_path / ids[1]
+    path.write_bytes(path.read_bytes().replace(b'"infrakit.group": "a"', b'"infrakit.group": "b"'))
+    assert len(plugin.describe({instances.TAG_GROUP: "a"})) == 2  # an edit in place: unseen for now...
+    monkeypatch.setattr(instance_file, "REVALIDATE_JOURNALED", 0.0)
+    assert [d.id for d in plugin.describe({instances.TAG_GROUP: "b"})] == [ids[1]]  # ...until the next full check
