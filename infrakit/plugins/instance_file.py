@@ -255,17 +255,19 @@ class FilePlugin:
                     listing.close()
                 listing = self._listing = _Listing(identity)
             changed = listing.journal.drain() if listing.journal is not None else None
+            # The directory's mtime after the drain: a change this host made since is in the next
+            # drain; a change with no event at all (another host's, on a network filesystem, which
+            # inotify cannot see) shows as an mtime that moved while the journal says nothing.
+            mtime_ns = _mtime_ns(self._root) if changed is not None else -1
             if (
                 changed is not None
                 and listing.exact
-                # What inotify cannot see (another host's change on a network filesystem): the
-                # directory changed with no event to say so, or it has been a while.
-                and (changed or info.st_mtime_ns == listing.mtime_ns)
+                and (changed or mtime_ns == listing.mtime_ns)
                 and time.monotonic() - listing.validated < REVALIDATE_JOURNALED
             ):
                 if changed:
                     self._refresh(listing, changed)
-                    listing.mtime_ns = info.st_mtime_ns
+                    listing.mtime_ns = mtime_ns
             elif (self._long_lived or listing.journal is not None) and not listing.journal_failed:
                 # Described before, or provisioning: a long-lived plugin (a command that only
                 # reads never pays for the journal).  Arm the journal if it is not (again, if the
@@ -278,9 +280,11 @@ class FilePlugin:
                     listing.journal = _Journal.open(self._root)
                     listing.journal_failed = listing.journal is None
                     changed = {}
+                    mtime_ns = _mtime_ns(self._root)
                 known = {n: self._own[n] for n, events in changed.items() if events == _JUST_CREATED and n in self._own}
                 self._own.clear()
                 self._scan(listing, info, full=True, known=known)
+                listing.mtime_ns = mtime_ns  # as of the drain (or the arming): later changes are journaled
                 listing.validated = time.monotonic()
                 listing.exact = listing.journal is not None
             else:
@@ -758,6 +762,13 @@ class _Listing:
 _UNKNOWN: Final = (0, 0, 0, 0)  # the key of an entry never stat-ed (untrusted: a full scan reads it)
 _SEVERAL: Final = -1  # a name with more than one event since the last drain
 _JUST_CREATED: Final = 0x100  # IN_CREATE alone: what linking a new file in (provision) makes
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 def _by_id(description: instances.Description) -> str:

@@ -304,3 +304,28 @@ def test_what_the_journal_cannot_see_is_seen_all_the_same(tmp_path: Path, monkey
     assert len(plugin.describe({instances.TAG_GROUP: "a"})) == 2  # an edit in place: unseen for now...
     monkeypatch.setattr(instance_file, "REVALIDATE_JOURNALED", 0.0)
     assert [d.id for d in plugin.describe({instances.TAG_GROUP: "b"})] == [ids[1]]  # ...until the next full check
+
+
+def test_a_change_racing_a_describe_costs_no_full_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another worker's file created while a describe runs: the journal has it, nothing to list again for it."""
+    plugin = FilePlugin(directory=tmp_path)
+    plugin.describe({})
+    plugin.provision(spec("a"))
+    plugin.describe({})  # exact from here
+    drain = instance_file._Journal.drain
+    racing = [True]
+
+    def drain_racing(self: instance_file._Journal) -> dict[str, int] | None:
+        if racing.pop() if racing else False:
+            name = f"instance-{random.randrange(2**63)}"
+            (tmp_path / name).write_bytes(document(name, "a"))  # after describe's stat, before the drain
+        return drain(self)
+
+    monkeypatch.setattr(instance_file._Journal, "drain", drain_racing)
+    scans = []
+    scan = plugin._scan
+    monkeypatch.setattr(plugin, "_scan", lambda *a, **k: (scans.append(1), scan(*a, **k)))
+    first = snapshot(plugin, "a")
+    second = snapshot(plugin, "a")
+    assert first == second == fresh(tmp_path, "a") and len(first) == 2
+    assert scans == []
