@@ -194,19 +194,28 @@ class FilePlugin:
             )
             if len(data) > MAX_FILE:
                 raise spi.PluginError(_too_large(len(data), "instance spec (properties, init script, tags)"))
-            self._journal_for_provision()
+            # What the journal will report as this file's creation is known: no need to read it
+            # back, unless anything else happens to it first (see _refresh).  Recorded before the
+            # file exists, so that a describe in another thread, which may drain the creation
+            # before this one returns, finds it (and none is left behind, never drained).
+            if self._journal_for_provision():
+                description = instances.Description(
+                    id=instance_id, logical_id=spec.logical_id, tags=dict(rendering.tags), created=created
+                )
+                with self._lock:
+                    self._own[instance_id] = _Entry(key=_UNKNOWN, description=description, trusted=False)
             try:
                 self._write(instance_id, data, new=True)
-            except FileExistsError:  # one chance in 2**63: draw another ID
-                continue
-            with self._lock:
-                if self._listing is not None and self._listing.journal is not None:
-                    # What the journal will report as this file's creation is known: no need to read
-                    # it back, unless anything else happens to it first (see _refresh).
-                    description = instances.Description(
-                        id=instance_id, logical_id=spec.logical_id, tags=dict(rendering.tags), created=created
-                    )
-                    self._own[instance_id] = _Entry(key=_UNKNOWN, description=description, trusted=False)
+            except BaseException as error:
+                with self._lock:
+                    self._own.pop(instance_id, None)
+                    if self._listing is not None and instance_id in self._listing.entries:
+                        # A describe took our entry for a file someone else made under this name
+                        # meanwhile (one chance in 2**63): read what is really there.
+                        self._refresh(self._listing, {instance_id: _SEVERAL})
+                if isinstance(error, FileExistsError):  # one chance in 2**63: draw another ID
+                    continue
+                raise
             return instance_id
         raise spi.PluginError(f"cannot find a free instance ID in {self.directory}")
 
@@ -385,23 +394,24 @@ class FilePlugin:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _journal_for_provision(self) -> None:
+    def _journal_for_provision(self) -> bool:
         """A plugin that describes, then provisions, will describe again: keep a journal from now on,
-        so that what it creates need not be read back (see describe)."""
+        so that what it creates need not be read back (see describe).  Whether one is kept."""
         with self._lock:
             listing = self._listing
             if listing is None:
                 if not self._described:
-                    return  # `instance-file provision`: no describe to come
+                    return False  # `instance-file provision`: no describe to come
                 try:
                     os.makedirs(self._root, exist_ok=True)  # made on first use: now, to be watched
                     info = os.stat(self._root)
                 except OSError:
-                    return  # the write will say why
+                    return False  # the write will say why
                 listing = self._listing = _Listing((info.st_dev, info.st_ino))
             if listing.journal is None and not listing.journal_failed:
                 listing.journal = _Journal.open(self._root)
                 listing.journal_failed = listing.journal is None
+            return listing.journal is not None
 
     def _scan(
         self, listing: _Listing, info: os.stat_result, *, full: bool, known: Mapping[str, _Entry] | None = None

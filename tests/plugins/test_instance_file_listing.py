@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -329,3 +330,36 @@ def test_a_change_racing_a_describe_costs_no_full_listing(tmp_path: Path, monkey
     second = snapshot(plugin, "a")
     assert first == second == fresh(tmp_path, "a") and len(first) == 2
     assert scans == []
+
+
+def test_provisions_racing_describes_leave_nothing_behind(tmp_path: Path) -> None:
+    """Two workers provisioning while describes drain the journal: every creation is accounted for.
+
+    Was: what provision recorded after its file existed, a describe in another thread had
+    already drained, and the record stayed forever (100 MB at 100,000 instances).
+    """
+    plugin = FilePlugin(directory=tmp_path)
+    plugin.describe({})
+    plugin.provision(spec("a"))
+    plugin.describe({})
+    done = threading.Event()
+
+    def provisioning() -> None:
+        for _ in range(300):
+            plugin.provision(spec("a"))
+
+    def describing() -> None:
+        while not done.is_set():
+            plugin.describe({instances.TAG_GROUP: "a"})
+
+    workers = [threading.Thread(target=provisioning) for _ in range(2)]
+    reader = threading.Thread(target=describing)
+    reader.start()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done.set()
+    reader.join()
+    assert snapshot(plugin, "a") == fresh(tmp_path, "a") and len(snapshot(plugin, "a")) == 601
+    assert plugin._own == {}
