@@ -151,6 +151,8 @@ class FilePlugin:
         self._long_lived = False  # described before: keep a journal of the directory's changes
         self._described = False  # described at all (then provisioning keeps a journal)
         self._own: dict[str, _Entry] = {}  # provisioned since the journal was last drained (guarded by _lock)
+        self._feeds = 0  # change feeds running (guarded by _lock)
+        self._announced: set[str] = set()  # provisioned, not yet seen by the change feeds (guarded by _lock)
         self._spec: _Rendering | None = None  # the spec provision rendered last
         self._renderings: dict[str, str] = {}  # compact JSON -> its indented rendering, nested one level
         self._validated: tuple[str, int] = ("", 0)  # the compact JSON validate measured last, and its size
@@ -204,11 +206,14 @@ class FilePlugin:
                 )
                 with self._lock:
                     self._own[instance_id] = _Entry(key=_UNKNOWN, description=description, trusted=False)
+                    if self._feeds:
+                        self._announced.add(instance_id)
             try:
                 self._write(instance_id, data, new=True)
             except BaseException as error:
                 with self._lock:
                     self._own.pop(instance_id, None)
+                    self._announced.discard(instance_id)
                     if self._listing is not None and instance_id in self._listing.entries:
                         # A describe took our entry for a file someone else made under this name
                         # meanwhile (one chance in 2**63): read what is really there.
@@ -313,6 +318,11 @@ class FilePlugin:
     async def changes(self) -> AsyncIterator[frozenset[str] | None]:
         """The IDs of the instances whose files changed (created, modified, deleted), as they change.
 
+        The creation of an instance this plugin provisioned is not reported (its caller
+        knows: the sync that made it), unless something else happened to it in the same
+        burst (a deletion, an edit; a rename over it in the same burst cannot be told
+        from the creation, and is seen at the next describe).
+
         ``None`` means anything may have changed (list everything again): it comes first,
         once the watch is armed, and again each time the watch had to be re-established
         because the directory was removed, replaced or renamed (the directory's parent,
@@ -328,6 +338,8 @@ class FilePlugin:
 
         stop = threading.Event()
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="infrakit-watch")
+        with self._lock:
+            self._feeds += 1
         try:
             while True:
                 identity = _directory(self._root)
@@ -345,6 +357,8 @@ class FilePlugin:
                 with notify:
                     if _directory(self._root) != identity:
                         continue  # replaced while the watch was armed
+                    with self._lock:
+                        self._announced.clear()  # the None covers them
                     yield None
                     while True:
                         raw = await _watch(notify, pool, stop, timeout_ms=_CHECK_MS)
@@ -352,19 +366,27 @@ class FilePlugin:
                             if _directory(self._root) != identity:
                                 break
                             continue
-                        changed = set()
+                        kinds: dict[str, set[int]] = {}
                         lost = False
                         for change, path in raw:
                             parent, name = os.path.split(path)
                             if parent == self._root and _ID.fullmatch(name):
-                                changed.add(name)
+                                kinds.setdefault(name, set()).add(change)
                             elif path == self._root and change == _DELETED:
                                 lost = True  # a new directory may reuse the inode: the identity cannot tell
                         if lost or _directory(self._root) != identity:
                             break  # what happened since is covered by the None of the next watch
+                        with self._lock:
+                            announced = {n for n in kinds if n in self._announced}
+                            self._announced -= announced
+                        changed = {n for n, k in kinds.items() if n not in announced or k != _JUST_ADDED}
                         if changed:
                             yield frozenset(changed)
         finally:
+            with self._lock:
+                self._feeds -= 1
+                if not self._feeds:
+                    self._announced.clear()
             stop.set()
             pool.shutdown(wait=True)  # the watch thread has returned or is returning ("stop")
 
@@ -602,6 +624,7 @@ class FilePlugin:
 # -- reading -------------------------------------------------------------------------------
 
 _DELETED: Final = 3  # watchfiles.Change.deleted (the raw notifier reports ints)
+_JUST_ADDED: Final = {1}  # watchfiles.Change.added alone: a creation (or a rename onto the name)
 
 
 def _description(name: str, document: Any) -> instances.Description | str:

@@ -68,6 +68,24 @@ def test_a_deleted_or_created_instance_is_named(tmp_path: Path) -> None:
     watch(plugin, scenario)
 
 
+def test_its_own_creations_are_not_reported_but_what_befalls_them_is(tmp_path: Path) -> None:
+    """The sync that provisions knows: a wake for its own creations was a second sync of every group, for nothing."""
+    plugin = FilePlugin(directory=tmp_path)
+    plugin.describe({})  # a plugin in use (a runtime's): it knows what it creates
+
+    async def scenario(changes: Changes) -> None:
+        assert await asyncio.wait_for(anext(changes), PATIENCE) is None
+        ours = plugin.provision(SPEC)
+        foreign = "instance-12345"
+        (tmp_path / foreign).write_text("{}")  # another program's
+        seen = await until(changes, foreign)
+        assert ours not in set().union(*(change for change in seen if change is not None))
+        (tmp_path / ours).unlink()
+        await until(changes, ours)  # its loss is reported
+
+    watch(plugin, scenario)
+
+
 @pytest.mark.parametrize("away", ["rm -rf", "mv"])
 def test_the_watch_survives_the_directory_being_removed_and_recreated(tmp_path: Path, away: str) -> None:
     """Before: after ``rm -rf`` and ``mkdir`` of the directory no change was ever reported again."""
