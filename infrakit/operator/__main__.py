@@ -133,6 +133,7 @@ def main(
     log_format: str,
 ) -> None:
     """Reconcile infrakit.io Groups: provision, heal, roll and destroy their instances."""
+    _fewer_malloc_arenas()
     logs.configure(level=log_level, fmt=log_format, frameworks=("kopf", "aiohttp"))
     metrics_host, metrics_port = _bind_address(metrics_address, port=metrics_port)
     _check_credentials(log_format)
@@ -170,6 +171,26 @@ def main(
             memo=kopf.Memo(operator=handlers.Operator(config)),
         )
     )
+
+
+def _fewer_malloc_arenas() -> None:
+    """Two malloc arenas, as ``MALLOC_ARENA_MAX=2`` (unless the environment sets it): before any thread.
+
+    glibc gives threads their own arenas (up to 8 per core), and memory freed in one is not
+    reused by another: the sync workers read and write 100,000 small files, and the peak
+    RSS at 1,000 groups x 100 instances measured ~300 MB with the default, ~240 MB with two.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 2)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def _bind_address(address: str, *, port: int | None) -> tuple[str, int]:
