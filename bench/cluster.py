@@ -152,21 +152,25 @@ class Operator:
             self.process.wait()
 
 
-class GroupWatch(threading.Thread):
-    """Every version of one Group, timestamped; ``ready`` is set when it is Ready at ``size``."""
+class _Watch(threading.Thread):
+    """A watch on the Groups of a namespace (or one of them), from now on; ``seen`` gets every version."""
 
-    def __init__(self, session: Session, namespace: str, name: str, size: int) -> None:
-        super().__init__(daemon=True, name=f"watch-{name}")
-        self.session, self.namespace, self.name, self.size = session, namespace, name, size
-        self.versions: list[tuple[float, dict[str, Any]]] = []
-        self.ready = threading.Event()
-        self.ready_at = 0.0
+    def __init__(self, session: Session, namespace: str, *, name: str | None = None) -> None:
+        super().__init__(daemon=True, name=f"watch-{name or namespace}")
+        self.session, self.namespace = session, namespace
+        self._selector = {"field_selector": f"metadata.name={name}"} if name else {}
+        self.error: BaseException | None = None
         self._halt = threading.Event()
         listing: Any = session.custom.list_namespaced_custom_object(
-            kubeapi.GROUP, kubeapi.VERSION, namespace, kubeapi.PLURAL, field_selector=f"metadata.name={name}"
+            kubeapi.GROUP, kubeapi.VERSION, namespace, kubeapi.PLURAL, **self._selector
         )
         self._resource_version = str(listing["metadata"]["resourceVersion"])
-        self.error: BaseException | None = None
+
+    def seen(self, now: float, body: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def failed(self) -> None:
+        """The watch ended with ``self.error``: wake whoever waits."""
 
     def run(self) -> None:
         try:
@@ -177,25 +181,41 @@ class GroupWatch(threading.Thread):
                     kubeapi.VERSION,
                     self.namespace,
                     kubeapi.PLURAL,
-                    field_selector=f"metadata.name={self.name}",
                     resource_version=self._resource_version,
                     timeout_seconds=1,  # the server ends the stream; we resume from the last version
+                    **self._selector,
                 )
                 for event in stream:
-                    now = time.perf_counter()
                     body = event["object"]
                     self._resource_version = str(body["metadata"]["resourceVersion"])
-                    self.versions.append((now, body))
-                    if not self.ready.is_set() and is_ready(body, {self.name: self.size}):
-                        self.ready_at = now
-                        self.ready.set()
+                    self.seen(time.perf_counter(), body)
         except BaseException as error:  # reported by the caller
             self.error = error
-            self.ready.set()
+            self.failed()
 
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=10)
+
+
+class GroupWatch(_Watch):
+    """Every version of one Group, timestamped; ``ready`` is set when it is Ready at ``size``."""
+
+    def __init__(self, session: Session, namespace: str, name: str, size: int) -> None:
+        super().__init__(session, namespace, name=name)
+        self.name, self.size = name, size
+        self.versions: list[tuple[float, dict[str, Any]]] = []
+        self.ready = threading.Event()
+        self.ready_at = 0.0
+
+    def seen(self, now: float, body: dict[str, Any]) -> None:
+        self.versions.append((now, body))
+        if not self.ready.is_set() and is_ready(body, {self.name: self.size}):
+            self.ready_at = now
+            self.ready.set()
+
+    def failed(self) -> None:
+        self.ready.set()
 
     def writes(self) -> Counter[str]:
         """Changes between consecutive versions: status patches, finalizer edits, others."""
@@ -247,59 +267,33 @@ def heal_operator(session: Session, workdir: Workdir, sizes: Sizes) -> list[Row]
     ]
 
 
-class NamespaceWatch(threading.Thread):
+class NamespaceWatch(_Watch):
     """Every change of every Group in a namespace: status writes per Group, and when all are Ready."""
 
     def __init__(self, session: Session, namespace: str, sizes: dict[str, int]) -> None:
-        super().__init__(daemon=True, name=f"watch-{namespace}")
-        self.session, self.namespace, self.sizes = session, namespace, sizes
+        super().__init__(session, namespace)
+        self.sizes = sizes
         self.last: dict[str, dict[str, Any]] = {}
         self.status_writes: Counter[str] = Counter()
         self.ready: set[str] = set()
         self.all_ready = threading.Event()
         self.all_ready_at = 0.0
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-        listing: Any = session.custom.list_namespaced_custom_object(
-            kubeapi.GROUP, kubeapi.VERSION, namespace, kubeapi.PLURAL
-        )
-        self._resource_version = str(listing["metadata"]["resourceVersion"])
 
-    def run(self) -> None:
-        try:
-            while not self._halt.is_set():
-                stream = kubernetes.watch.Watch().stream(
-                    self.session.custom.list_namespaced_custom_object,
-                    kubeapi.GROUP,
-                    kubeapi.VERSION,
-                    self.namespace,
-                    kubeapi.PLURAL,
-                    resource_version=self._resource_version,
-                    timeout_seconds=1,
-                )
-                for event in stream:
-                    now = time.perf_counter()
-                    body = event["object"]
-                    name = body["metadata"]["name"]
-                    self._resource_version = str(body["metadata"]["resourceVersion"])
-                    previous = self.last.get(name)
-                    if body.get("status") != (previous or {}).get("status"):
-                        self.status_writes[name] += 1
-                    self.last[name] = body
-                    if is_ready(body, self.sizes):
-                        self.ready.add(name)
-                    else:
-                        self.ready.discard(name)
-                    if not self.all_ready.is_set() and len(self.ready) == len(self.sizes):
-                        self.all_ready_at = now
-                        self.all_ready.set()
-        except BaseException as error:  # reported by the caller
-            self.error = error
+    def seen(self, now: float, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        if body.get("status") != (self.last.get(name) or {}).get("status"):
+            self.status_writes[name] += 1
+        self.last[name] = body
+        if is_ready(body, self.sizes):
+            self.ready.add(name)
+        else:
+            self.ready.discard(name)
+        if not self.all_ready.is_set() and len(self.ready) == len(self.sizes):
+            self.all_ready_at = now
             self.all_ready.set()
 
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
+    def failed(self) -> None:
+        self.all_ready.set()
 
 
 def fleet(session: Session, workdir: Workdir, sizes: Sizes) -> list[Row]:
