@@ -36,6 +36,7 @@ __all__ = [
     "ApplyConflict",
     "ConfigException",
     "Groups",
+    "cluster_identity",
     "connect",
     "error_text",
     "kubeconfig",
@@ -48,6 +49,19 @@ FINALIZER: Final = "infrakit.io/instances"
 ORPHAN_ANNOTATION: Final = "infrakit.io/orphan-instances"
 FIELD_MANAGER: Final = "infrakit-cli"
 OPERATOR_FIELD_MANAGER: Final = "infrakit-operator"
+
+
+def cluster_identity(api: kubernetes.client.ApiClient) -> str:
+    """The cluster's identity: the UID of its ``kube-system`` namespace, as Cluster API and
+    most multi-cluster tools take it (made once with the cluster, never reused by another).
+
+    Raises :class:`ApiException` (403 where the caller may not read that namespace).
+    """
+    namespace = kubernetes.client.CoreV1Api(api).read_namespace("kube-system")
+    uid = namespace.metadata.uid if namespace.metadata is not None else None
+    if not uid:
+        raise ApiException(status=404, reason="the kube-system namespace has no UID")
+    return str(uid)
 
 
 class ApplyConflict(Exception):

@@ -43,15 +43,20 @@ class NotLeader(RuntimeError):
 
 class ClusterStore:
     collects_garbage = True
+    # One process acts at a time (the Lease): its own memory of the members is the group's,
+    # as long as it kept the Lease (the runtime forgets it on every election).
+    ledger = None
 
     def __init__(
         self,
         groups: kubeapi.Groups,
         *,
+        cluster: str,
         namespaces: Sequence[str] = (),
         may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self.groups = groups
+        self.cluster = cluster  # this cluster's identity, on every instance its groups make
         self.namespaces = tuple(namespaces)  # globs; empty: every namespace
         self.may_write = may_write
         self.cache: dict[stores.Key, dict[str, Any]] = {}
@@ -80,7 +85,7 @@ class ClusterStore:
 
     # -- stores.Store ----------------------------------------------------------------------------
 
-    def session(self) -> AbstractContextManager[None]:
+    def session(self, key: stores.Key) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
 
     def keys(self) -> list[stores.Key]:

@@ -17,6 +17,7 @@ from infrakit.core import specs
 __all__ = [
     "BOOTSTRAP_SHA",
     "MAX_FLAVOR_BYTES",
+    "TAG_CLUSTER",
     "TAG_CONFIG_SHA",
     "TAG_GROUP",
     "TAG_LOGICAL_ID",
@@ -35,6 +36,10 @@ TAG_GROUP: Final = "infrakit.group"
 TAG_CONFIG_SHA: Final = "infrakit.config_sha"
 TAG_LOGICAL_ID: Final = "infrakit.logical_id"
 TAG_NAMESPACE: Final = "infrakit.namespace"
+# The cluster a namespaced group's instances belong to (the operator's ``--cluster-id``,
+# by default the UID of the cluster's kube-system namespace): two clusters whose
+# operators share an instance plugin never take each other's instances.
+TAG_CLUSTER: Final = "infrakit.cluster"
 # Set on the instances of a group deleted with its instances left in place on purpose
 # (InfraKit's "free"), so that no collector of dangling instances takes them.
 TAG_ORPHANED: Final = "infrakit.orphaned"

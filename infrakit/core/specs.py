@@ -113,6 +113,9 @@ class GroupSpec:
 
     name: str
     namespace: str | None = None
+    # Not part of the document: the identity of the cluster whose controller holds the
+    # spec (``infrakit.cluster`` on its instances); ``None`` for the local store.
+    cluster: str | None = None
     allocation: Allocation
     instance: PluginSpec
     flavor: PluginSpec
@@ -167,11 +170,14 @@ def _plugin_manifest(spec: PluginSpec) -> dict[str, Any]:
     return out
 
 
-def parse_document(document: Any, *, namespace: str | None = None, hashed: bool = True) -> GroupSpec:
+def parse_document(
+    document: Any, *, namespace: str | None = None, cluster: str | None = None, hashed: bool = True
+) -> GroupSpec:
     """Parse a Group manifest or an InfraKit group config; raise :class:`SpecError`.
 
     ``namespace`` is the default when the manifest names none (the operator's view);
-    the local store passes ``None`` and ignores namespaces.  ``hashed=False`` leaves the
+    the local store passes ``None`` and ignores namespaces.  ``cluster`` is the identity
+    of the cluster the spec is held by (see :attr:`GroupSpec.cluster`).  ``hashed=False`` leaves the
     config hash to first use: for a read-only look at a record that was hashed when it
     was committed (``ls`` need not import the hashing code).
     """
@@ -188,6 +194,8 @@ def parse_document(document: Any, *, namespace: str | None = None, hashed: bool 
             "not a Group: expected a manifest with 'apiVersion: infrakit.io/v1alpha1' and 'kind: Group', "
             "or an InfraKit group config with 'ID' and 'Properties'",
         )
+    if cluster:
+        group = dataclasses.replace(group, cluster=cluster)
     # The hash is computed now, not on first use: a spec that cannot be hashed must fail
     # here, before any document of a file is committed, never halfway through a commit.
     if not hashed:

@@ -65,25 +65,30 @@ class Failure:
 
 
 def membership_tags(spec: specs.GroupSpec) -> dict[str, str]:
-    """The tags that make an instance a member of ``spec``'s group."""
+    """The tags that make an instance a member of ``spec``'s group: its cluster, namespace
+    and name (a local group's: its name alone, as InfraKit's)."""
     tags = {instances.TAG_GROUP: spec.name}
     if spec.namespace:
         tags[instances.TAG_NAMESPACE] = spec.namespace
+    if spec.cluster:
+        tags[instances.TAG_CLUSTER] = spec.cluster
     return tags
 
 
 def is_member(spec: specs.GroupSpec, description: instances.Description) -> bool:
-    """Whether ``description`` belongs to ``spec``'s group.
+    """Whether ``description`` provably belongs to ``spec``'s group.
 
-    The membership tags must match; and a group with no namespace (the local store's)
-    never takes an instance that carries one: that is a cluster group's, whatever its name.
+    The owner is the triple (cluster, namespace, name), each compared exactly, absent
+    with absent: a local group (no cluster, no namespace) never takes an instance that
+    carries either, and a cluster's group never takes another cluster's instance, nor
+    one that names no cluster at all, whatever its name.
     """
     tags = description.tags
-    if tags.get(instances.TAG_GROUP) != spec.name:
-        return False
-    if spec.namespace:
-        return tags.get(instances.TAG_NAMESPACE) == spec.namespace
-    return instances.TAG_NAMESPACE not in tags
+    return (
+        tags.get(instances.TAG_GROUP) == spec.name
+        and tags.get(instances.TAG_NAMESPACE) == (spec.namespace or None)
+        and tags.get(instances.TAG_CLUSTER) == (spec.cluster or None)
+    )
 
 
 def selector(spec: specs.GroupSpec) -> str:

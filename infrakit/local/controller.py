@@ -96,7 +96,7 @@ class Controller:
         """
         _local_only(spec)
         key = ("", spec.name)
-        with self.store.lock():
+        with self.store.lock(spec.name):
             try:
                 previous = self.store.load(spec.name)
             except stores.Damaged:
@@ -170,7 +170,7 @@ class Controller:
         return self._delete(name, orphan=False)
 
     def _delete(self, name: str, *, orphan: bool) -> syncing.Result:
-        with self.store.lock():
+        with self.store.lock(name):
             stored = self._require(name)
             # Recorded first: if this is interrupted, `run` or the next destroy finishes it.
             self.store.update(stored, deleting=True, orphan=orphan)
@@ -180,22 +180,21 @@ class Controller:
         return result
 
     def get(self, name: str) -> stores.StoredGroup:
-        with self.store.lock():
-            return self._require(name)
+        """The group's record as it is now (no lock: records are replaced atomically)."""
+        return self._require(name)
 
     def names(self) -> list[str]:
-        """The groups being managed (not those being deleted)."""
-        with self.store.lock():
-            found = []
-            for name in self.store.names():
-                try:
-                    stored = self.store.load(name)
-                except specs.SpecError:
-                    found.append(name)  # damaged: listed, so that it can be seen and fixed
-                    continue
-                if stored is not None and not stored.deleting:
-                    found.append(name)
-            return found
+        """The groups being managed (not those being deleted); never waits for a sync."""
+        found = []
+        for name in self.store.names():
+            try:
+                stored = self.store.load(name)
+            except specs.SpecError:
+                found.append(name)  # damaged: listed, so that it can be seen and fixed
+                continue
+            if stored is not None and not stored.deleting:
+                found.append(name)
+        return found
 
     def observe(self, name: str) -> tuple[stores.StoredGroup, list[planning.Member]]:
         stored = self.get(name)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from infrakit import files
+from infrakit.local import ledger as ledgers
 from infrakit.local import store as stores_
 from infrakit.runtime import stores
 
@@ -25,15 +26,19 @@ log = logging.getLogger("infrakit.local")
 
 class LocalStore:
     collects_garbage = False
+    cluster = None  # local instances name no cluster (nor namespace), as InfraKit's
 
     def __init__(self, store: stores_.Store, *, verbose: bool = False) -> None:
         self.store = store
+        # Several processes act on one group here (commit, run, the group daemon): they
+        # share what each group's members are through the ledger.
+        self.ledger: stores.Ledger | None = ledgers.FileLedger(store)
         # ``run`` logs what happens (as the operator posts Events); a one-shot command prints
         # its own result and error line, so its events are debug.
         self.verbose = verbose
 
-    def session(self) -> AbstractContextManager[None]:
-        return self.store.lock()
+    def session(self, key: stores.Key) -> AbstractContextManager[None]:
+        return self.store.lock(key[1])
 
     def keys(self) -> list[stores.Key]:
         return [("", name) for name in self.store.names()]

@@ -32,9 +32,11 @@ import datetime
 import errno
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import re
+import struct
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -47,6 +49,8 @@ __all__ = ["ORPHAN_ANNOTATION", "Damaged", "Store", "StoredGroup"]
 
 ORPHAN_ANNOTATION: Final = "infrakit.io/orphan-instances"
 _OPTIONS: Final = "instancePluginOptions"
+# A writer's temp file: ".NAME.yaml.<hex>.tmp" (a record) or ".NAME.members.<hex>.tmp" (a ledger).
+_TEMP: Final = re.compile(r"\.\.?([^.].*)\.(?:yaml|members)\.[0-9a-f]{8}" + re.escape(files.TEMP_SUFFIX))
 
 
 @functools.cache
@@ -234,29 +238,58 @@ class Store:
         self._held = threading.local()
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the store's exclusive lock (blocking); clean up after killed writers.
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold group ``name``'s exclusive lock (blocking); clean up after killed writers.
 
-        Re-entrant in one thread: a commit holds it across its first sync.
+        One lock per group: a sync stuck in a slow plugin call holds its own group only;
+        other groups' syncs and commits go on, and readers (``ls``, ``describe``,
+        ``inspect``) take no lock at all, as every write is an atomic rename.  The locks
+        are byte ranges of one file, ``$INFRAKIT_HOME/.lock`` (open-file-description locks:
+        per open, so threads exclude each other too, and a killed holder's lock goes with
+        it), one byte per group at an offset hashed from its name: no file per group to
+        create or leave behind.  Re-entrant in one thread: a commit holds it across its
+        first sync.
         """
-        depth = getattr(self._held, "depth", 0)
-        if depth:
-            self._held.depth = depth + 1
+        self.path(name)  # validates the name
+        held: dict[str, int] = self._held.__dict__.setdefault("depth", {})
+        if held.get(name):
+            held[name] += 1
             try:
                 yield
             finally:
-                self._held.depth -= 1
+                held[name] -= 1
             return
         self.groups_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.home / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        fd = os.open(self.home / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._held.depth = 1
-            files.remove_stale_temps(self.groups_dir)
+            _range_lock(fd, name, wait=True)
+            held[name] = 1
+            self._sweep_temps(name)
             yield
         finally:
-            self._held.depth = 0
+            held.pop(name, None)
             os.close(fd)  # releases the lock
+
+    def _sweep_temps(self, holding: str) -> None:
+        """Remove the temp files of writers that were killed: this group's (we hold its
+        lock), and another group's when its lock is free (no writer of it is alive)."""
+        try:
+            entries = [e.name for e in os.scandir(self.groups_dir) if e.name.endswith(files.TEMP_SUFFIX)]
+        except FileNotFoundError:
+            return
+        for temp in entries:
+            match = _TEMP.fullmatch(temp)
+            if match is None:
+                continue
+            owner = match.group(1)
+            if owner != holding:
+                fd = os.open(self.home / ".lock", os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+                try:
+                    if not _range_lock(fd, owner, wait=False):
+                        continue  # its writer is alive
+                finally:
+                    os.close(fd)
+            (self.groups_dir / temp).unlink(missing_ok=True)
 
     def path(self, name: str) -> Path:
         return self.groups_dir / f"{specs.validate_name(name, field='group')}.yaml"
@@ -331,12 +364,42 @@ class Store:
         )
 
     def delete(self, name: str) -> bool:
+        self.ledger_path(name).unlink(missing_ok=True)  # a group committed anew starts a new memory
         try:
             self.path(name).unlink()
         except FileNotFoundError:
             return False
         files.fsync_dir(self.groups_dir)
         return True
+
+    def ledger_path(self, name: str) -> Path:
+        """The group's members ledger (:mod:`infrakit.local.ledger`)."""
+        return self.groups_dir / f".{specs.validate_name(name, field='group')}.members"
+
+
+_OFD_LOCK: Final = getattr(fcntl, "F_OFD_SETLKW", None)
+_OFD_TRY: Final = getattr(fcntl, "F_OFD_SETLK", None)
+
+
+def _range_lock(fd: int, name: str, *, wait: bool) -> bool:
+    """Lock group ``name``'s byte of the lock file; ``False`` if ``wait`` is off and it is held.
+
+    Where open-file-description locks are missing (not Linux), the whole file is locked:
+    one group at a time, as before there were per-group locks.
+    """
+    if _OFD_LOCK is None or _OFD_TRY is None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+    offset = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=7).digest(), "big")
+    request = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+    try:
+        fcntl.fcntl(fd, _OFD_LOCK if wait else _OFD_TRY, request)
+    except (BlockingIOError, PermissionError):  # EAGAIN / EACCES: held by another
+        return False
+    return True
 
 
 def _encode(document: Mapping[str, Any]) -> bytes:

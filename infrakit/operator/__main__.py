@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -99,6 +100,14 @@ __all__ = ["main"]
     "--identity", envvar="POD_NAME", default=None, help="This replica's name in the Lease [default: host-pid]."
 )
 @click.option(
+    "--cluster-id",
+    envvar="INFRAKIT_CLUSTER_ID",
+    default=None,
+    help="This cluster's identity, tagged on every instance its Groups make (infrakit.cluster): an operator "
+    "touches no instance of another cluster's, nor one without it [default: the UID of the kube-system "
+    "namespace; set it where the operator may not read that namespace].",
+)
+@click.option(
     "--fsync/--no-fsync",
     "durable",
     envvar="INFRAKIT_FSYNC",
@@ -128,6 +137,7 @@ def main(
     lease_name: str,
     lease_duration: float,
     identity: str | None,
+    cluster_id: str | None,
     durable: bool,
     log_level: int,
     log_format: str,
@@ -137,6 +147,7 @@ def main(
     logs.configure(level=log_level, fmt=log_format, frameworks=("kopf", "aiohttp"))
     metrics_host, metrics_port = _bind_address(metrics_address, port=metrics_port)
     _check_credentials(log_format)
+    cluster = _cluster_identity(cluster_id, log_format)
     import kopf  # heavy: after the checks, so that a bad start fails fast
 
     from infrakit.operator import handlers
@@ -158,6 +169,7 @@ def main(
         lease_name=lease_name,
         lease_duration=lease_duration,
         identity=identity or f"{socket.gethostname()}-{os.getpid()}",
+        cluster=cluster,
     )
     asyncio.run(
         kopf.operator(
@@ -221,6 +233,50 @@ def _check_credentials(log_format: str) -> None:
             code=2,
             fmt=log_format,
         )
+
+
+_CLUSTER_ID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+_IDENTITY_TRIES = (1.0, 2.0, 5.0, 10.0, 10.0)  # seconds between reads of kube-system while the API is down
+
+
+def _cluster_identity(given: str | None, log_format: str) -> str:
+    """``--cluster-id``, else the kube-system namespace's UID; exit 2 when neither can be had."""
+    if given is not None:
+        if not _CLUSTER_ID.fullmatch(given):
+            logs.fail(
+                f"--cluster-id {given!r}: 1-63 letters, digits, '.', '_' or '-', starting and ending with a "
+                "letter or digit (it becomes the instances' infrakit.cluster tag)",
+                code=2,
+                fmt=log_format,
+            )
+        return given
+    import time
+
+    from infrakit.cluster import kubeapi
+
+    for pause in (*_IDENTITY_TRIES, None):
+        try:
+            api = kubeapi.connect(agent=kubeapi.OPERATOR_FIELD_MANAGER)
+            try:
+                return kubeapi.cluster_identity(api)
+            finally:
+                api.close()  # type: ignore[no-untyped-call]
+        except kubeapi.ApiException as error:
+            if error.status in (401, 403, 404):
+                logs.fail(
+                    f"cannot read the cluster's identity, the UID of namespace kube-system ({error.status} "
+                    f"{error.reason}): grant get on namespaces/kube-system, or pass --cluster-id NAME, a name "
+                    "unique among the clusters whose operators share instance plugins",
+                    code=2,
+                    fmt=log_format,
+                )
+            problem = f"{error.status} {error.reason}"
+        except Exception as error:  # the API server is not there yet: a pod may start before it
+            problem = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        if pause is None:
+            logs.fail(f"cannot read the cluster's identity (namespace kube-system): {problem}", code=1, fmt=log_format)
+        time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 if __name__ == "__main__":

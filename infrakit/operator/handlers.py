@@ -67,6 +67,7 @@ class Config:
     lease_name: str = "infrakit-operator"
     lease_duration: float = 15.0
     identity: str = dataclasses.field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    cluster: str = "default"  # the cluster's identity (``--cluster-id``, else kube-system's UID)
 
 
 class Operator:
@@ -102,6 +103,7 @@ class Operator:
         api = kubeapi.connect(agent=kubeapi.OPERATOR_FIELD_MANAGER)
         self.store = records.ClusterStore(
             kubeapi.Groups(api, field_manager=kubeapi.OPERATOR_FIELD_MANAGER),
+            cluster=self.config.cluster,
             namespaces=self.config.namespaces,
             may_write=self.may_act,
         )
@@ -124,7 +126,7 @@ class Operator:
                 identity=self.config.identity,
                 duration=self.config.lease_duration,
                 renew=min(2.0, self.config.lease_duration / 5),
-                on_elected=self.runtime.enqueue_all,
+                on_elected=self.runtime.elected,
                 on_lost=_lost,
             )
             self._election = asyncio.create_task(self.elector.run(), name="leader-election")

@@ -29,6 +29,7 @@ from infrakit.plugins.spi import (
     InstanceNotFound,
     InstancePlugin,
     PluginError,
+    PluginUnavailable,
     Watching,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "InstancePlugin",
     "Locator",
     "PluginError",
+    "PluginUnavailable",
     "Registry",
     "Watching",
     "available",

@@ -31,12 +31,19 @@ __all__ = [
     "InstanceNotFound",
     "InstancePlugin",
     "PluginError",
+    "PluginUnavailable",
     "Watching",
 ]
 
 
 class PluginError(RuntimeError):
     """A plugin could not do what was asked (I/O failure, refused operation...)."""
+
+
+class PluginUnavailable(PluginError):
+    """The plugin, or what it drives, cannot be reached now (its daemon is down, its socket
+    gone, its API refuses connections): groups using it say ``PluginUnavailable``, and
+    recover by themselves once it is back."""
 
 
 class InstanceNotFound(PluginError):

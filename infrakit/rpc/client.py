@@ -272,18 +272,18 @@ class Transport:
         try:
             connection.connect()
         except FileNotFoundError:
-            raise spi.PluginError(f"{self._label}: no socket there: the plugin is not running") from None
+            raise spi.PluginUnavailable(f"{self._label}: no socket there: the plugin is not running") from None
         except ConnectionRefusedError:
             hint = (
                 "a stale socket: its daemon is gone; start the plugin again (it replaces the socket)"
                 if self._unix is not None
                 else "nothing listens there: is the plugin running?"
             )
-            raise spi.PluginError(f"{self._label}: connection refused ({hint})") from None
+            raise spi.PluginUnavailable(f"{self._label}: connection refused ({hint})") from None
         except TimeoutError:
-            raise spi.PluginError(f"{self._label}: no connection within {self.connect_timeout:g} s") from None
+            raise spi.PluginUnavailable(f"{self._label}: no connection within {self.connect_timeout:g} s") from None
         except OSError as error:
-            raise spi.PluginError(f"{self._label}: cannot connect ({_describe(error)})") from None
+            raise spi.PluginUnavailable(f"{self._label}: cannot connect ({_describe(error)})") from None
 
     # -- answers --------------------------------------------------------------------------
 
@@ -529,10 +529,15 @@ class _Watcher:
                     connected = self._poll()
                 if connected:
                     delay, failures = _RECONNECT[0], 0
+                    if not self.stopped.is_set():
+                        # The stream ended: the daemon may be gone. Its groups look now (and
+                        # say PluginUnavailable if it is), not at their next poll.
+                        self.emit(None)
             except Exception as error:  # a dead daemon, a malformed stream: try again, never give up
                 failures += 1
                 if failures == 1:
                     log.info("change feed of plugin %r: %s (retrying)", self.plugin.name, error)
+                    self.emit(None)  # its groups look now: their status says what is wrong
             self.stopped.wait(delay)
             delay = min(delay * 2, _RECONNECT[1])
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 _GROUP_TAGS: Final = (
     instances.TAG_GROUP,
     instances.TAG_NAMESPACE,
+    instances.TAG_CLUSTER,
     instances.TAG_CONFIG_SHA,
     instances.TAG_LOGICAL_ID,
     instances.TAG_ORPHANED,
@@ -117,12 +118,15 @@ def reconcile(
     on_step: Callable[[Step], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: Progress | None = None,
+    before_destroy: Callable[[list[str]], None] | None = None,
 ) -> Outcome:
     """Act until the plan is empty (or ``should_stop``); return what is there then.
 
     ``members`` and ``plan``, when the caller has them already, spare a describe and a
     plan; ``progress`` is kept up to date with every action, for a caller that must
-    report on a reconcile cut short by an exception.
+    report on a reconcile cut short by an exception; ``before_destroy`` is told the IDs
+    a round is about to destroy, before it does (so that no other controller calls
+    them lost).
     """
     progress = progress if progress is not None else Progress()
     progress.members = current = {m.id: m for m in (observe(spec, resolved) if members is None else members)}
@@ -152,6 +156,8 @@ def reconcile(
                     action="provision", instance_id=member.id, reason=provision.reason, logical_id=provision.logical_id
                 )
                 steps.append(_report(on_step, step))
+            if round_.destroys and before_destroy is not None:
+                before_destroy([destroy.id for destroy in round_.destroys])
             for destroy in round_.destroys:
                 gone = current[destroy.id]
                 _destroy(spec, resolved, gone)

@@ -14,7 +14,15 @@ kopf handlers only call :meth:`Runtime.enqueue`).  What wakes a group:
   watched (a safety net, as controller-runtime's resync: every change already wakes the
   group).  Each timer is spread by +/-10 %, so a thousand groups never resync at once.
 
-Every ``resync`` seconds the instances of groups that are gone are collected.
+Where the store collects garbage (a cluster), the instances of groups that are gone
+are collected at start and every ``resync`` seconds, from every instance plugin the
+process may have used: those it made, those its configuration names and the daemons
+in its plugins directory (``discover``), so a Group deleted while no operator ran is
+collected too.
+
+A plugin whose change feed breaks (its daemon died) may be gone: the groups using it
+are synced at once, so their status says ``PluginUnavailable`` within a second rather
+than at the next poll, and again when the feed comes back.
 
 Syncs run in worker threads (plugins block); one key is never synced twice at once.
 Acting can be switched off (``may_act``: a replica that is not the leader), and a
@@ -50,6 +58,7 @@ class Runtime:
         poll: float = POLL,
         may_act: Callable[[], bool] = lambda: True,
         on_result: Callable[[syncing.Result], None] | None = None,
+        discover: Callable[[], list[str]] = list,
     ) -> None:
         self.syncer = syncer
         self.store = syncer.store
@@ -60,6 +69,7 @@ class Runtime:
         self.poll = poll
         self.may_act = may_act
         self.on_result = on_result
+        self.discover = discover  # names of instance plugins to collect from, besides those made
         self.queue: queueing.WorkQueue[stores.Key] = queueing.WorkQueue()
         self.synced = 0  # syncs completed (for readiness and tests)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -73,13 +83,14 @@ class Runtime:
     def enqueue(self, key: stores.Key, *, after: float = 0.0) -> None:
         self.queue.add(key, after=after)
 
+    def elected(self) -> None:
+        """This replica (re)gained the right to act: another may have acted meanwhile, so
+        what it remembers of the groups' members is forgotten, and every group synced."""
+        self.syncer.reset()
+        self.enqueue_all()
+
     def enqueue_all(self) -> None:
-        try:
-            keys = self.store.keys()
-        except Exception as error:
-            log.warning("cannot list the groups: %s", error)
-            return
-        for key in keys:
+        for key in self._all_keys():
             self.queue.add(key)
 
     # -- running ----------------------------------------------------------------------------
@@ -181,17 +192,37 @@ class Runtime:
 
     async def _resync(self) -> None:
         while True:
-            await asyncio.sleep(self.resync)
             if self.store.collects_garbage and self.may_act():
-                for plugin in self.registry.instance_plugins():
-                    try:
-                        await asyncio.to_thread(self.syncer.collect_dangling, plugin)
-                    except Exception as error:
-                        log.warning(
-                            "collecting dangling instances failed: %s",
-                            _one_line(error),
-                            extra=logs.fields(error=_one_line(error)),
-                        )
+                await asyncio.to_thread(self.collect)
+            await asyncio.sleep(self.resync)
+
+    def collect(self) -> int:
+        """Collect the dangling instances from every plugin this process may have used."""
+        found = {id(p): p for p in self.registry.instance_plugins()}
+        try:
+            names = self.discover()
+        except Exception as error:
+            log.warning("cannot list the instance plugins to collect from: %s", _one_line(error))
+            names = []
+        for name in names:
+            try:
+                plugin = self.registry.instance(name)
+            except Exception as error:
+                log.warning("instance plugin %s: %s", name, _one_line(error), extra=logs.fields(error=_one_line(error)))
+                continue
+            found.setdefault(id(plugin), plugin)
+        destroyed = 0
+        for plugin in found.values():
+            try:
+                destroyed += self.syncer.collect_dangling(plugin)
+            except Exception as error:
+                log.warning(
+                    "collecting dangling instances from %s failed: %s",
+                    getattr(plugin, "name", "a plugin"),
+                    _one_line(error),
+                    extra=logs.fields(error=_one_line(error)),
+                )
+        return destroyed
 
     async def _feed_store(self) -> None:
         changes = self.store.changes()
@@ -220,19 +251,30 @@ class Runtime:
     async def _feed_instances(self, plugin: plugins.Watching) -> None:
         try:
             async for changed in plugin.changes():
-                keys = {self.owners.owner(i) for i in changed} if changed is not None else {None}
-                if None in keys:
+                if changed is None:  # anything may have changed (the feed (re)started, or broke)
+                    for key in self.owners.using(plugin) or self._all_keys():
+                        self.queue.add(key)
+                    continue
+                owners = {self.owners.owner(i) for i in changed}
+                if None in owners:
                     self.enqueue_all()
-                else:
-                    for key in keys:
-                        if key is not None:
-                            self.queue.add(key)
+                    continue
+                for owner in owners:
+                    if owner is not None:
+                        self.queue.add(owner)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             log.error("the change feed of plugin %s failed: %s", getattr(plugin, "name", "?"), _one_line(error))
         finally:
             self._watched.discard(id(plugin))
+
+    def _all_keys(self) -> list[stores.Key]:
+        try:
+            return self.store.keys()
+        except Exception as error:
+            log.warning("cannot list the groups: %s", _one_line(error))
+            return []
 
 
 def _one_line(error: BaseException) -> str:

@@ -15,11 +15,11 @@ finalizer on a cluster, present only while instances exist; the local store need
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-__all__ = ["Conflict", "Gone", "Key", "Record", "Store"]
+__all__ = ["Conflict", "Entry", "Gone", "Key", "Ledger", "Record", "Store"]
 
 Key = tuple[str, str]
 """``(namespace, name)``; the local store's namespace is ``""``."""
@@ -59,6 +59,39 @@ class Record:
         return self.key[1]
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One change to a group's members, as a controller made or found it.
+
+    ``reset`` replaces the whole set (a snapshot); else ``added`` are added, then
+    ``removed`` removed.
+    """
+
+    added: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
+    reset: frozenset[str] | None = None
+
+
+class Ledger(Protocol):
+    """A store's shared record of each group's members (see the module docstring).
+
+    Called with the group's session held (one writer at a time).  A cursor is the
+    ledger's own opaque position.  A reader whose cursor is ``None`` or no longer holds
+    (the ledger was rotated, or removed with its group) starts afresh: it is given
+    ``fresh=True`` and everything from the start, which begins with a ``reset`` entry
+    (nothing at all if there is no ledger: the members are not known).
+    """
+
+    def read(self, key: Key, cursor: Any) -> tuple[Sequence[Entry], Any, bool]:
+        """The entries after ``cursor``, the cursor after them, and whether to start afresh."""
+        ...
+
+    def append(self, key: Key, entry: Entry, *, members: frozenset[str]) -> Any:
+        """Add ``entry``; return the new cursor.  ``members`` is the set after it: a ledger may
+        write that snapshot instead (when it rotates, or has no start to add to)."""
+        ...
+
+
 class Store(Protocol):
     """Groups for the runtime; every method may raise (the sync reports it in status)."""
 
@@ -66,8 +99,23 @@ class Store(Protocol):
     """Whether instances whose group record is gone (and not orphaned on purpose) are
     destroyed: a cluster's Groups can be deleted behind our back, local ones cannot."""
 
-    def session(self) -> AbstractContextManager[None]:
-        """Held around each sync (the local store's lock; nothing on a cluster)."""
+    @property
+    def cluster(self) -> str | None:
+        """The identity of the cluster whose Groups these are (``infrakit.cluster`` on every
+        instance they make), ``None`` for the local store: an instance is a group's only if
+        it carries the group's cluster, namespace and name, so a controller never touches
+        another cluster's instances, nor a cluster's the local store's (and back)."""
+        ...
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The shared memory of each group's members, where several processes act on one
+        group (the local store); ``None`` where one process acts at a time (a Lease)."""
+        ...
+
+    def session(self, key: Key) -> AbstractContextManager[None]:
+        """Held around each sync of ``key`` (the local store's lock of that group; nothing on
+        a cluster): one sync per group at a time, across processes; other groups go on."""
         ...
 
     def keys(self) -> list[Key]:

@@ -2,7 +2,9 @@
 
 Shaped as Cluster API's MachineSet reconcile and sample-controller's sync handler: it
 starts from the record as the store has it *now*, decides everything again from the
-spec and the instances really there, and ends by writing status, on failure too:
+spec and the instances really there, and ends by writing status from what it knows,
+on every exit (a :class:`Scope`, written once in a ``finally``, as Cluster API's
+deferred patch):
 
 1. no record: the group is gone; where the store says so, its dangling instances
    (not orphaned on purpose) are collected, as Kubernetes' garbage collector does for
@@ -14,16 +16,18 @@ spec and the instances really there, and ends by writing status, on failure too:
    made, and a sync whose group vanished meanwhile stops there;
 5. the engine acts (not when paused); the guard is dropped when no instance is left;
 6. status: from the members observed and acted on by the end, never from the plan;
-   any failure is ``Ready=False, ReconcileError`` with the cause, and clears itself on
-   the next sync that succeeds.
+   any failure is ``Ready=False`` with its reason (``PluginUnavailable`` when a plugin
+   cannot be reached, ``ReconcileError`` otherwise) and the cause, and clears itself
+   on the next sync that succeeds.
 
+What was lost is judged against the members memory every controller of the group
+shares (:mod:`infrakit.runtime.owners`); events come from :mod:`infrakit.runtime.reporting`.
 Blocking (plugins are); the runtime runs it in a thread, the local commit directly.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import datetime
 import logging
@@ -32,9 +36,9 @@ from typing import Any, Final
 
 from infrakit import faults, logs, plugins
 from infrakit.core import instances, planning, specs, status
-from infrakit.runtime import engine, events, owners, stores
+from infrakit.runtime import engine, events, owners, reporting, stores
 
-__all__ = ["RETRY_CONFLICT", "WAIT_FOR_HEALTH", "Result", "Syncer", "now"]
+__all__ = ["PLUGIN_UNAVAILABLE", "RETRY_CONFLICT", "WAIT_FOR_HEALTH", "Result", "Scope", "Syncer", "now"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ WAIT_FOR_HEALTH: Final = 1.0
 """Seconds before a group waiting for instances to become healthy is synced again (every mode)."""
 RETRY_CONFLICT: Final = 0.1
 """Seconds before a sync that lost a write race (a stale cache) runs again."""
+PLUGIN_UNAVAILABLE: Final = "PluginUnavailable"
+"""The reason of a failure to reach a plugin (its daemon, or what it drives)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -69,6 +75,42 @@ class Result:
         return self.failure is not None and self.failure.reason != status.INVALID_SPEC
 
 
+@dataclasses.dataclass(kw_only=True)
+class Scope:
+    """What one sync knows, from its first read to its status write.
+
+    Every phase adds to it; whatever way the sync ends, :meth:`Syncer._close` writes
+    status from it, once.  ``write`` is false where there is no status to write: the
+    record is gone or released, or a write race says the record changed under us (a
+    new sync follows at once and writes).
+    """
+
+    record: stores.Record
+    spec: specs.GroupSpec | None = None
+    resolved: engine.Plugins | None = None
+    progress: engine.Progress = dataclasses.field(default_factory=engine.Progress)
+    plan: planning.Plan = dataclasses.field(default_factory=planning.Plan)
+    failure: status.Failure | None = None
+    lost: list[str] = dataclasses.field(default_factory=list)
+    reported: bool = False  # what it did and saw was reported (events, topics)
+    write: bool = True
+
+    @property
+    def key(self) -> stores.Key:
+        return self.record.key
+
+    def result(self, **changes: Any) -> Result:
+        return Result(
+            key=self.key,
+            spec=self.spec,
+            members=self.progress.sorted_members(),
+            plan=self.plan,
+            steps=list(self.progress.steps),
+            failure=self.failure,
+            **changes,
+        )
+
+
 def now() -> str:
     """A status timestamp (RFC 3339, UTC, seconds), as the API server writes them."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -90,9 +132,30 @@ class Syncer:
         self.registry = registry
         self.owners = index if index is not None else owners.Owners()
         self.clock = clock
-        # A controller's log says what each sync did; a one-shot command prints its own result.
-        self.verbose = True
-        self.publisher = publisher  # the process's event broker (the group daemon's), if anyone may listen
+        self.reporter = reporting.Reporter(store=store, publisher=publisher)
+
+    @property
+    def verbose(self) -> bool:
+        """Whether syncs log what they did (a controller) or stay quiet (a one-shot command)."""
+        return self.reporter.verbose
+
+    @verbose.setter
+    def verbose(self, value: bool) -> None:
+        self.reporter.verbose = value
+
+    @property
+    def publisher(self) -> events.Publisher | None:
+        return self.reporter.publisher
+
+    @publisher.setter
+    def publisher(self, value: events.Publisher | None) -> None:
+        self.reporter.publisher = value
+
+    def reset(self) -> None:
+        """Another controller may have acted meanwhile (this replica regained the Lease):
+        forget the members and the announcements of this process."""
+        self.owners.reset()
+        self.reporter.reset()
 
     def sync(
         self,
@@ -105,48 +168,75 @@ class Syncer:
         """Bring one group a step closer to its spec; see the module docstring.
 
         ``members`` spares the first describe when the caller has just made one (the
-        local commit, under the same lock).
+        local commit, under the same session).
         """
-        with self.store.session():
+        with self.store.session(key):
             try:
                 record = self.store.get(key)
                 faults.hit("sync-start")  # a stall here works from the record as it was read
-            except specs.SpecError as error:  # a damaged record: this group only
+            except specs.SpecError as error:  # a damaged record: this group only, and nowhere to write
                 log.error("group %s: %s", _name(key), error, extra=logs.fields(key, reason=status.INVALID_SPEC))
                 return Result(key=key, failure=status.Failure(reason=status.INVALID_SPEC, message=str(error)))
             if record is None:
                 self._collect(key)
                 return Result(key=key, gone=True)
-            return self._sync(record, members=members, should_stop=should_stop, on_step=on_step)
+            scope = Scope(record=record)
+            try:
+                return self._sync(scope, members=members, should_stop=should_stop, on_step=on_step)
+            except stores.Conflict as conflict:
+                log.info(
+                    "group %s: %s (Conflict): syncing again",
+                    _name(key),
+                    conflict,
+                    extra=logs.fields(key, reason="Conflict"),
+                )
+                scope.write = False
+                return Result(
+                    key=key, spec=scope.spec, members=scope.progress.sorted_members(), requeue_after=RETRY_CONFLICT
+                )
+            except Exception as error:
+                scope.failure = _failure_of(error)
+                log.debug(
+                    "group %s: failure detail",
+                    _name(key),
+                    exc_info=error,
+                    extra=logs.fields(key, reason=scope.failure.reason, error=scope.failure.message),
+                )
+                return scope.result()
+            except BaseException:  # Ctrl-C, SystemExit: say so in status, then go
+                scope.failure = status.Failure(
+                    reason="Interrupted", message="interrupted mid-sync; the next sync resumes from what is there"
+                )
+                raise
+            finally:
+                self._close(scope)
 
     # -- phases ---------------------------------------------------------------------------
 
     def _sync(
         self,
-        record: stores.Record,
+        scope: Scope,
         *,
         members: list[planning.Member] | None,
         should_stop: Callable[[], bool] | None,
         on_step: Callable[[engine.Step], None] | None,
     ) -> Result:
+        record = scope.record
         try:
-            spec = specs.parse_document(record.manifest, namespace=record.namespace)
+            scope.spec = spec = specs.parse_document(
+                record.manifest, namespace=record.namespace, cluster=self.store.cluster
+            )
+            scope.resolved = resolved = engine.resolve(
+                spec, self.registry, options=record.options, validate=not record.deleting
+            )
         except specs.SpecError as error:
-            return self._invalid(record, None, error)
-        try:
-            resolved = engine.resolve(spec, self.registry, options=record.options, validate=not record.deleting)
-        except specs.SpecError as error:
-            return self._invalid(record, spec, error)
-        except Exception as error:  # a plugin that cannot even start (its directory, its socket)
-            return self._failed(record, spec, None, planning.Plan(), error, progress=None)
+            return self._invalid(scope, error)
         self.owners.plugin(record.key, resolved.instance)
         if record.deleting:
-            return self._delete(record, spec, resolved)
+            return self._delete(scope)
 
-        progress = engine.Progress()
-        plan = planning.Plan()
-        steps = progress.steps
         debugging = log.isEnabledFor(logging.DEBUG)  # a step's fields cost more than the step at 100,000
+        ledger = self.store.ledger
 
         def step(done: engine.Step) -> None:
             if debugging:
@@ -165,139 +255,67 @@ class Syncer:
             if on_step is not None:
                 on_step(done)
 
-        try:
-            observed = engine.observe(spec, resolved) if members is None else members
-            progress.members = {m.id: m for m in observed}
-            progress.observed = True
-            lost = self.owners.lost(record.key, {m.id for m in observed})
-            plan = planning.plan(spec, observed)
-            if (observed or plan.provisions) and not record.guarded and not self.store.guard(record):
-                # Deleted (or being deleted) before we could hold it: make nothing.
-                return Result(key=record.key, gone=True, spec=spec, members=observed, plan=plan)
-            final = observed
-            if not spec.paused and not plan.empty:
-                outcome = engine.reconcile(
-                    spec,
-                    resolved,
-                    members=observed,
-                    plan=plan,
-                    on_step=step,
-                    should_stop=should_stop,
-                    progress=progress,
-                )
-                final, plan = outcome.members, outcome.plan
-            if not final and record.guarded and not plan.provisions:
-                self.store.unguard(record)
-        except stores.Conflict as conflict:
-            log.info(
-                "group %s: %s (Conflict): syncing again",
-                _name(record.key),
-                conflict,
-                extra=logs.fields(record.key, reason="Conflict"),
+        progress = scope.progress
+        known = self.owners.recall(record.key, ledger)
+        observed = engine.observe(spec, resolved) if members is None else members
+        progress.members = {m.id: m for m in observed}
+        progress.observed = True
+        if known is not None:
+            scope.lost = sorted(known - progress.members.keys())
+        scope.plan = planning.plan(spec, observed)
+        if (observed or scope.plan.provisions) and not record.guarded and not self.store.guard(record):
+            # Deleted (or being deleted) before we could hold it: make nothing.
+            scope.write = False
+            return scope.result(gone=True)
+        final = observed
+        if not spec.paused and not scope.plan.empty:
+            outcome = engine.reconcile(
+                spec,
+                resolved,
+                members=observed,
+                plan=scope.plan,
+                on_step=step,
+                should_stop=should_stop,
+                progress=progress,
+                before_destroy=lambda ids: self.owners.intend(record.key, ledger, ids),
             )
-            if progress.steps:
-                self.owners.set(record.key, list(progress.members))
-            return Result(key=record.key, spec=spec, members=progress.sorted_members(), requeue_after=RETRY_CONFLICT)
-        except Exception as error:
-            return self._failed(record, spec, resolved, plan, error, progress=progress)
-        except BaseException:  # Ctrl-C, SystemExit: say so in status, then go
-            failure = _failure("Interrupted", "interrupted mid-sync; the next sync resumes from what is there")
-            with contextlib.suppress(Exception):  # the interruption is what must propagate
-                if progress.observed:
-                    self._write(record, spec, progress.sorted_members(), plan, failure)
-                else:
-                    new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
-                    self._write_raw(record, new)
-            raise
-        self.owners.set(record.key, [m.id for m in final])
-        self._write(record, spec, final, plan, None)
-        self._report(record, spec, steps, lost)
-        self._publish(record, spec, observed=observed, final=final, steps=steps, lost=lost)
-        blocked = plan.blocked and not spec.paused
-        return Result(
-            key=record.key,
-            spec=spec,
-            members=final,
-            plan=plan,
-            steps=list(steps),
-            requeue_after=WAIT_FOR_HEALTH if blocked else None,
-        )
+            final, scope.plan = outcome.members, outcome.plan
+        if not final and record.guarded and not scope.plan.provisions:
+            self.store.unguard(record)
+        scope.reported = True
+        self.reporter.synced(record, spec, observed=observed, final=final, steps=progress.steps, lost=scope.lost)
+        blocked = scope.plan.blocked and not spec.paused
+        return scope.result(requeue_after=WAIT_FOR_HEALTH if blocked else None)
 
-    def _invalid(self, record: stores.Record, spec: specs.GroupSpec | None, error: specs.SpecError) -> Result:
+    def _invalid(self, scope: Scope, error: specs.SpecError) -> Result:
         """Nothing can be decided: say why, touch nothing (but finish a deletion)."""
-        message = str(error)
-        if record.deleting:
-            if spec is not None:
-                # Only the properties are invalid: the instances are known, tear them down.
-                try:
-                    resolved = engine.resolve(spec, self.registry, options=record.options, validate=False)
-                except specs.SpecError:
-                    pass
-                else:
-                    return self._delete(record, spec, resolved)
-            if record.guarded:
-                left = f"released with an invalid spec; its instances, if any, were left in place: {message}"
-                self.store.event(record, reason="InstancesLeft", message=left, warning=True, force=True)
-                self.store.release(record)
-            return Result(key=record.key, released=True, failure=_failure(status.INVALID_SPEC, message))
-        failure = status.Failure(reason=status.INVALID_SPEC, message=message)
-        new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
-        if _ready_changed(record.status, new):
-            self.store.event(record, reason=status.INVALID_SPEC, message=message, warning=True, force=True)
-            self._publish_error(record, reason=status.INVALID_SPEC, message=message)
-        self._write_raw(record, new)
-        return Result(key=record.key, spec=spec, failure=failure)
-
-    def _failed(
-        self,
-        record: stores.Record,
-        spec: specs.GroupSpec,
-        resolved: engine.Plugins | None,
-        plan: planning.Plan,
-        error: Exception,
-        *,
-        progress: engine.Progress | None,
-    ) -> Result:
-        """A plugin or the store failed: status says so, from what is known to be there."""
-        failure = _failure(status.RECONCILE_ERROR, _describe(error))
-        log.debug(
-            "group %s: failure detail",
-            _name(record.key),
-            exc_info=error,
-            extra=logs.fields(record.key, reason=failure.reason, error=failure.message),
-        )
-        members: list[planning.Member] = []
-        known = progress is not None and progress.observed
-        if progress is not None and progress.observed:
-            members = progress.sorted_members()
-        elif resolved is not None:
-            try:  # the failure came before anything was observed: look once more
-                members = engine.observe(spec, resolved)
-                known = True
-            except Exception:  # noqa: S110 - the first failure is the one reported
+        record, spec = scope.record, scope.spec
+        scope.failure = status.Failure(reason=status.INVALID_SPEC, message=str(error))
+        if not record.deleting:
+            return scope.result()
+        if spec is not None:
+            # Only the properties are invalid: the instances are known, tear them down.
+            try:
+                scope.resolved = engine.resolve(spec, self.registry, options=record.options, validate=False)
+            except specs.SpecError:
                 pass
-        if _ready_message(record.status) != failure.message:
-            # Once per distinct failure, not once per retry: the store shows it (an Event, a log line).
-            self.store.event(record, reason=status.RECONCILE_ERROR, message=failure.message, warning=True, force=True)
-            self._publish_error(record, reason=status.RECONCILE_ERROR, message=failure.message)
-        if known:
-            self._write(record, spec, members, plan, failure)
-        else:
-            new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
-            self._write_raw(record, new)
-        return Result(
-            key=record.key,
-            spec=spec,
-            members=members,
-            plan=plan,
-            steps=list(progress.steps) if progress is not None else [],
-            failure=failure,
-        )
+            else:
+                scope.failure = None
+                return self._delete(scope)
+        scope.write = False
+        if record.guarded:
+            left = f"released with an invalid spec; its instances, if any, were left in place: {error}"
+            self.store.event(record, reason="InstancesLeft", message=left, warning=True, force=True)
+            self.store.release(record)
+        return scope.result(released=True)
 
-    def _delete(self, record: stores.Record, spec: specs.GroupSpec, resolved: engine.Plugins) -> Result:
+    def _delete(self, scope: Scope) -> Result:
+        record, spec, resolved = scope.record, scope.spec, scope.resolved
+        assert spec is not None
+        assert resolved is not None
         if not record.guarded:
-            return Result(key=record.key, gone=True, spec=spec)  # holds no instance of ours
-        steps: list[engine.Step] = []
+            scope.write = False
+            return scope.result(gone=True)  # holds no instance of ours
         try:
             if record.orphan:
                 kept = (
@@ -308,28 +326,22 @@ class Syncer:
                 message = f"released the group; {len(kept)} instances left in place"
                 self.store.event(record, reason="Orphaned", message=message, force=True)
             else:
-                steps = engine.teardown(spec, resolved)
-                message = f"destroyed {len(steps)} instances of the deleted group"
-                self.store.event(record, reason="Destroyed", message=message, force=True)
-                for done in steps:
-                    self._emit(record, "instance/destroyed", "Destroyed", _instance_data(done, reason="GroupDestroyed"))
+                scope.progress.steps = engine.teardown(spec, resolved)
+                self.reporter.torn_down(record, scope.progress.steps)
         except Exception as error:
-            failure = _failure(status.RECONCILE_ERROR, f"cannot tear down: {_describe(error)}")
-            if _ready_message(record.status) != failure.message:
-                self.store.event(
-                    record, reason=status.RECONCILE_ERROR, message=failure.message, warning=True, force=True
-                )
-                self._publish_error(record, reason=status.RECONCILE_ERROR, message=failure.message)
-            new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
-            self._write_raw(record, new)
-            return Result(key=record.key, spec=spec, steps=steps, failure=failure)
+            failure = _failure_of(error)
+            scope.failure = dataclasses.replace(failure, message=f"cannot tear down: {failure.message}")
+            return scope.result()
+        scope.write = False
         self.store.release(record)
         self.owners.forget(record.key)
-        return Result(key=record.key, spec=spec, steps=steps, released=True, gone=True)
+        self.reporter.forget(record.key)
+        return scope.result(released=True, gone=True)
 
     def _collect(self, key: stores.Key) -> None:
         """The group is gone: destroy what it left behind, unless orphaned on purpose."""
         plugin = self.owners.forget(key)
+        self.reporter.forget(key)
         if plugin is None or not self.store.collects_garbage:
             return
         try:
@@ -345,17 +357,23 @@ class Syncer:
     def collect_dangling(self, plugin: plugins.InstancePlugin, *, only: stores.Key | None = None) -> int:
         """Destroy the instances in ``plugin`` whose group is gone from the store.
 
-        Only instances of groups this store owns (their namespace tag), not marked
-        orphaned, and only after the store's source of truth confirms the group is gone.
+        Only instances provably of groups this store owns: its cluster's (their cluster
+        tag), in namespaces it serves, not marked orphaned, and only after the store's
+        source of truth confirms the group is gone.
         """
-        if not self.store.collects_garbage:
+        cluster = self.store.cluster
+        if not self.store.collects_garbage or not cluster:
             return 0
-        query = {} if only is None else {instances.TAG_NAMESPACE: only[0], instances.TAG_GROUP: only[1]}
+        query = {instances.TAG_CLUSTER: cluster}
+        if only is not None:
+            query.update({instances.TAG_NAMESPACE: only[0], instances.TAG_GROUP: only[1]})
         found: dict[stores.Key, list[instances.Description]] = collections.defaultdict(list)
         for description in plugin.describe(query):
             tags = description.tags
             namespace, group = tags.get(instances.TAG_NAMESPACE), tags.get(instances.TAG_GROUP)
-            if not namespace or not group or tags.get(instances.TAG_ORPHANED) == "true":
+            if tags.get(instances.TAG_CLUSTER) != cluster or not namespace or not group:
+                continue
+            if tags.get(instances.TAG_ORPHANED) == "true":
                 continue
             found[(namespace, group)].append(description)
         known = set(self.store.keys())
@@ -373,165 +391,79 @@ class Syncer:
                 "group %s is gone: destroyed %d instances it left behind (%s)",
                 _name(key),
                 len(dangling),
-                ", ".join(d.id for d in dangling[:5]) + (", ..." if len(dangling) > 5 else ""),
+                reporting.ids([d.id for d in dangling]),
                 extra=logs.fields(
-                    key, reason="Collected", count=len(dangling), instances=[d.id for d in dangling[:_LOGGED_IDS]]
+                    key,
+                    reason="Collected",
+                    count=len(dangling),
+                    instances=[d.id for d in dangling[: reporting.LOGGED_IDS]],
                 ),
             )
         return destroyed
 
-    # -- status and reports ---------------------------------------------------------------
+    # -- the one status write -------------------------------------------------------------
 
-    def _write(
-        self,
-        record: stores.Record,
-        spec: specs.GroupSpec,
-        members: list[planning.Member],
-        plan: planning.Plan,
-        failure: status.Failure | None,
-    ) -> None:
-        new = status.compute(
-            spec,
-            members,
-            plan,
-            now=self.clock(),
-            previous=record.status,
-            generation=record.generation,
-            failure=failure,
-        )
-        self._write_raw(record, new)
+    def _close(self, scope: Scope) -> None:
+        """Write status from what the sync knows, once, whatever way it ended.
 
-    def _write_raw(self, record: stores.Record, new: Mapping[str, Any]) -> None:
-        if dict(record.status) != dict(new):
-            self.store.write_status(record, new)
-
-    def _report(self, record: stores.Record, spec: specs.GroupSpec, steps: list[engine.Step], lost: list[str]) -> None:
-        """Events (cluster) or log lines (local) naming what was done, aggregated."""
-        if steps:
-            done = collections.Counter(s.action for s in steps)
-            log.log(
-                logging.INFO if self.verbose else logging.DEBUG,
-                "group %s: %d instance operations (%d provisioned, %d destroyed)",
-                _name(record.key),
-                len(steps),
-                done["provision"],
-                done["destroy"],
-                extra=logs.fields(
-                    record.key,
-                    count=len(steps),
-                    provisioned=done["provision"],
-                    destroyed=done["destroy"],
-                    plan=_plan_fields(steps),
-                ),
-            )
-        if lost:
-            made = [s.instance_id for s in steps if s.action == "provision"][: len(lost)]
-            message = f"lost {_ids(lost)}; replaced by {_ids(made)}" if made else f"lost {_ids(lost)}"
-            self.store.event(record, reason="InstancesLost", message=message, warning=True)
-        counts = collections.Counter((s.action, s.reason) for s in steps)
-        rolled = counts[("destroy", planning.Reason.ROLLING_UPDATE)]
-        made_count = sum(n for (action, _), n in counts.items() if action == "provision")
-        removed = sum(n for (action, _), n in counts.items() if action == "destroy") - rolled
-        if done_labels := counts[("label", planning.Reason.BOOTSTRAP)]:
-            self.store.event(
-                record,
-                reason="Adopted",
-                message=f"adopted {done_labels} instances made outside InfraKit "
-                f"({instances.TAG_CONFIG_SHA}={instances.BOOTSTRAP_SHA}): labelled with config {spec.config_sha}",
-            )
-        if made_count:
-            self.store.event(
-                record, reason="Provisioned", message=f"provisioned {made_count} instances (config {spec.config_sha})"
-            )
-        if rolled:
-            self.store.event(
-                record,
-                reason="RollingUpdate",
-                message=f"replaced {rolled} outdated instances with config {spec.config_sha}",
-            )
-        if removed:
-            self.store.event(record, reason="Destroyed", message=f"destroyed {removed} instances to reduce the group")
-
-    def _emit(self, record: stores.Record, topic: str, kind: str, data: Mapping[str, Any]) -> None:
-        if self.publisher is None:
+        The members memory is settled first: what this sync saw is what the group had
+        when it ended, for every controller.  A failure is reported once per distinct
+        cause (an Event, a log line, a topic), not once per retry.
+        """
+        record, spec, failure, progress = scope.record, scope.spec, scope.failure, scope.progress
+        if progress.observed and spec is not None:
+            try:
+                self.owners.settle(record.key, self.store.ledger, progress.members)
+            except Exception as error:  # the memory is advice: never a reason to lose the status write
+                log.warning("group %s: recording its members failed: %s", _name(record.key), _describe(error))
+            if not scope.reported:  # cut short: what was lost and done so far is still news
+                final = progress.sorted_members()
+                self.reporter.synced(record, spec, observed=final, final=final, steps=progress.steps, lost=scope.lost)
+        if not scope.write:
             return
-        extra = {"Namespace": record.key[0]} if record.key[0] else {}
-        try:
-            self.publisher.publish(f"{record.name}/{topic}", type=kind, data={"Group": record.name, **extra, **data})
-        except Exception as error:  # events are news, never a reason for a sync to fail
-            log.warning("group %s: publishing %s failed: %s", _name(record.key), topic, error)
-
-    def _publish_error(self, record: stores.Record, *, reason: str, message: str) -> None:
-        self._emit(record, "error", "error", {"Reason": reason, "Message": message})
-
-    def _publish(
-        self,
-        record: stores.Record,
-        spec: specs.GroupSpec,
-        *,
-        observed: list[planning.Member],
-        final: list[planning.Member],
-        steps: list[engine.Step],
-        lost: list[str],
-    ) -> None:
-        """Events from what this sync computed: its steps, the lost, the newly unhealthy, the roll."""
-        if self.publisher is None:
+        if (
+            failure is not None
+            and failure.reason != "Interrupted"
+            and not progress.observed
+            and not record.deleting
+            and spec is not None
+            and scope.resolved is not None
+        ):
+            try:  # the failure came before anything was observed: look once more, for true counts
+                progress.members = {m.id: m for m in engine.observe(spec, scope.resolved)}
+                progress.observed = True
+            except Exception:  # noqa: S110 - the first failure is the one reported
+                pass
+        if failure is not None and failure.reason != "Interrupted" and _ready_message(record.status) != failure.message:
+            self.reporter.failed(record, reason=failure.reason, message=failure.message)
+        if progress.observed and spec is not None and not record.deleting:
+            new = status.compute(
+                spec,
+                progress.sorted_members(),
+                scope.plan,
+                now=self.clock(),
+                previous=record.status,
+                generation=record.generation,
+                failure=failure,
+            )
+        elif failure is not None:
+            new = status.with_failure(record.status, failure, now=self.clock(), generation=record.generation)
+        else:
             return
-        for instance_id in lost:
-            self._emit(
-                record, "instance/lost", "Lost", {"InstanceID": instance_id, "LogicalID": None, "Reason": "Lost"}
-            )
-        for done in steps:
-            if done.action == "provision":
-                self._emit(record, "instance/provisioned", "Provisioned", _instance_data(done))
-            elif done.action == "destroy":
-                self._emit(record, "instance/destroyed", "Destroyed", _instance_data(done))
-        was_unhealthy = {
-            entry.get("id")
-            for entry in record.status.get("instances") or []
-            if isinstance(entry, Mapping) and entry.get("healthy") == instances.Health.UNHEALTHY.value
-        }
-        for member in observed:
-            if member.health is instances.Health.UNHEALTHY and member.id not in was_unhealthy:
-                data = {"InstanceID": member.id, "LogicalID": member.logical_id, "Reason": "Unhealthy"}
-                self._emit(record, "instance/unhealthy", "Unhealthy", data)
-        outdated = [m for m in observed if not m.up_to_date]
-        rolled = [s for s in steps if s.reason is planning.Reason.ROLLING_UPDATE and s.action == "destroy"]
-        update = {"ConfigHash": spec.config_sha}
-        if outdated and not spec.paused and record.status.get("configHash") != spec.config_sha:
-            self._emit(record, "update/started", "UpdateStarted", {**update, "Outdated": len(outdated)})
-        remaining = sum(1 for m in final if not m.up_to_date)
-        if rolled:
-            self._emit(
-                record, "update/progress", "UpdateProgress", {**update, "Replaced": len(rolled), "Remaining": remaining}
-            )
-        if (outdated or rolled) and not remaining:
-            self._emit(record, "update/completed", "UpdateCompleted", {**update, "Size": len(final)})
+        if dict(record.status) == dict(new):
+            return
+        if failure is not None and failure.reason == "Interrupted":
+            try:  # the interruption is what must propagate, not a failed write
+                self.store.write_status(record, new)
+            except Exception as error:
+                log.warning("group %s: status not written: %s", _name(record.key), _describe(error))
+            return
+        self.store.write_status(record, new)
 
 
-def _instance_data(step: engine.Step, *, reason: str | None = None) -> dict[str, Any]:
-    return {"InstanceID": step.instance_id, "LogicalID": step.logical_id, "Reason": reason or step.reason.value}
-
-
-_LOGGED_IDS: Final = 20
-"""Instance IDs named in one structured log field (the counts are exact past them)."""
-
-
-def _plan_fields(steps: list[engine.Step]) -> dict[str, Any]:
-    """What a sync did, for the ``plan`` log field: per action, the count by reason and the first IDs."""
-    found: dict[str, Any] = {}
-    for action in ("label", "provision", "destroy"):
-        done = [s for s in steps if s.action == action]
-        if done:
-            found[action] = {
-                "reasons": dict(collections.Counter(s.reason.value for s in done)),
-                "instances": [s.instance_id for s in done[:_LOGGED_IDS]],
-            }
-    return found
-
-
-def _failure(reason: str, message: str) -> status.Failure:
-    return status.Failure(reason=reason, message=message)
+def _failure_of(error: BaseException) -> status.Failure:
+    reason = PLUGIN_UNAVAILABLE if isinstance(error, plugins.PluginUnavailable) else status.RECONCILE_ERROR
+    return status.Failure(reason=reason, message=_describe(error))
 
 
 def _describe(error: BaseException) -> str:
@@ -553,14 +485,5 @@ def _ready_message(previous: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _ready_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return _ready_message(old) != _ready_message(new)
-
-
-def _ids(ids: list[str]) -> str:
-    shown = ", ".join(ids[:5])
-    return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-
-
 def _name(key: stores.Key) -> str:
-    return f"{key[0]}/{key[1]}" if key[0] else key[1]
+    return reporting.name(key)

@@ -52,6 +52,11 @@ class MemoryPlugin:
         for feed in self._feeds:
             feed.put_nowait(frozenset(instance_ids))
 
+    def unsettle(self) -> None:
+        """Tell watchers that anything may have changed (a feed that broke, as a dead daemon's)."""
+        for feed in self._feeds:
+            feed.put_nowait(None)
+
     async def changes(self) -> AsyncIterator[frozenset[str] | None]:
         feed: asyncio.Queue[frozenset[str] | None] = asyncio.Queue()
         self._feeds.append(feed)

@@ -18,13 +18,26 @@ from typing import Any
 from infrakit.core import specs
 from infrakit.runtime import stores
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryLedger", "MemoryStore"]
 
 
 class MemoryStore:
-    def __init__(self, *, collects_garbage: bool = True, namespaced: bool = True) -> None:
+    """``cluster``: the identity its groups' instances carry (``None``: a local store's).
+    ``shared``: keep a members ledger, as a store several processes act on does (give
+    two syncers the same store to play two processes)."""
+
+    def __init__(
+        self,
+        *,
+        collects_garbage: bool = True,
+        namespaced: bool = True,
+        cluster: str | None = "test-cluster",
+        shared: bool = False,
+    ) -> None:
         self.collects_garbage = collects_garbage
         self.namespaced = namespaced
+        self.cluster = cluster if namespaced else None
+        self.ledger: stores.Ledger | None = MemoryLedger() if shared else None
         self.records: dict[stores.Key, stores.Record] = {}
         self.events: list[tuple[stores.Key, str, str, bool]] = []
         self.status_writes = 0
@@ -83,7 +96,7 @@ class MemoryStore:
 
     # -- stores.Store ------------------------------------------------------------------------
 
-    def session(self) -> AbstractContextManager[None]:
+    def session(self, key: stores.Key) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
 
     def keys(self) -> list[stores.Key]:
@@ -122,6 +135,8 @@ class MemoryStore:
     def release(self, record: stores.Record) -> None:
         self._check()
         self.records.pop(record.key, None)
+        if isinstance(self.ledger, MemoryLedger):
+            self.ledger.drop(record.key)
 
     def event(
         self, record: stores.Record, *, reason: str, message: str, warning: bool = False, force: bool = False
@@ -135,3 +150,41 @@ class MemoryStore:
     def _check(self) -> None:
         if self.fail_writes is not None:
             raise self.fail_writes
+
+
+class MemoryLedger:
+    """:class:`infrakit.runtime.stores.Ledger` in a list per group; a cursor is an index.
+
+    ``rotate(key)`` starts a group's ledger anew (a snapshot), as the file ledger does
+    past its size; ``drop(key)`` removes it, as the local store does with its group.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[stores.Key, list[stores.Entry]] = {}
+        self.epochs: dict[stores.Key, int] = {}
+
+    def read(self, key: stores.Key, cursor: Any) -> tuple[list[stores.Entry], Any, bool]:
+        entries = self.entries.get(key)
+        if not entries:
+            return [], None, True
+        epoch = self.epochs.get(key, 0)
+        fresh = not (isinstance(cursor, tuple) and cursor[0] == epoch and cursor[1] <= len(entries))
+        start = 0 if fresh else cursor[1]
+        return entries[start:], (epoch, len(entries)), fresh
+
+    def append(self, key: stores.Key, entry: stores.Entry, *, members: frozenset[str]) -> Any:
+        entries = self.entries.get(key)
+        if not entries or entry.reset is not None:
+            self.epochs[key] = self.epochs.get(key, 0) + 1
+            self.entries[key] = entries = [stores.Entry(reset=members)]
+        else:
+            entries.append(entry)
+        return (self.epochs[key], len(entries))
+
+    def rotate(self, key: stores.Key, members: frozenset[str]) -> None:
+        self.epochs[key] = self.epochs.get(key, 0) + 1
+        self.entries[key] = [stores.Entry(reset=members)]
+
+    def drop(self, key: stores.Key) -> None:
+        self.entries.pop(key, None)
+        self.epochs[key] = self.epochs.get(key, 0) + 1

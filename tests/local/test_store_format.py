@@ -46,7 +46,7 @@ def save_and_load(
     document["spec"]["instance"]["properties"] = properties
     spec = specs.parse_document(document)
     store = stores.Store(tmp_path)
-    with store.lock():
+    with store.lock("bad"):
         store.save(spec, status or {"replicas": 1}, generation=3, options={"dir": "/tmp/x"})
         loaded = store.load("bad")
     assert loaded is not None

@@ -80,7 +80,7 @@ class Events:
 def test_an_operator_warning_logs_its_group_and_reason(capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure(level=4, fmt="json")
     events = Events()
-    store = records.ClusterStore(events, namespaces=("team",))  # type: ignore[arg-type]
+    store = records.ClusterStore(events, cluster="c1", namespaces=("team",))  # type: ignore[arg-type]
     record = stores_api.Record(
         key=("team", "web"), manifest={"metadata": {"name": "web", "namespace": "team"}}, status={}
     )

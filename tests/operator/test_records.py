@@ -56,7 +56,7 @@ def test_a_replica_that_lost_the_lease_writes_nothing() -> None:
     """Was: a replica that lost the Lease still wrote."""
     leader = True
     groups = FakeGroups()
-    store = records.ClusterStore(groups, may_write=lambda: leader)  # type: ignore[arg-type]
+    store = records.ClusterStore(groups, cluster="c1", may_write=lambda: leader)  # type: ignore[arg-type]
     store.observe(body())
     record = store.get(("team", "web"))
     assert record is not None
@@ -77,7 +77,7 @@ def test_a_replica_that_lost_the_lease_writes_nothing() -> None:
 
 
 def test_only_what_matters_wakes_a_group() -> None:
-    store = records.ClusterStore(FakeGroups())  # type: ignore[arg-type]
+    store = records.ClusterStore(FakeGroups(), cluster="c1")  # type: ignore[arg-type]
     assert store.observe(body())[1]  # new
     assert not store.observe(body(status={"replicas": 3}))[1]  # our own status write coming back
     assert store.observe(body(generation=2))[1]  # a spec change
@@ -88,7 +88,7 @@ def test_only_what_matters_wakes_a_group() -> None:
 
 def test_our_own_finalizer_edit_wakes_nothing_but_what_follows_does() -> None:
     """The guard's edit came back as a watch event and synced every group a second time, for nothing."""
-    store = records.ClusterStore(FakeGroups())  # type: ignore[arg-type]
+    store = records.ClusterStore(FakeGroups(), cluster="c1")  # type: ignore[arg-type]
     store.observe(body())
     record = store.get(("team", "web"))
     assert record is not None and store.guard(record)
@@ -100,7 +100,7 @@ def test_our_own_finalizer_edit_wakes_nothing_but_what_follows_does() -> None:
 
 def test_a_patch_response_never_replaces_a_newer_watch_event() -> None:
     """The watch may bring a later version before the patch's response is read: the cache keeps the later one."""
-    store = records.ClusterStore(FakeGroups())  # type: ignore[arg-type]
+    store = records.ClusterStore(FakeGroups(), cluster="c1")  # type: ignore[arg-type]
 
     class Racing(FakeGroups):
         def set_finalizers(
@@ -118,10 +118,10 @@ def test_a_patch_response_never_replaces_a_newer_watch_event() -> None:
 
 
 def test_namespace_globs_decide_what_is_ours() -> None:
-    store = records.ClusterStore(FakeGroups(), namespaces=("team-*", "ops"))  # type: ignore[arg-type]
+    store = records.ClusterStore(FakeGroups(), cluster="c1", namespaces=("team-*", "ops"))  # type: ignore[arg-type]
     assert store.owns(("team-a", "x")) and store.owns(("ops", "x"))
     assert not store.owns(("other", "x")) and not store.owns(("opsx", "x"))
-    assert records.ClusterStore(FakeGroups()).owns(("anything", "x"))  # type: ignore[arg-type]
+    assert records.ClusterStore(FakeGroups(), cluster="c1").owns(("anything", "x"))  # type: ignore[arg-type]
 
 
 def test_a_stale_finalizer_write_is_a_conflict_not_a_failure() -> None:
@@ -133,7 +133,7 @@ def test_a_stale_finalizer_write_is_a_conflict_not_a_failure() -> None:
         ) -> dict[str, Any] | None:
             raise kubeapi.ApiException(status=409, reason="Conflict")
 
-    store = records.ClusterStore(Conflicting())  # type: ignore[arg-type]
+    store = records.ClusterStore(Conflicting(), cluster="c1")  # type: ignore[arg-type]
     store.observe(body())
     record = store.get(("team", "web"))
     assert record is not None

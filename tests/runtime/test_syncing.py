@@ -183,17 +183,24 @@ def test_dangling_instances_of_a_vanished_group_are_collected(world: World) -> N
 
 def test_the_resync_sweep_collects_only_what_is_truly_gone_and_ours(world: World) -> None:
     spec = group(size=1)
-    for name, namespace in [("gone", "team"), ("alive", "team"), ("elsewhere", "")]:
+    ours = {"infrakit.cluster": "test-cluster"}
+    for name, namespace, cluster in [
+        ("gone", "team", ours),
+        ("alive", "team", ours),
+        ("elsewhere", "", ours),
+        ("gone-elsewhere", "team", {"infrakit.cluster": "another-cluster"}),  # another cluster's: never ours
+        ("gone-untagged", "team", {}),  # names no cluster: not provably ours
+    ]:
         world.plugin.provision(
             instances.InstanceSpec(
-                tags={"infrakit.group": name, **({"infrakit.namespace": namespace} if namespace else {})}
+                tags={"infrakit.group": name, **({"infrakit.namespace": namespace} if namespace else {}), **cluster}
             )
         )
     world.store.apply(dataclasses.replace(spec, name="alive"))
     world.store.hidden.add(("team", "alive"))  # the cache has not seen it yet: the server has
     assert world.syncer.collect_dangling(world.plugin) == 1
     left = {d.tags["infrakit.group"] for d in world.plugin.describe({})}
-    assert left == {"alive", "elsewhere"}
+    assert left == {"alive", "elsewhere", "gone-elsewhere", "gone-untagged"}
 
 
 def test_nothing_is_collected_where_the_store_says_so(world: World) -> None:
@@ -265,7 +272,12 @@ def test_the_guard_is_dropped_when_no_instance_is_left(world: World) -> None:
 
 def test_a_bootstrap_instance_is_adopted_with_an_event_and_counted_in_status(world: World) -> None:
     """Was: an instance tagged infrakit.config_sha=bootstrap (made outside InfraKit) was destroyed."""
-    tags = {"infrakit.group": "web", "infrakit.namespace": "team", "infrakit.config_sha": "bootstrap"}
+    tags = {
+        "infrakit.group": "web",
+        "infrakit.namespace": "team",
+        "infrakit.cluster": "test-cluster",
+        "infrakit.config_sha": "bootstrap",
+    }
     boot = world.plugin.provision(instances.InstanceSpec(tags=tags))
     world.store.apply(group(size=2))
     result = world.syncer.sync(KEY)
