@@ -8,10 +8,11 @@ are), and a freed group's instances are meant to stay.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 from infrakit import files
@@ -88,17 +89,45 @@ class LocalStore:
         return self._changes()
 
     async def _changes(self) -> AsyncIterator[stores.Key | None]:
-        import watchfiles
+        """Names of group files that changed, from one inotify watch of the groups directory.
 
-        directory = self.store.groups_dir
-        directory.mkdir(parents=True, exist_ok=True)
-        async for changes in watchfiles.awatch(
-            directory, debounce=200, step=10, recursive=False, watch_filter=_group_file
-        ):
-            for name in sorted({Path(path).name.removesuffix(".yaml") for _, path in changes}):
-                yield ("", name)
+        ``None`` ("any group may have changed") comes first, once the watch is in place, so
+        that a group committed between the runtime's first listing and the watch is not
+        missed; then again after an overflow, or when the directory was replaced.
+        """
+        import inotify_simple  # lazy: only a controller watches the store
+
+        flags = inotify_simple.flags
+        wanted = flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM | flags.DELETE | flags.ONLYDIR
+        gone = flags.Q_OVERFLOW | flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF
+        loop = asyncio.get_running_loop()
+        notify = inotify_simple.INotify(nonblocking=True)
+        readable = asyncio.Event()
+        loop.add_reader(notify.fileno(), readable.set)
+        try:
+            while True:
+                directory = self.store.groups_dir
+                directory.mkdir(parents=True, exist_ok=True)
+                watch = notify.add_watch(directory, wanted | flags.DELETE_SELF | flags.MOVE_SELF)
+                yield None
+                rearm = False
+                while not rearm:
+                    await readable.wait()
+                    readable.clear()
+                    names = set()
+                    for event in notify.read(timeout=0):
+                        if event.mask & gone:
+                            rearm = True
+                        elif _group_file(event.name):
+                            names.add(event.name.removesuffix(".yaml"))
+                    for name in sorted(names):
+                        yield ("", name)
+                with contextlib.suppress(OSError):
+                    notify.rm_watch(watch)
+        finally:
+            loop.remove_reader(notify.fileno())
+            notify.close()
 
 
-def _group_file(change: Any, path: str) -> bool:
-    name = Path(path).name
+def _group_file(name: str) -> bool:
     return name.endswith(".yaml") and not name.startswith(".") and not name.endswith(files.TEMP_SUFFIX)

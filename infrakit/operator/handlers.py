@@ -95,6 +95,20 @@ class Operator:
             return True, True, None
         return self.elector.known or self.elector.is_leader(), self.elector.is_leader(), self.elector.holder
 
+    def _instance_plugins(self) -> list[str]:
+        """Every instance plugin this operator may have used, for the collector: those its
+        configuration names and the instance daemons in its plugins directory."""
+        names = [name for name in self.config.plugin_options if name in plugins.available(plugins.INSTANCE_GROUP)]
+        if self.config.plugins_dir is not None:
+            from infrakit.rpc import discovery
+
+            names += [
+                found.name
+                for found in discovery.running(directory=self.config.plugins_dir)
+                if any(interface.startswith("Instance/") for interface in found.interfaces)
+            ]
+        return names
+
     def _on_result(self, result: syncing.Result) -> None:
         self.readiness.synced(result.key)
         metrics.record(result)
@@ -117,6 +131,7 @@ class Operator:
             poll=self.config.poll,
             may_act=self.may_act,
             on_result=self._on_result,
+            discover=self._instance_plugins,
         )
         if self.config.leader_election:
             self.elector = leadership.Elector(

@@ -169,3 +169,100 @@ def test_an_unhealthy_instance_is_announced_once_not_at_every_sync() -> None:
     health.update({sick[0]: instances.Health.UNHEALTHY})  # sick again after being healthy: news again
     one.sync(LOCAL)
     assert sorted(i for i in news.of("web/instance/unhealthy") if i) == sorted([*sick, sick[0]])
+
+
+# -- B: a cluster touches only its own instances --------------------------------------------------
+
+
+def test_two_clusters_sharing_one_plugin_never_touch_each_others_instances() -> None:
+    """Was: cluster 2's operator found cluster 1's Group 404 and destroyed its 5 instances."""
+    plugin = memory.MemoryPlugin()
+    one, two = stores.MemoryStore(cluster="uid-1"), stores.MemoryStore(cluster="uid-2")
+    first, second = syncer(one, plugin), syncer(two, plugin)
+    one.apply(group(size=5))
+    assert first.sync(KEY).converged
+    mine = set(plugin.instances)
+    assert second.sync(KEY).gone  # no such Group in cluster 2: nothing of cluster 1's is collected
+    assert second.collect_dangling(plugin) == 0
+    assert set(plugin.instances) == mine
+    two.apply(group(size=3, note="other"))  # the same namespace and name in cluster 2
+    assert second.sync(KEY).converged
+    assert first.sync(KEY).converged  # neither adopts, rolls nor scales the other's
+    by_cluster: dict[str, set[str]] = {"uid-1": set(), "uid-2": set()}
+    for instance_id, (description, _) in plugin.instances.items():
+        by_cluster[description.tags["infrakit.cluster"]].add(instance_id)
+    assert by_cluster["uid-1"] == mine and len(by_cluster["uid-2"]) == 3
+    one.delete(KEY)
+    first.sync(KEY)  # tears down its own 5 only
+    assert {d.tags["infrakit.cluster"] for d, _ in plugin.instances.values()} == {"uid-2"}
+
+
+def test_instances_naming_no_cluster_are_never_a_cluster_groups() -> None:
+    """An instance of the local store (or of an operator before cluster tags) is not provably ours."""
+    plugin = memory.MemoryPlugin()
+    store = stores.MemoryStore(cluster="uid-1")
+    legacy = plugin.provision(
+        instances.InstanceSpec(tags={"infrakit.group": "web", "infrakit.namespace": "team", "infrakit.config_sha": "x"})
+    )
+    store.apply(group(size=1))
+    one = syncer(store, plugin)
+    assert one.sync(KEY).converged
+    assert legacy in plugin.instances and len(plugin.instances) == 2
+    store.delete(KEY)
+    one.sync(KEY)
+    assert list(plugin.instances) == [legacy]
+
+
+# -- C: collection reaches every plugin the operator may have used --------------------------------
+
+
+def test_a_group_deleted_while_no_operator_ran_is_collected_from_a_plugin_not_yet_made() -> None:
+    plugin = memory.MemoryPlugin()
+    leftovers = [
+        plugin.provision(
+            instances.InstanceSpec(
+                tags={"infrakit.group": "gone", "infrakit.namespace": "team", "infrakit.cluster": "test-cluster"}
+            )
+        )
+        for _ in range(3)
+    ]
+    kept = plugin.provision(
+        instances.InstanceSpec(
+            tags={"infrakit.group": "gone", "infrakit.namespace": "team", "infrakit.cluster": "another"}
+        )
+    )
+    store = stores.MemoryStore()
+    fresh = syncer(store, plugin)  # a restarted operator: it has made no plugin yet
+    assert fresh.registry.instance_plugins() == []
+    runtime = running.Runtime(syncer=fresh, resync=3600, discover=lambda: ["instance-memory"])
+
+    async def body() -> None:
+        await eventually(lambda: not set(leftovers) & set(plugin.instances))
+
+    run_with(runtime, body)
+    assert list(plugin.instances) == [kept]
+
+
+# -- I: a plugin that goes away shows at once, and recovers ---------------------------------------
+
+
+def test_a_plugin_whose_feed_breaks_shows_plugin_unavailable_then_recovers() -> None:
+    """Was: the instance daemon SIGKILLed, status stayed Ready=True, Converged for minutes."""
+    plugin = memory.MemoryPlugin()
+    store = stores.MemoryStore()
+    one = syncer(store, plugin)
+    store.apply(group(size=2))
+    runtime = running.Runtime(syncer=one, resync=3600, poll=3600)
+
+    async def body() -> None:
+        await eventually(lambda: store.condition(KEY).get("reason") == "Converged")
+        plugin.faults["describe"] = plugins.PluginUnavailable("instance-memory: connection refused")
+        plugin.unsettle()  # what a daemon's broken event stream tells
+        await eventually(lambda: store.condition(KEY).get("reason") == "PluginUnavailable")
+        assert "connection refused" in store.condition(KEY)["message"]
+        assert store.condition(KEY)["status"] == "False"
+        del plugin.faults["describe"]
+        plugin.unsettle()  # the stream is back
+        await eventually(lambda: store.condition(KEY).get("reason") == "Converged")
+
+    run_with(runtime, body)
