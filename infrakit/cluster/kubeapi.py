@@ -51,12 +51,29 @@ FIELD_MANAGER: Final = "infrakit-cli"
 OPERATOR_FIELD_MANAGER: Final = "infrakit-operator"
 
 
-def cluster_identity(api: kubernetes.client.ApiClient) -> str:
-    """The cluster's identity: the UID of its ``kube-system`` namespace, as Cluster API and
-    most multi-cluster tools take it (made once with the cluster, never reused by another).
+def cluster_identity(api: kubernetes.client.ApiClient, *, source: str = "kube-system") -> str:
+    """The cluster's identity, from ``source``:
 
-    Raises :class:`ApiException` (403 where the caller may not read that namespace).
+    * ``kube-system``: the UID of the cluster's ``kube-system`` namespace, as Cluster API
+      and most multi-cluster tools take it (made once with the cluster, never reused);
+      needs ``get`` on that one namespace;
+    * ``service-account``: the UID of the service account the client authenticates as
+      (a SelfSubjectReview, which every authenticated user may make): for an operator
+      with no cluster-wide permission; it changes if that account is deleted and made anew.
+
+    Raises :class:`ApiException` (403 where the caller may not read kube-system; 404 when
+    the client is no service account).
     """
+    if source == "service-account":
+        review = kubernetes.client.AuthenticationV1Api(api).create_self_subject_review(
+            kubernetes.client.V1SelfSubjectReview()
+        )
+        user = review.status.user_info if review.status is not None else None
+        uid = user.uid if user is not None else None
+        name = user.username if user is not None else ""
+        if not uid or not str(name).startswith("system:serviceaccount:"):
+            raise ApiException(status=404, reason=f"{name or 'this client'} is not a service account")
+        return str(uid)
     namespace = kubernetes.client.CoreV1Api(api).read_namespace("kube-system")
     uid = namespace.metadata.uid if namespace.metadata is not None else None
     if not uid:

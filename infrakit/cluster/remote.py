@@ -135,10 +135,24 @@ class Remote:
     def describe(self, name: str) -> list[instances.Description]:
         """Every instance of the group, from its instance plugin (see the module docstring)."""
         body = self.get(name)
-        spec = specs.parse_document({k: v for k, v in body.items() if k != "status"}, namespace=self.namespace)
+        # The cluster's identity is the operator's (its --cluster-id): it says it in the
+        # selector it writes in status. No selector yet: the operator has made nothing.
+        cluster = _selected((body.get("status") or {}).get("selector"), instances.TAG_CLUSTER)
+        spec = specs.parse_document(
+            {k: v for k, v in body.items() if k != "status"}, namespace=self.namespace, cluster=cluster
+        )
+        counted = (body.get("status") or {}).get("replicas")
+        if cluster is None:
+            if not counted:
+                return []
+            raise PluginUnreachable(
+                "status.selector",
+                f"group {name!r} counts {counted} instances but its status names no cluster identity "
+                "(infrakit.cluster in status.selector): its operator predates cluster identities; upgrade it, "
+                "and its next sync says it",
+            )
         plugin = self._instance_plugin(spec)
         if plugin is None:
-            counted = (body.get("status") or {}).get("replicas")
             if counted == 0:
                 return []
             how_many = f"{counted} instances" if isinstance(counted, int) else "instances"
@@ -163,6 +177,17 @@ class Remote:
         if name in MACHINE_LOCAL and not daemon and not self.explicit:
             return None
         return plugin
+
+
+def _selected(selector: Any, key: str) -> str | None:
+    """The value ``selector`` (``k=v,k=v``) requires of label ``key``."""
+    if not isinstance(selector, str):
+        return None
+    for term in selector.split(","):
+        name, equals, value = term.partition("=")
+        if equals and name.strip() == key:
+            return value.strip() or None
+    return None
 
 
 def _context_namespace(context: str | None) -> str:

@@ -21,6 +21,8 @@ Progressing    False   scaling up or down, or waiting for instances to become he
 Unhealthy      False   converged, but some instances are not healthy
 InvalidSpec    False   the spec or a plugin's properties are invalid: nothing is done
 ReconcileError False   a plugin or the store failed; retried with backoff
+PluginUnavail. False   ``PluginUnavailable``: a plugin (its daemon, or what it drives) cannot
+                       be reached; retried, and cleared once it answers again
 Interrupted    False   the sync was stopped mid-way (Ctrl-C); the next one resumes
 =============  ======  =================================================================
 

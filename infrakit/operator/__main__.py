@@ -103,9 +103,18 @@ __all__ = ["main"]
     "--cluster-id",
     envvar="INFRAKIT_CLUSTER_ID",
     default=None,
+    callback=lambda context, param, value: _check_cluster_id(value),
     help="This cluster's identity, tagged on every instance its Groups make (infrakit.cluster): an operator "
-    "touches no instance of another cluster's, nor one without it [default: the UID of the kube-system "
-    "namespace; set it where the operator may not read that namespace].",
+    "touches no instance of another cluster's, nor one without it [default: read from --cluster-id-source].",
+)
+@click.option(
+    "--cluster-id-source",
+    type=click.Choice(["kube-system", "service-account"]),
+    default="kube-system",
+    show_default=True,
+    help="Where the cluster's identity is read when --cluster-id is not given: the UID of the kube-system "
+    "namespace (needs get on it), or of the operator's service account (no cluster-wide permission: the "
+    "namespaced overlay).",
 )
 @click.option(
     "--fsync/--no-fsync",
@@ -138,6 +147,7 @@ def main(
     lease_duration: float,
     identity: str | None,
     cluster_id: str | None,
+    cluster_id_source: str,
     durable: bool,
     log_level: int,
     log_format: str,
@@ -147,7 +157,7 @@ def main(
     logs.configure(level=log_level, fmt=log_format, frameworks=("kopf", "aiohttp"))
     metrics_host, metrics_port = _bind_address(metrics_address, port=metrics_port)
     _check_credentials(log_format)
-    cluster = _cluster_identity(cluster_id, log_format)
+    cluster = _cluster_identity(cluster_id, cluster_id_source, log_format)
     import kopf  # heavy: after the checks, so that a bad start fails fast
 
     from infrakit.operator import handlers
@@ -239,16 +249,19 @@ _CLUSTER_ID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 _IDENTITY_TRIES = (1.0, 2.0, 5.0, 10.0, 10.0)  # seconds between reads of kube-system while the API is down
 
 
-def _cluster_identity(given: str | None, log_format: str) -> str:
-    """``--cluster-id``, else the kube-system namespace's UID; exit 2 when neither can be had."""
+def _check_cluster_id(value: str | None) -> str | None:
+    if value is not None and not _CLUSTER_ID.fullmatch(value):
+        raise click.BadParameter(
+            f"{value!r}: 1-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit "
+            "(it becomes the instances' infrakit.cluster tag)",
+            param_hint="'--cluster-id'",
+        )
+    return value
+
+
+def _cluster_identity(given: str | None, source: str, log_format: str) -> str:
+    """``--cluster-id``, else the UID ``source`` names; exit 2 when neither can be had."""
     if given is not None:
-        if not _CLUSTER_ID.fullmatch(given):
-            logs.fail(
-                f"--cluster-id {given!r}: 1-63 letters, digits, '.', '_' or '-', starting and ending with a "
-                "letter or digit (it becomes the instances' infrakit.cluster tag)",
-                code=2,
-                fmt=log_format,
-            )
         return given
     import time
 
@@ -258,15 +271,24 @@ def _cluster_identity(given: str | None, log_format: str) -> str:
         try:
             api = kubeapi.connect(agent=kubeapi.OPERATOR_FIELD_MANAGER)
             try:
-                return kubeapi.cluster_identity(api)
+                return kubeapi.cluster_identity(api, source=source)
             finally:
                 api.close()  # type: ignore[no-untyped-call]
         except kubeapi.ApiException as error:
             if error.status in (401, 403, 404):
+                where = (
+                    "the UID of namespace kube-system"
+                    if source == "kube-system"
+                    else "the UID of the operator's service account"
+                )
+                fix = (
+                    "grant get on namespaces/kube-system, or pass --cluster-id-source=service-account"
+                    if source == "kube-system"
+                    else "run it as a service account"
+                )
                 logs.fail(
-                    f"cannot read the cluster's identity, the UID of namespace kube-system ({error.status} "
-                    f"{error.reason}): grant get on namespaces/kube-system, or pass --cluster-id NAME, a name "
-                    "unique among the clusters whose operators share instance plugins",
+                    f"cannot read the cluster's identity, {where} ({error.status} {error.reason}): {fix}, or pass "
+                    "--cluster-id NAME, a name unique among the clusters whose operators share instance plugins",
                     code=2,
                     fmt=log_format,
                 )
@@ -274,7 +296,7 @@ def _cluster_identity(given: str | None, log_format: str) -> str:
         except Exception as error:  # the API server is not there yet: a pod may start before it
             problem = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         if pause is None:
-            logs.fail(f"cannot read the cluster's identity (namespace kube-system): {problem}", code=1, fmt=log_format)
+            logs.fail(f"cannot read the cluster's identity ({source}): {problem}", code=1, fmt=log_format)
         time.sleep(pause)
     raise AssertionError("unreachable")
 

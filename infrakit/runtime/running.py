@@ -77,6 +77,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._first: set[stores.Key] = set()
         self._ready: asyncio.Event | None = None
+        self._collect_soon: asyncio.Event | None = None
 
     # -- waking groups ----------------------------------------------------------------------
 
@@ -88,6 +89,8 @@ class Runtime:
         what it remembers of the groups' members is forgotten, and every group synced."""
         self.syncer.reset()
         self.enqueue_all()
+        if self._loop is not None and self._collect_soon is not None:
+            self._loop.call_soon_threadsafe(self._collect_soon.set)  # a Group may have gone meanwhile
 
     def enqueue_all(self) -> None:
         for key in self._all_keys():
@@ -191,10 +194,14 @@ class Runtime:
         return (self.resync if watched else self.poll) * random.uniform(0.9, 1.1)
 
     async def _resync(self) -> None:
+        """Collect now, then every ``resync`` seconds, and whenever this replica is elected."""
+        self._collect_soon = asyncio.Event()
         while True:
             if self.store.collects_garbage and self.may_act():
                 await asyncio.to_thread(self.collect)
-            await asyncio.sleep(self.resync)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._collect_soon.wait(), self.resync)
+            self._collect_soon.clear()
 
     def collect(self) -> int:
         """Collect the dangling instances from every plugin this process may have used."""
@@ -222,6 +229,7 @@ class Runtime:
                     _one_line(error),
                     extra=logs.fields(error=_one_line(error)),
                 )
+        log.debug("collection pass: %d instance plugins, %d dangling instances destroyed", len(found), destroyed)
         return destroyed
 
     async def _feed_store(self) -> None:

@@ -39,13 +39,22 @@ def test_describe_lists_ten_thousand_instances_from_the_plugin(
     example = REPO_ROOT / "examples" / "cattle.yaml"
     crd_installed.kubectl("apply", "-n", namespace, "-f", str(example))
     body = json.loads(crd_installed.kubectl("get", "group", "cattle", "-n", namespace, "-o", "json").stdout)
-    group = specs.parse_document({k: v for k, v in body.items() if k != "status"}, namespace=namespace)
+    uid = crd_installed.kubectl("get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}").stdout.strip()
+    manifest = {k: v for k, v in body.items() if k != "status"}
+    group = specs.parse_document(manifest, namespace=namespace, cluster=uid)
     plugin = instance_file.create({"dir": str(tmp_path / "volume"), "fsync": False})
     tags = {**status.membership_tags(group), instances.TAG_CONFIG_SHA: group.config_sha}
     made = {plugin.provision(instances.InstanceSpec(properties={}, tags=tags)) for _ in range(COUNT)}
     other = {**tags, instances.TAG_NAMESPACE: "elsewhere"}  # the same name in another namespace: not ours
     plugin.provision(instances.InstanceSpec(properties={}, tags=other))
-    counts = {"replicas": COUNT, "updatedReplicas": COUNT, "readyReplicas": COUNT, "configHash": group.config_sha}
+    plugin.provision(instances.InstanceSpec(properties={}, tags={**tags, instances.TAG_CLUSTER: "another-cluster"}))
+    counts = {
+        "replicas": COUNT,
+        "updatedReplicas": COUNT,
+        "readyReplicas": COUNT,
+        "configHash": group.config_sha,
+        "selector": status.selector(group),  # as the operator writes it: the cluster's identity in it
+    }
     crd_installed.kubectl(
         "patch", "group", "cattle", "-n", namespace, "--subresource=status", "--type=merge",
         "--patch-file=/dev/stdin", input=json.dumps({"status": counts}),

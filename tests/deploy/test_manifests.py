@@ -37,6 +37,7 @@ CLUSTER_RULES = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]},
 ]
 LEASE_RULES = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
@@ -224,7 +225,11 @@ def test_namespaced_overlay_has_no_cluster_permissions() -> None:
     binding = one(docs, "RoleBinding", "infrakit-operator")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "infrakit-operator"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": SYSTEM_NAMESPACE}]
-    assert operator_container(docs)["args"][-2:] == ["--namespace=$(POD_NAMESPACE)", "--no-scanning"]
+    assert operator_container(docs)["args"][-3:] == [
+        "--namespace=$(POD_NAMESPACE)",
+        "--no-scanning",
+        "--cluster-id-source=service-account",  # it may not read the kube-system namespace
+    ]
     assert not any("--namespace" in arg for arg in operator_container(render("base"))["args"])
 
 

@@ -86,6 +86,8 @@ def test_service_account_may_do_what_the_operator_does(operator_rbac: Cluster, n
         # kopf's scanning: the CRD appearing late, namespaces matching globs
         *[(verb, "customresourcedefinitions.apiextensions.k8s.io") for verb in ("list", "watch")],
         *[(verb, "namespaces") for verb in ("list", "watch")],
+        # the cluster's identity: the kube-system namespace's UID
+        ("get", "namespaces/kube-system"),
         # the Lease, in the operator's namespace
         ("create", "leases.coordination.k8s.io", *system),
         ("get", f"leases.coordination.k8s.io/{LEASE}", *system),
@@ -232,7 +234,7 @@ def test_operator_under_its_service_account(operator_rbac: Cluster, namespace: s
             "--log",
             "5",
             *(["--all-namespaces"] if everywhere else []),
-            *(["--no-scanning"] if kind == "namespaced" else []),
+            *(["--no-scanning", "--cluster-id-source=service-account"] if kind == "namespaced" else []),
         ],
         env={"KUBECONFIG": str(kubeconfig)},
     )
@@ -269,3 +271,28 @@ def test_operator_under_its_service_account(operator_rbac: Cluster, namespace: s
     assert not FORBIDDEN.findall(log), f"permission errors in the operator's log:\n{log}"
     assert "acquired the lease" in log
     assert ("cluster-wide" if everywhere else f"in '{namespace}'") in log  # kopf's watch-stream line
+
+
+@pytest.mark.skipif(EXTERNAL, reason="runs its own operator process")
+def test_an_operator_that_may_not_read_its_clusters_identity_says_how_and_exits_2(
+    operator_rbac: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """The namespaced overlay's account may not read kube-system: without --cluster-id-source it
+    stops at once, naming the fixes, rather than run without a provable identity."""
+    account_namespace = _identity(operator_rbac, "namespaced", namespace)
+    kubeconfig = _token_kubeconfig(operator_rbac, namespace=account_namespace, path=tmp_path / "operator.kubeconfig")
+    result = subprocess.run(
+        [
+            *Operator(
+                cluster=operator_rbac, namespace=namespace, instance_dir=tmp_path / "i", log=tmp_path / "log"
+            ).command(),
+        ],
+        env={**operator_rbac.env, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "kube-system" in result.stderr and "--cluster-id-source=service-account" in result.stderr

@@ -54,10 +54,8 @@ class Operator:
     extra: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
-    def start(self, *, wait: bool = True) -> Operator:
-        if EXTERNAL:
-            return self
-        command = [
+    def command(self) -> list[str]:
+        return [
             sys.executable, "-m", "infrakit.operator",
             "--dir", str(self.instance_dir),
             "--namespace", self.namespace,
@@ -67,6 +65,11 @@ class Operator:
             "--resync", "5",
             *self.extra,
         ]  # fmt: skip
+
+    def start(self, *, wait: bool = True) -> Operator:
+        if EXTERNAL:
+            return self
+        command = self.command()
         with self.log.open("ab") as log:
             env = {**self.cluster.env, **self.env}
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

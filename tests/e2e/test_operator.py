@@ -42,8 +42,10 @@ def converged(groups: Groups, operator: Operator, name: str, *, size: int, sha: 
 def test_tutorial(operator: Operator, groups: Groups, tmp_path: Path) -> None:
     groups.apply(EXAMPLES / "cattle.yaml")
     wait_until(lambda: converged(groups, operator, "cattle", size=5, sha=SHA1), what="5 instances at the first hash")
+    uid = groups.cluster.kubectl("get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}").stdout.strip()
     for document in operator.instances("cattle").values():
         assert document["Tags"] == {
+            "infrakit.cluster": uid,  # this cluster's identity: no other cluster's operator touches it
             "infrakit.config_sha": SHA1,
             "infrakit.group": "cattle",
             "infrakit.namespace": operator.namespace,

@@ -45,6 +45,14 @@ def test_no_kubeconfig_in_json(tmp_path: Path) -> None:
     assert entry["msg"].startswith("no Kubernetes credentials")
 
 
+@pytest.mark.parametrize("value", ["has space", "-dash-first", "x" * 64, "ünïcode", ""])
+def test_a_bad_cluster_id_is_one_line_and_exit_2_before_anything(tmp_path: Path, value: str) -> None:
+    result = run(tmp_path, "--cluster-id", value)
+    assert result.returncode == 2, result.stderr
+    assert "--cluster-id" in result.stderr and "Traceback" not in result.stderr
+    assert "credentials" not in result.stderr  # refused before anything else is looked at
+
+
 @pytest.mark.parametrize(
     ("address", "port", "expected"),
     [

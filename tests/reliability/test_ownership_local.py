@@ -128,9 +128,7 @@ def test_the_group_daemon_beside_commit_calls_lost_only_what_nobody_meant_to_rem
 # -- H: one group's slow plugin call holds that group only -----------------------------------------
 
 
-def test_a_group_stuck_in_a_plugin_call_holds_up_no_other_group_nor_a_reader(
-    home: Path, daemons: list[Daemon]
-) -> None:
+def test_a_group_stuck_in_a_plugin_call_holds_up_no_other_group_nor_a_reader(home: Path, daemons: list[Daemon]) -> None:
     """Was: a sync held the store-wide lock through every plugin call: `ls` took 15 s, and an
     unrelated group's lost instance healed after 22 s."""
     assert commit(home, "slow", 2).returncode == 0
