@@ -84,7 +84,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from infrakit import files
 from infrakit.core import instances, specs
-from infrakit.plugins import spi
+from infrakit.plugins import permissions, spi
 
 if TYPE_CHECKING:
     import asyncio
@@ -117,7 +117,8 @@ log = logging.getLogger(__name__)
 
 
 def create(options: Mapping[str, Any]) -> FilePlugin:
-    """``options``: ``dir`` (the instance directory, required) and ``fsync`` (bool).
+    """``options``: ``dir`` (the instance directory, required), ``fsync`` (bool) and ``file_mode``
+    (an int or octal text: ``0600`` unless given, see :mod:`infrakit.plugins.permissions`).
 
     The registry (``infrakit.plugins.Registry``) keeps the plugin for the process, so
     its describe cache and its warnings live as long as it does.
@@ -125,25 +126,44 @@ def create(options: Mapping[str, Any]) -> FilePlugin:
     directory = options.get("dir")
     if not directory:
         raise spi.PluginError("instance-file needs a directory: give --dir (or $INFRAKIT_INSTANCE_DIR)")
+    file_mode = options.get("file_mode", permissions.DEFAULT_FILE_MODE)
+    try:
+        if isinstance(file_mode, str):
+            file_mode = permissions.parse_file_mode(file_mode)
+        elif type(file_mode) is int:
+            permissions.check_file_mode(file_mode)
+        else:
+            raise ValueError(f"{file_mode!r} is not a mode; give one such as 0600 or 0640")
+    except ValueError as error:
+        raise spi.PluginError(f"instance-file option file_mode: {error}") from None
     # What writers killed mid-write left (the directory is shared: only what is old enough
     # to be no live writer's).
     with contextlib.suppress(OSError):
         files.remove_stale_temps(Path(directory), older_than=STALE_TEMP_SECONDS)
-    return FilePlugin(directory=Path(directory), durable=bool(options.get("fsync", False)))
+    return FilePlugin(directory=Path(directory), durable=bool(options.get("fsync", False)), file_mode=file_mode)
 
 
 class FilePlugin:
     """Instances as files in ``directory`` (created on first use).
 
     Long-lived: one object per directory per process keeps what ``describe`` parsed.
-    Safe to share between threads.
+    Safe to share between threads.  Only files of the process's own user are instances,
+    in a directory others cannot rewrite; ``file_mode`` is what files are written with
+    (see :mod:`infrakit.plugins.permissions`).
     """
 
     name = NAME
 
-    def __init__(self, *, directory: Path, durable: bool = False) -> None:
+    def __init__(
+        self, *, directory: Path, durable: bool = False, file_mode: int = permissions.DEFAULT_FILE_MODE
+    ) -> None:
+        permissions.check_file_mode(file_mode)
         self.directory = Path(directory)
         self.durable = durable
+        self.file_mode = file_mode
+        self._directory_mode = permissions.directory_mode(file_mode)
+        self._uid = os.geteuid()
+        self._gid = os.getegid()
         self._root = os.path.abspath(self.directory)
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()  # guards _listing
@@ -226,10 +246,11 @@ class FilePlugin:
 
     def label(self, instance_id: str, labels: Mapping[str, str]) -> None:
         path = self._path(instance_id)
+        instances.check_spec(instances.InstanceSpec(tags=labels))  # never write what describe would skip
+        self._checked_directory()
         document = self._read(path)
         if document is None:
             raise spi.InstanceNotFound(f"instance {instance_id} not found in {self.directory}")
-        instances.check_spec(instances.InstanceSpec(tags=labels))  # never write what describe would skip
         document["Tags"] = {**(document.get("Tags") or {}), **labels}
         data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
         if len(data) > MAX_FILE:
@@ -240,12 +261,16 @@ class FilePlugin:
         if not isinstance(instance_id, str) or not _ID.fullmatch(instance_id):
             raise spi.InstanceNotFound(f"{instance_id!r} is not an instance ID (instance-<digits>)")
         path = os.path.join(self._root, instance_id)  # strings: a roll destroys as often as it provisions
+        self._checked_directory()
         try:
             info = os.lstat(path)
         except FileNotFoundError:
             raise spi.InstanceNotFound(f"instance {instance_id} not found in {self.directory}") from None
         if not stat.S_ISREG(info.st_mode):
             raise spi.PluginError(f"refusing to destroy {path}: not a regular file (symlinks are never followed)")
+        problem = permissions.file_problem(info, uid=self._uid)
+        if problem is not None:
+            raise spi.PluginError(f"refusing to destroy {path}: it {problem}")
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -261,6 +286,7 @@ class FilePlugin:
             return []  # made on first use
         except OSError as error:
             raise spi.PluginError(f"cannot list the instance directory {self.directory}: {error}") from None
+        self._check_directory(info)
         with self._lock:
             identity = (info.st_dev, info.st_ino)
             listing = self._listing
@@ -281,6 +307,12 @@ class FilePlugin:
             ):
                 if changed:
                     self._refresh(listing, changed)
+                    listing.mtime_ns = mtime_ns
+                if listing.linked:
+                    # A change made through another name of a file (a hard link) is journaled
+                    # under that name, or not at all (outside the directory): while there are
+                    # such files, compare every file's stat, as without a journal.
+                    self._scan(listing, info, full=True)
                     listing.mtime_ns = mtime_ns
             elif (self._long_lived or listing.journal is not None) and not listing.journal_failed:
                 # Described before, or provisioning: a long-lived plugin (a command that only
@@ -304,7 +336,7 @@ class FilePlugin:
             else:
                 self._long_lived = True
                 now = time.monotonic()
-                stale = now - listing.validated >= REVALIDATE
+                stale = now - listing.validated >= REVALIDATE or bool(listing.linked)  # see above
                 if stale or listing.racy or not listing.settled or listing.mtime_ns != info.st_mtime_ns:
                     self._scan(listing, info, full=stale)
                     if stale:
@@ -425,7 +457,7 @@ class FilePlugin:
                 if not self._described:
                     return False  # `instance-file provision`: no describe to come
                 try:
-                    os.makedirs(self._root, exist_ok=True)  # made on first use: now, to be watched
+                    os.makedirs(self._root, mode=self._directory_mode, exist_ok=True)  # now, to be watched
                     info = os.stat(self._root)
                 except OSError:
                     return False  # the write will say why
@@ -506,7 +538,11 @@ class FilePlugin:
             listing.put(name, self._load(path, name, started_ns))
 
     def _load(self, path: str, name: str, started_ns: int) -> _Entry | None:
-        """Parse one instance file into a cache entry (None: gone, or unreadable for now)."""
+        """Parse one instance file into a cache entry (None: gone, or unreadable for now).
+
+        The owner and mode are judged on the ``fstat`` of what was read, so a file swapped
+        after a listing is judged for what it is.
+        """
         try:
             data, info = files.read_nofollow_stat(path, limit=MAX_FILE)
         except FileNotFoundError:
@@ -519,11 +555,15 @@ class FilePlugin:
             except OSError as error:
                 self._warn(name, f"cannot be read as an instance ({error}); ignored")
                 return None
+            if (untrusted := self._untrusted(name, info, started_ns)) is not None:
+                return untrusted
             problem = f"is larger than the {MAX_FILE} bytes an instance file may be"
         except OSError as error:
             self._warn(name, f"cannot be read as an instance ({error}); ignored")
             return None  # not cached: a permission may be fixed
         else:
+            if (untrusted := self._untrusted(name, info, started_ns)) is not None:
+                return untrusted
             try:
                 document = json.loads(data)
             except Exception as error:  # one file's content never stops describe
@@ -533,8 +573,8 @@ class FilePlugin:
                 found = _description(name, document)
                 if isinstance(found, str):
                     self._warn(name, f"{found}; ignored")
-                    return _Entry(key=_key(info), description=None, trusted=_trusted(info, started_ns))
-                return _Entry(key=_key(info), description=found, trusted=_trusted(info, started_ns))
+                    return _Entry.of(info, None, started_ns)
+                return _Entry.of(info, found, started_ns)
         recovered = _recover(name, head, tail)
         if recovered is None:
             self._warn(name, f"cannot be read as an instance: it {problem}; ignored")
@@ -544,7 +584,15 @@ class FilePlugin:
                 f"cannot be read whole: it {problem}; its tags, recovered from the end of the file, keep it "
                 "a member of its group (it is not replaced, and destroying the group removes it)",
             )
-        return _Entry(key=_key(info), description=recovered, trusted=_trusted(info, started_ns))
+        return _Entry.of(info, recovered, started_ns)
+
+    def _untrusted(self, name: str, info: os.stat_result, started_ns: int) -> _Entry | None:
+        """The entry of a file that cannot be an instance of ours (another user's...), warned about; else None."""
+        problem = permissions.file_problem(info, uid=self._uid)
+        if problem is None:
+            return None
+        self._warn(name, problem)
+        return _Entry.of(info, None, started_ns)
 
     def _render(self, spec: instances.InstanceSpec) -> _Rendering:
         """The spec's JSON, rendered once for all the instances provisioned from it."""
@@ -583,27 +631,66 @@ class FilePlugin:
         return self.directory / instance_id
 
     def _write(self, instance_id: str, data: bytes, *, new: bool = False) -> None:
-        """Write the instance file atomically: ``new`` ones are created, never replaced."""
+        """Write the instance file atomically: ``new`` ones are created, never replaced.
+
+        Created with the plugin's file mode (``0600``): the temp or unnamed file is never
+        readable by more users than the file will be.
+        """
         path = os.path.join(self._root, instance_id)
         write = files.create_new if new else files.atomic_write
+        self._checked_directory(create=True)
         try:
             try:
-                write(path, data, durable=self.durable)
-            except FileNotFoundError:  # the directory is made on first use (or was removed)
-                os.makedirs(self._root, exist_ok=True)
-                write(path, data, durable=self.durable)
+                write(path, data, durable=self.durable, mode=self.file_mode)
+            except FileNotFoundError:  # the directory was removed meanwhile: made again
+                self._checked_directory(create=True)
+                write(path, data, durable=self.durable, mode=self.file_mode)
         except FileExistsError:
             raise
         except OSError as error:
             raise spi.PluginError(f"cannot write instance {instance_id} in {self.directory}: {error}") from error
 
-    def _read(self, path: Path) -> dict[str, Any] | None:
-        """The instance document at ``path`` if it is one describe would list, else None (warned)."""
+    def _checked_directory(self, *, create: bool = False) -> None:
+        """Refuse a directory others could rewrite (see :mod:`~infrakit.plugins.permissions`); ``create``
+        it (private) if missing.  A missing one is left to the operation to report."""
         try:
-            document = json.loads(files.read_nofollow(path, limit=MAX_FILE))
+            info = os.stat(self._root)
+        except FileNotFoundError:
+            if not create:
+                return
+            try:
+                os.makedirs(self._root, mode=self._directory_mode, exist_ok=True)
+                info = os.stat(self._root)
+            except OSError as error:
+                raise spi.PluginError(f"cannot create the instance directory {self.directory}: {error}") from None
+        except OSError as error:
+            raise spi.PluginError(f"cannot use the instance directory {self.directory}: {error}") from None
+        self._check_directory(info)
+
+    def _check_directory(self, info: os.stat_result) -> None:
+        if stat.S_ISDIR(info.st_mode):  # not a directory: listing or writing says so
+            warning = permissions.check_directory(str(self.directory), info, uid=self._uid, gid=self._gid)
+            if warning is not None:
+                self._warn_once(("", warning), f"instance directory {self.directory}: {warning}")
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        """The instance document at ``path`` if it is one describe would list, else None (warned).
+
+        ``InstanceNotFound`` for a file that is not ours (another user's, or anyone's to rewrite).
+        """
+        try:
+            data, info = files.read_nofollow_stat(path, limit=MAX_FILE)
         except FileNotFoundError:
             return None
         except Exception as error:  # one file's content never stops anything
+            self._warn(path.name, f"cannot be read as an instance ({_reason(error)}); ignored")
+            return None
+        problem = permissions.file_problem(info, uid=self._uid)
+        if problem is not None:
+            raise spi.InstanceNotFound(f"{path.name} in {self.directory} {problem}")
+        try:
+            document = json.loads(data)
+        except Exception as error:
             self._warn(path.name, f"cannot be read as an instance ({_reason(error)}); ignored")
             return None
         found = _description(path.name, document)
@@ -614,11 +701,14 @@ class FilePlugin:
         return result
 
     def _warn(self, name: str, problem: str) -> None:
-        if (name, problem) not in self._warned:
+        self._warn_once((name, problem), f"instance directory {self.directory}: {name} {problem}")
+
+    def _warn_once(self, key: tuple[str, str], message: str) -> None:
+        if key not in self._warned:
             if len(self._warned) >= _MAX_WARNED:  # a long-lived plugin on a churning directory
                 self._warned.clear()
-            self._warned.add((name, problem))
-            log.warning("instance directory %s: %s %s", self.directory, name, problem)
+            self._warned.add(key)
+            log.warning("%s", message)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -731,6 +821,13 @@ class _Entry:
     key: tuple[int, int, int, int]  # st_ino, st_size, st_mtime_ns, st_ctime_ns of what was parsed
     description: instances.Description | None  # None: not an instance (undecodable, wrong ID or types)
     trusted: bool  # parsed more than RACY_NS after its last change
+    linked: bool = False  # the file has other names (hard links): changes through them name no file of ours
+
+    @classmethod
+    def of(cls, info: os.stat_result, description: instances.Description | None, started_ns: int) -> _Entry:
+        return cls(
+            key=_key(info), description=description, trusted=_trusted(info, started_ns), linked=info.st_nlink > 1
+        )
 
 
 class _Listing:
@@ -739,6 +836,7 @@ class _Listing:
     def __init__(self, identity: tuple[int, int]) -> None:
         self.identity = identity  # st_dev, st_ino of the directory
         self.entries: dict[str, _Entry] = {}
+        self.linked: set[str] = set()  # names of entries with hard links (this plugin makes none)
         self.by_group: dict[str | None, dict[str, instances.Description]] = {}  # by the infrakit.group tag
         self._sorted: dict[str | None, list[instances.Description]] = {}  # by_group's values by ID, when asked
         self.mtime_ns = -1  # the directory's mtime when last listed
@@ -751,6 +849,7 @@ class _Listing:
 
     def replace(self, entries: dict[str, _Entry]) -> None:
         self.entries = entries
+        self.linked = {name for name, entry in entries.items() if entry.linked}
         by_group: dict[str | None, dict[str, instances.Description]] = collections.defaultdict(dict)
         for name, entry in entries.items():
             if entry.description is not None:
@@ -761,6 +860,7 @@ class _Listing:
     def put(self, name: str, entry: _Entry | None) -> None:
         """Record what one file holds now (None: nothing, or not an instance)."""
         old = self.entries.pop(name, None)
+        self.linked.discard(name)
         if old is not None and old.description is not None:
             group = old.description.tags.get(instances.TAG_GROUP)
             members = self.by_group.get(group)
@@ -771,6 +871,8 @@ class _Listing:
             self._sorted.pop(group, None)
         if entry is not None:
             self.entries[name] = entry
+            if entry.linked:
+                self.linked.add(name)
             if entry.description is not None:
                 group = entry.description.tags.get(instances.TAG_GROUP)
                 self.by_group.setdefault(group, {})[name] = entry.description

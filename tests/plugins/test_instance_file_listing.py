@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from infrakit.core import instances
-from infrakit.plugins import instance_file
+from infrakit.plugins import PluginError, instance_file
 from infrakit.plugins.instance_file import FilePlugin
 
 GROUPS = ("a", "b", "c")
@@ -77,7 +77,13 @@ class World:
     def destroy(self) -> None:
         name = self.pick()
         if name is not None and (self.directory / name).is_file() and not (self.directory / name).is_symlink():
-            self.plugin.destroy(name)
+            info = os.lstat(self.directory / name)
+            if info.st_uid == os.geteuid() and not info.st_mode & 0o002:
+                self.plugin.destroy(name)
+            else:  # not ours (another user's, or anyone's to rewrite): refused, left in place
+                with pytest.raises(PluginError, match="refusing to destroy"):
+                    self.plugin.destroy(name)
+                assert (self.directory / name).exists()
 
     def label(self) -> None:
         name = self.pick()
@@ -144,6 +150,26 @@ class World:
             mode = 0o000 if self.rng.random() < 0.5 else 0o644
             os.chmod(self.directory / name, mode)
 
+    def give_away(self) -> None:
+        """Another user's now (root only: chown), or ours again: an owner change is a change (issue 19)."""
+        name = self.pick()
+        if name is not None and not (self.directory / name).is_symlink():
+            owner = 4242 if self.rng.random() < 0.5 else os.geteuid()
+            os.chown(self.directory / name, owner, owner, follow_symlinks=False)
+
+    def open_to_all(self) -> None:
+        """Every user may rewrite it (not an instance), or not any more."""
+        name = self.pick()
+        if name is not None and not (self.directory / name).is_symlink():
+            os.chmod(self.directory / name, 0o666 if self.rng.random() < 0.5 else 0o600)
+
+    def hard_link(self) -> None:
+        """One file under two instance names: only the one its ID names is an instance."""
+        name = self.pick()
+        if name is not None and not (self.directory / name).is_symlink():
+            with contextlib.suppress(OSError):
+                os.link(self.directory / name, self.directory / self.new_id(), follow_symlinks=False)
+
     def replace_directory(self) -> None:
         """The volume swapped: a new directory (new inode) under the same name, some files copied."""
         if not self.directory.exists():
@@ -177,6 +203,9 @@ def actions(world: World) -> list[tuple[Callable[[], None], int]]:
         (world.rename_away, 2),
         (world.symlink, 1),
         (world.chmod_unreadable, 1 if os.geteuid() != 0 else 0),
+        (world.give_away, 2 if os.geteuid() == 0 else 0),
+        (world.open_to_all, 1),
+        (world.hard_link, 1),
         (world.replace_directory, 1),
         (world.remove_directory, 1),
     ]
@@ -363,3 +392,27 @@ def test_provisions_racing_describes_leave_nothing_behind(tmp_path: Path) -> Non
     reader.join()
     assert snapshot(plugin, "a") == fresh(tmp_path, "a") and len(snapshot(plugin, "a")) == 601
     assert plugin._own == {}
+
+
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "timestamps"])
+def test_a_change_made_through_a_hard_link_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal: bool
+) -> None:
+    """Found by the hard links of issue 19: an edit through another name of a member's file was journaled
+    under that name only, and the member stayed cached.  (A link from outside the directory, made after
+    the file was read, is not seen until the next full check: only the plugin's user or root can make
+    one to a 0600 file, and the kernel tells a directory's watch nothing of it.)"""
+    if not journal:
+        monkeypatch.setattr(instance_file._Journal, "open", classmethod(lambda cls, root: None))
+    monkeypatch.setattr(instance_file, "RACY_NS", 0)  # every entry trusted at once: only the stat can tell
+    directory = tmp_path / "instances"
+    plugin = FilePlugin(directory=directory)
+    plugin.describe({})
+    member = plugin.provision(spec("a"))
+    plugin.describe({})
+    other = directory / "instance-5"
+    os.link(directory / member, other)
+    assert snapshot(plugin, None) == fresh(directory, None) != []
+    with other.open("r+b") as handle:  # in place, through the other name
+        handle.write(b"{garbage")
+    assert snapshot(plugin, None) == fresh(directory, None) == []
