@@ -90,7 +90,7 @@ if TYPE_CHECKING:
     import asyncio
     import concurrent.futures
 
-__all__ = ["MAX_FILE", "MAX_PROPERTIES", "RACY_NS", "REVALIDATE", "FilePlugin", "create"]
+__all__ = ["MAX_FILE", "MAX_PROPERTIES", "RACY_NS", "REVALIDATE", "FilePlugin", "create", "stored_spec"]
 
 NAME: Final = "instance-file"
 _ID = re.compile(r"instance-[0-9]{1,19}")  # always fullmatch: "$" would let a trailing newline in
@@ -141,6 +141,24 @@ def create(options: Mapping[str, Any]) -> FilePlugin:
     with contextlib.suppress(OSError):
         files.remove_stale_temps(Path(directory), older_than=STALE_TEMP_SECONDS)
     return FilePlugin(directory=Path(directory), durable=bool(options.get("fsync", False)), file_mode=file_mode)
+
+
+def stored_spec(directory: Path, instance_id: str) -> Any:
+    """The ``Spec`` an instance's file holds (v0.5's ``Properties`` of a description), or None.
+
+    None too for a file that is not an instance of ours (see :mod:`~infrakit.plugins.permissions`),
+    a symlink (never followed), or one gone or being rewritten since it was listed.
+    """
+    if not isinstance(instance_id, str) or not _ID.fullmatch(instance_id):
+        return None
+    try:
+        data, info = files.read_nofollow_stat(os.path.join(directory, instance_id), limit=MAX_FILE)
+        if permissions.file_problem(info, uid=os.geteuid()) is not None:
+            return None
+        document = json.loads(data)
+    except Exception:  # gone, unreadable, not JSON: no properties to tell
+        return None
+    return document.get("Spec") if type(document) is dict and document.get("ID") == instance_id else None
 
 
 class FilePlugin:
