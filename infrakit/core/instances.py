@@ -26,6 +26,7 @@ __all__ = [
     "Description",
     "Health",
     "InstanceSpec",
+    "check_json",
     "check_spec",
     "format_tags",
     "kind",
@@ -152,6 +153,17 @@ def check_spec(spec: InstanceSpec) -> None:
         for key, value in (("ID", attachment.id), ("Type", attachment.type)):
             if type(value) is not str:
                 raise specs.SpecError(f"Attachments[{index}].{key}", f"must be a string, got {kind(value)}")
+
+
+def check_json(value: Any, *, field: str) -> None:
+    """Raise ``ValueError`` (a ``SpecError`` naming the path under ``field``) unless ``value`` is JSON
+    that any reader reads back as written: no NaN or infinity, no number beyond a float64, no
+    unpaired surrogate in a string or key, string keys only.
+
+    For what a plugin stores or sends (an instance file, an RPC answer): written, such a value
+    is not JSON to other readers, or comes back as something else.
+    """
+    specs.check_json(value, field=field)
 
 
 def kind(value: Any) -> str:

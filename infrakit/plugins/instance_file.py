@@ -210,6 +210,8 @@ class FilePlugin:
             size = self._validated[1]
         else:
             size = len(compact) + indentation
+            if size <= MAX_PROPERTIES:  # (else refused below, for their size)
+                instances.check_json(properties, field=_PROPERTIES)  # no NaN, no 1e400, no lone surrogate
             self._validated = (compact, size)
         if size > MAX_PROPERTIES:
             raise specs.SpecError(
@@ -265,6 +267,7 @@ class FilePlugin:
     def label(self, instance_id: str, labels: Mapping[str, str]) -> None:
         path = self._path(instance_id)
         instances.check_spec(instances.InstanceSpec(tags=labels))  # never write what describe would skip
+        instances.check_json(dict(labels), field="Tags")
         self._checked_directory()
         document = self._read(path)
         if document is None:
@@ -620,6 +623,7 @@ class FilePlugin:
         instances.check_spec(spec)
         if _measure(spec.properties, base=_PROPERTIES_INDENT)[0] > _MAX_DEPTH:
             raise specs.SpecError("Properties", f"nested more than {_MAX_DEPTH} levels deep; flatten them")
+        _check_readable(spec)
         tags = dict(spec.tags)
         try:
             rendering = _Rendering(
@@ -745,7 +749,7 @@ def _description(name: str, document: Any) -> instances.Description | str:
         return "is not an instance document (a JSON object whose ID is its name)"
     logical_id = document.get("LogicalID")
     if logical_id is not None and not _text(logical_id):
-        return f"has a LogicalID that is {instances.kind(logical_id)}, not a string or null"
+        return f"has a LogicalID that is {_kind(logical_id)}, not a string or null"
     tags = document.get("Tags")
     if tags is None:
         tags = {}
@@ -753,9 +757,9 @@ def _description(name: str, document: Any) -> instances.Description | str:
         return f"has Tags that are {instances.kind(tags)}, not a mapping of strings to strings"
     for key, value in tags.items():
         if not _text(value):  # keys of a decoded JSON object are strings
-            return f"has a tag {key!r} whose value is {instances.kind(value)}, not a string"
+            return f"has a tag {key!r} whose value is {_kind(value)}, not a string"
         if not _text(key):
-            return "has a tag whose key is not UTF-8 text"
+            return "has a tag whose key is a string with an unpaired surrogate (not valid Unicode)"
     created = document.get("CreatedAt")
     if created is None:
         created = 0.0
@@ -773,6 +777,26 @@ def _description(name: str, document: Any) -> instances.Description | str:
         tags={sys.intern(k): sys.intern(v) for k, v in tags.items()},
         created=created,
     )
+
+
+def _check_readable(spec: instances.InstanceSpec) -> None:
+    """``SpecError`` naming the first field a reader would not get back as written (issue 19, J16):
+    a lone surrogate would make the instance invisible to describe; NaN or 1e400 make a file
+    other readers refuse."""
+    instances.check_json(spec.properties, field="Properties")
+    instances.check_json(dict(spec.tags), field="Tags")
+    instances.check_json(spec.init, field="Init")
+    instances.check_json(spec.logical_id, field="LogicalID")
+    for index, attachment in enumerate(spec.attachments):
+        instances.check_json(attachment.id, field=f"Attachments[{index}].ID")
+        instances.check_json(attachment.type, field=f"Attachments[{index}].Type")
+
+
+def _kind(value: Any) -> str:
+    """What a value read from a file is, for a warning ("a number"; a string that is not valid text)."""
+    if type(value) is str:
+        return "a string with an unpaired surrogate (not valid Unicode)"
+    return instances.kind(value)
 
 
 def _text(value: Any) -> bool:
