@@ -36,8 +36,10 @@ TAG_GROUP: Final = "infrakit.group"
 TAG_CONFIG_SHA: Final = "infrakit.config_sha"
 TAG_LOGICAL_ID: Final = "infrakit.logical_id"
 TAG_NAMESPACE: Final = "infrakit.namespace"
-# Set on the instances of a group deleted with its instances left in place on purpose
-# (InfraKit's "free"), so that no collector of dangling instances takes them.
+# Set ("true") on the instances of a group deleted with its instances left in place on
+# purpose (InfraKit's "free"), so that no collector of dangling instances takes them; set
+# to "false" when a group of that name adopts them again (a label merges tags, it cannot
+# remove one), so that they are collected like any other once that group is gone.
 TAG_ORPHANED: Final = "infrakit.orphaned"
 # The config hash of an instance made outside InfraKit to join a group (the first manager
 # of a swarm, which must exist before any group can be committed): InfraKit adopts it as
