@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from infrakit.core import instances
-from infrakit.plugins import PluginError, instance_file
+from infrakit.plugins import PluginError, instance_file, instance_listings
 from infrakit.plugins.instance_file import FilePlugin
 
 GROUPS = ("a", "b", "c")
@@ -234,7 +234,7 @@ def test_a_long_lived_describe_says_what_a_fresh_read_says(tmp_path: Path, seed:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_without_a_journal_timestamps_keep_it_exact(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(instance_file._Journal, "open", classmethod(lambda cls, root: None))
+    monkeypatch.setattr(instance_listings.Journal, "open", classmethod(lambda cls, root: None))
     run(tmp_path, seed, steps=40)
 
 
@@ -243,14 +243,14 @@ def test_an_overflowing_journal_starts_again_and_stays_exact(
     tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The kernel drops the queue past ``max_queued_events``: ``drain`` says so, the plugin lists again."""
-    drain = instance_file._Journal.drain
+    drain = instance_listings.Journal.drain
     rng = random.Random(seed)
 
-    def sometimes_overflowing(self: instance_file._Journal) -> set[str] | None:
+    def sometimes_overflowing(self: instance_listings.Journal) -> set[str] | None:
         drained = drain(self)
         return None if rng.random() < 0.3 else drained
 
-    monkeypatch.setattr(instance_file._Journal, "drain", sometimes_overflowing)
+    monkeypatch.setattr(instance_listings.Journal, "drain", sometimes_overflowing)
     run(tmp_path, seed, steps=40)
 
 
@@ -285,7 +285,7 @@ def test_what_the_plugin_wrote_is_not_read_back_unless_something_else_touched_it
     reads: list[str] = []
     load = plugin._load
 
-    def counting(path: str, name: str, started_ns: int) -> instance_file._Entry | None:
+    def counting(path: str, name: str, started_ns: int) -> instance_listings.Entry | None:
         reads.append(name)
         return load(path, name, started_ns)
 
@@ -310,7 +310,7 @@ def test_a_commit_does_not_read_back_what_it_provisioned(tmp_path: Path) -> None
     reads: list[str] = []
     load = plugin._load
 
-    def counting(path: str, name: str, started_ns: int) -> instance_file._Entry | None:
+    def counting(path: str, name: str, started_ns: int) -> instance_listings.Entry | None:
         reads.append(name)
         return load(path, name, started_ns)
 
@@ -326,7 +326,7 @@ def test_what_the_journal_cannot_see_is_seen_all_the_same(tmp_path: Path, monkey
     ids = sorted(plugin.provision(spec("a")) for _ in range(3))
     plugin.describe({})
     plugin.describe({})  # journaled from here
-    monkeypatch.setattr(instance_file._Journal, "drain", lambda self: {})  # blind from here
+    monkeypatch.setattr(instance_listings.Journal, "drain", lambda self: {})  # blind from here
     (tmp_path / ids[0]).unlink()  # the directory's mtime says so
     assert [d.id for d in plugin.describe({})] == ids[1:]
     path = tmp_path / ids[1]
@@ -342,16 +342,16 @@ def test_a_change_racing_a_describe_costs_no_full_listing(tmp_path: Path, monkey
     plugin.describe({})
     plugin.provision(spec("a"))
     plugin.describe({})  # exact from here
-    drain = instance_file._Journal.drain
+    drain = instance_listings.Journal.drain
     racing = [True]
 
-    def drain_racing(self: instance_file._Journal) -> dict[str, int] | None:
+    def drain_racing(self: instance_listings.Journal) -> dict[str, int] | None:
         if racing.pop() if racing else False:
             name = f"instance-{random.randrange(2**63)}"
             (tmp_path / name).write_bytes(document(name, "a"))  # after describe's stat, before the drain
         return drain(self)
 
-    monkeypatch.setattr(instance_file._Journal, "drain", drain_racing)
+    monkeypatch.setattr(instance_listings.Journal, "drain", drain_racing)
     scans = []
     scan = plugin._scan
     monkeypatch.setattr(plugin, "_scan", lambda *a, **k: (scans.append(1), scan(*a, **k)))
@@ -403,8 +403,8 @@ def test_a_change_made_through_a_hard_link_is_seen(
     the file was read, is not seen until the next full check: only the plugin's user or root can make
     one to a 0600 file, and the kernel tells a directory's watch nothing of it.)"""
     if not journal:
-        monkeypatch.setattr(instance_file._Journal, "open", classmethod(lambda cls, root: None))
-    monkeypatch.setattr(instance_file, "RACY_NS", 0)  # every entry trusted at once: only the stat can tell
+        monkeypatch.setattr(instance_listings.Journal, "open", classmethod(lambda cls, root: None))
+    monkeypatch.setattr(instance_listings, "RACY_NS", 0)  # every entry trusted at once: only the stat can tell
     directory = tmp_path / "instances"
     plugin = FilePlugin(directory=directory)
     plugin.describe({})
