@@ -158,3 +158,17 @@ def test_no_entry_point_defaults_to_a_shared_temporary_directory(
 def test_a_file_mode_letting_others_write_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(daemons.instance_file, ["--dir", str(tmp_path), "--file-mode", "0666"])
     assert result.exit_code == 2 and "--file-mode" in result.output and "forge" in result.output
+
+
+def test_a_commit_into_a_directory_every_user_may_write_fails_saying_why(tmp_path: Path) -> None:
+    """Refused in one line naming the directory and the fix, before anything is recorded or written."""
+    home, open_dir = tmp_path / "home", tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    failed = run(home, "--dir", str(open_dir), "commit", str(EXAMPLES / "cattle.yaml"), code=1)
+    assert str(open_dir) in failed.stderr and f"chmod o-w {open_dir}" in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1 and list(open_dir.iterdir()) == []
+    assert json.loads(run(home, "ls", "-o", "json").stdout) == []
+    os.chmod(open_dir, 0o700)  # fixed: the next commit converges
+    run(home, "commit", str(EXAMPLES / "cattle.yaml"))
+    assert len(json.loads(run(home, "describe", GROUP, "-o", "json").stdout)) == 5
