@@ -41,13 +41,14 @@ RUN (python -m compileall -q /usr/local/lib/python3.11 || true) \
 COPY --from=build /opt/venv /opt/venv
 EXPOSE 8080 9090
 
-# Tilt (Tiltfile): the sources at /app, owned by the runtime user and ahead of the
-# installed package on sys.path, so that Live Update can replace them in place.
+# Tilt (Tiltfile): the sources at /app, ahead of the installed package on sys.path, so
+# that Live Update can replace them in place. Writable by any user: the Tiltfile runs the
+# pod as the host user (who owns the kind cluster's instance directory), not 65532.
 FROM base AS dev
 WORKDIR /app
 COPY crds/ crds/
 COPY infrakit/ infrakit/
-RUN chown -R 65532:65532 /app
+RUN chown -R 65532:65532 /app && chmod -R a+rwX /app
 ENV PYTHONPATH=/app
 USER 65532:65532
 ENTRYPOINT ["infrakit-operator"]

@@ -71,11 +71,19 @@ image: ## Build the operator image infrakit-operator:dev
 	docker build -t $(IMAGE) .
 
 # KIND_HOST_DIR is the extraMounts hostPath of manifests/overlays/kind/kind-config.yaml; it
-# must exist before the cluster, writable by the pod's UID 65532 and by the tests.
-# The image is loaded under a fixed tag, so the Deployment is restarted to pick it up.
+# must exist before the cluster. It is private to the host user (0700), and the operator's
+# pod runs as that user (KIND_USER_PATCH): the file plugin refuses a directory other users
+# may write or own, and counts only its own user's files, so the pod, the tests and the
+# CLI on the host must be one user. The image is loaded under a fixed tag, so the
+# Deployment is restarted to pick it up.
+KIND_UID := $(shell id -u)
+KIND_GID := $(shell id -g)
+KIND_NONROOT := $(if $(filter 0,$(KIND_UID)),false,true)
+KIND_USER := "runAsUser":$(KIND_UID),"runAsGroup":$(KIND_GID),"runAsNonRoot":$(KIND_NONROOT)
+KIND_USER_PATCH := {"spec":{"template":{"spec":{"securityContext":{$(KIND_USER)},"containers":[{"name":"operator","securityContext":{$(KIND_USER)}}]}}}}
 kind-up: $(STAMP) image ## A kind cluster running the operator (manifests/overlays/kind)
 	mkdir -p $(KIND_HOST_DIR) $(dir $(KIND_KUBECONFIG))
-	chmod 0777 $(KIND_HOST_DIR)
+	chmod 0700 $(KIND_HOST_DIR)
 	if $(KIND) get clusters 2>/dev/null | grep -x '$(KIND_CLUSTER)' >/dev/null; then \
 	  $(KIND) export kubeconfig --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG); \
 	else \
@@ -84,6 +92,7 @@ kind-up: $(STAMP) image ## A kind cluster running the operator (manifests/overla
 	fi
 	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 	$(KIND_KUBECTL) apply -k manifests/overlays/kind
+	$(KIND_KUBECTL) -n infrakit-system patch deployment infrakit-operator -p '$(KIND_USER_PATCH)'
 	$(KIND_KUBECTL) -n infrakit-system rollout restart deployment/infrakit-operator
 	$(KIND_KUBECTL) -n infrakit-system rollout status deployment/infrakit-operator --timeout=180s
 	@echo "export KUBECONFIG=$(KIND_KUBECONFIG)"

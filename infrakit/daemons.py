@@ -89,29 +89,49 @@ def _serve(*, services: Any, name: str, listen: tuple[str, int] | None, log_leve
     raise SystemExit(server.run(services, name=name, listen=listen))
 
 
+def _file_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    from infrakit.plugins import permissions
+
+    try:
+        return permissions.parse_file_mode(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--dir",
     "directory",
+    envvar="INFRAKIT_INSTANCE_DIR",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Directory of the instance files, created on first use (default: the temporary directory, as InfraKit).",
+    help="Directory of the instance files, created (0700) on first use ($INFRAKIT_INSTANCE_DIR) "
+    "[default: $INFRAKIT_HOME/instances, as infrakit-local; never a shared temporary directory]. "
+    "Refused if other users may write in it.",
+)
+@click.option(
+    "--file-mode",
+    envvar="INFRAKIT_FILE_MODE",
+    default="0600",
+    show_default=True,
+    callback=_file_mode,
+    help="Mode of the instance files ($INFRAKIT_FILE_MODE): 0640 or 0644 let the group or others read them "
+    "(their Init scripts too); only the owner ever writes.",
 )
 @_common("instance-file")
 def instance_file(
-    directory: Path | None, name: str, listen: tuple[str, int] | None, log_level: int, log_format: str
+    directory: Path | None, file_mode: int, name: str, listen: tuple[str, int] | None, log_level: int, log_format: str
 ) -> None:
     """Serve the file instance plugin (Instance/0.5.0): one JSON file per instance in --dir."""
     import functools
-    import tempfile
 
     from infrakit.plugins import instance_file as plugin
     from infrakit.rpc import resolving, server
 
-    folder = Path(tempfile.gettempdir()) if directory is None else directory.absolute()
+    folder = options.instance_dir() if directory is None else directory.absolute()
     services = [
         server.instance_service(
-            plugin.FilePlugin(directory=folder, durable=True),
+            plugin.FilePlugin(directory=folder, durable=True, file_mode=file_mode),
             properties=functools.partial(resolving.file_properties, folder),
         )
     ]

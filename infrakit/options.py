@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -10,6 +12,17 @@ import click
 from infrakit.runtime import POLL, RESYNC
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def instance_dir() -> Path:
+    """The file plugin's instance directory when none is given: ``$INFRAKIT_HOME/instances``.
+
+    As ``infrakit-local`` and the group daemon (``--home``/instances), and never a shared
+    temporary directory, where another local user could read the instances or plant
+    files among them (issue 19); the home is the user's own.
+    """
+    home = os.environ.get("INFRAKIT_HOME") or str(Path.home() / ".infrakit")
+    return (Path(home).expanduser() / "instances").absolute()
 
 
 def timers(function: F) -> F:

@@ -27,6 +27,7 @@ __all__ = [
     "Description",
     "Health",
     "InstanceSpec",
+    "check_json",
     "check_spec",
     "format_tags",
     "kind",
@@ -40,8 +41,10 @@ TAG_NAMESPACE: Final = "infrakit.namespace"
 # by default the UID of the cluster's kube-system namespace): two clusters whose
 # operators share an instance plugin never take each other's instances.
 TAG_CLUSTER: Final = "infrakit.cluster"
-# Set on the instances of a group deleted with its instances left in place on purpose
-# (InfraKit's "free"), so that no collector of dangling instances takes them.
+# Set ("true") on the instances of a group deleted with its instances left in place on
+# purpose (InfraKit's "free"), so that no collector of dangling instances takes them; set
+# to "false" when a group of that name adopts them again (a label merges tags, it cannot
+# remove one), so that they are collected like any other once that group is gone.
 TAG_ORPHANED: Final = "infrakit.orphaned"
 # The config hash of an instance made outside InfraKit to join a group (the first manager
 # of a swarm, which must exist before any group can be committed): InfraKit adopts it as
@@ -157,6 +160,17 @@ def check_spec(spec: InstanceSpec) -> None:
         for key, value in (("ID", attachment.id), ("Type", attachment.type)):
             if type(value) is not str:
                 raise specs.SpecError(f"Attachments[{index}].{key}", f"must be a string, got {kind(value)}")
+
+
+def check_json(value: Any, *, field: str) -> None:
+    """Raise ``ValueError`` (a ``SpecError`` naming the path under ``field``) unless ``value`` is JSON
+    that any reader reads back as written: no NaN or infinity, no number beyond a float64, no
+    unpaired surrogate in a string or key, string keys only.
+
+    For what a plugin stores or sends (an instance file, an RPC answer): written, such a value
+    is not JSON to other readers, or comes back as something else.
+    """
+    specs.check_json(value, field=field)
 
 
 def kind(value: Any) -> str:

@@ -5,7 +5,10 @@ This is the whole of the group controller's judgement, as pure functions:
 * :func:`classify` turns plugin descriptions (and the flavor's health verdicts) into
   :class:`Member` records: up to date or not, healthy or not.  An instance made outside
   InfraKit and tagged ``infrakit.config_sha=bootstrap`` is up to date: InfraKit adopts it
-  (the first manager of a swarm), and :func:`plan` labels it with the group's hash.
+  (the first manager of a swarm), and :func:`plan` labels it with the group's hash.  One
+  its group left in place on purpose (``infrakit.orphaned=true``, by ``free``) is a member
+  like any other; :func:`plan` labels it ``infrakit.orphaned=false``, so that once this
+  group goes, the collector of dangling instances takes it like the others.
 * :func:`plan` decides one step towards the spec: which instances to provision and
   which to destroy.  It is level-based: it looks only at what is observed, so any pass
   may be repeated, interrupted or resumed by another process, and a rolling update
@@ -52,6 +55,7 @@ class Reason(enum.Enum):
     ROLLING_UPDATE = "RollingUpdate"
     DUPLICATE = "Duplicate"
     BOOTSTRAP = "Bootstrap"  # labelled: made outside InfraKit, adopted as up to date
+    READOPTED = "Readopted"  # labelled: left in place on purpose (infrakit.orphaned), taken back
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -166,18 +170,32 @@ def plan(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
 
 
 def _adopt(spec: specs.GroupSpec, members: Sequence[Member], result: Plan) -> Plan:
-    """``result`` with the bootstrap members it keeps labelled with the group's hash first.
+    """``result`` with the members it keeps labelled first: bootstrap ones with the group's
+    hash, orphaned ones unmarked (one label each, with both changes if need be).
 
     As InfraKit did on every look at a group: so the tag says what the instance is, and
-    a later spec rolls it like any other.  One it destroys anyway (a surplus, a
-    duplicate) is not labelled.
+    a later spec rolls it like any other.  An orphan taken back must lose its mark, or the
+    collector would never take it once this group is gone without its finalizer.  "Unmarked"
+    is ``infrakit.orphaned=false``: an instance plugin's ``label`` merges tags (InfraKit's
+    ``Label``), it cannot remove one, and only ``true`` keeps the collector away.  One the
+    plan destroys anyway (a surplus, a duplicate) is not labelled.
     """
     going = {d.id for d in result.destroys}
-    labels = tuple(
-        Label(id=m.id, tags={instances.TAG_CONFIG_SHA: spec.config_sha})
-        for m in members
-        if m.description.tags.get(instances.TAG_CONFIG_SHA) == instances.BOOTSTRAP_SHA and m.id not in going
-    )
+    found = []
+    for member in members:
+        tags = member.description.tags
+        if member.id in going:
+            continue
+        changes: dict[str, str] = {}
+        reason = Reason.READOPTED
+        if tags.get(instances.TAG_CONFIG_SHA) == instances.BOOTSTRAP_SHA:
+            changes[instances.TAG_CONFIG_SHA] = spec.config_sha
+            reason = Reason.BOOTSTRAP
+        if tags.get(instances.TAG_ORPHANED) == "true":
+            changes[instances.TAG_ORPHANED] = "false"
+        if changes:
+            found.append(Label(id=member.id, tags=changes, reason=reason))
+    labels = tuple(found)
     if not labels:
         return result
     first, *rest = result.rounds or (Round(),)

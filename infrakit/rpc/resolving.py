@@ -10,7 +10,6 @@ calls.  Cheap to import: no aiohttp.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,8 +20,6 @@ from infrakit.core import instances
 from infrakit.rpc import discovery
 
 __all__ = ["file_properties", "locator", "with_properties"]
-
-_MAX_FILE = 4 << 20
 
 
 def locator(directory: Path | None = None) -> plugins.Locator:
@@ -48,13 +45,14 @@ def locator(directory: Path | None = None) -> plugins.Locator:
 
 
 def file_properties(directory: Path, description: instances.Description) -> Any:
-    """What v0.5's file plugin tells as an instance's ``Properties``: its spec, from its file."""
-    try:
-        with open(Path(directory) / description.id, "rb") as stream:
-            document = json.loads(stream.read(_MAX_FILE))
-    except (OSError, ValueError):
-        return None  # gone or being rewritten since it was listed
-    return document.get("Spec") if isinstance(document, Mapping) else None
+    """What v0.5's file plugin tells as an instance's ``Properties``: its spec, from its file.
+
+    Read as the plugin reads (never through a symlink, never another user's file, up to
+    its read limit): :func:`infrakit.plugins.instance_file.stored_spec`.
+    """
+    from infrakit.plugins import instance_file
+
+    return instance_file.stored_spec(Path(directory), description.id)
 
 
 def with_properties(plugin: plugins.InstancePlugin, tags: Mapping[str, str]) -> list[tuple[instances.Description, Any]]:

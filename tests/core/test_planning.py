@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infrakit.core import instances, planning
+from infrakit.core import instances, planning, specs
 from tests.core.conftest import member, spec
 
 H, U, X = instances.Health.HEALTHY, instances.Health.UNKNOWN, instances.Health.UNHEALTHY
@@ -353,6 +353,73 @@ def test_once_labelled_it_is_an_ordinary_member() -> None:
     rolled = spec(size=1, note="v2")  # a later spec rolls it like any other
     (outdated,) = planning.classify(rolled, [labelled], {"boot": H})
     assert not outdated.up_to_date
+
+
+# --- orphans adopted again (issue 19, B6) -----------------------------------------------------
+
+
+def orphan(iid: str, target: specs.GroupSpec, *, sha: str = "", created: float = 0.0) -> planning.Member:
+    """An instance its group left in place on purpose (freed), as a new group of that name observes it."""
+    tags = {
+        instances.TAG_GROUP: "g",
+        instances.TAG_CONFIG_SHA: sha or target.config_sha,
+        instances.TAG_ORPHANED: "true",
+    }
+    description = instances.Description(id=iid, tags=tags, created=created)
+    (judged,) = planning.classify(target, [description], {iid: H})
+    return judged
+
+
+UNMARK = {instances.TAG_ORPHANED: "false"}
+
+
+def test_an_adopted_orphan_loses_its_mark() -> None:
+    """Before: the mark stayed, and if the group later went without its finalizer, the collector
+    skipped its instances for ever."""
+    target = spec(size=2)
+    plan = planning.plan(target, [orphan("a", target), orphan("b", target)])
+    assert not plan.converged and not plan.provisions and not plan.destroys
+    assert [(lb.id, dict(lb.tags), lb.reason) for lb in plan.rounds[0].labels] == [
+        ("a", UNMARK, planning.Reason.READOPTED),
+        ("b", UNMARK, planning.Reason.READOPTED),
+    ]
+
+
+def test_once_unmarked_the_group_is_converged() -> None:
+    target = spec(size=1)
+    (adopted,) = planning.classify(
+        target,
+        [instances.Description(id="a", tags={instances.TAG_CONFIG_SHA: target.config_sha, **UNMARK})],
+        {"a": H},
+    )
+    assert planning.plan(target, [adopted]).converged
+
+
+def test_an_orphan_that_goes_is_not_unmarked() -> None:
+    target = spec(size=1)
+    plan = planning.plan(target, [orphan("a", target, created=1), orphan("b", target, created=9)])
+    assert [d.id for d in plan.destroys] == ["b"]
+    assert [lb.id for lb in plan.rounds[0].labels] == ["a"]
+
+
+def test_an_outdated_orphan_is_unmarked_while_it_waits_for_its_roll() -> None:
+    target = spec(size=2, surge=1, unavailable=0)
+    plan = planning.plan(target, [orphan("a", target, sha="old"), orphan("b", target, sha="old")])
+    assert {lb.id for lb in plan.rounds[0].labels} == {"a", "b"}  # neither goes in the first round
+    assert len(plan.provisions) == 1
+
+
+def test_a_bootstrap_orphan_gets_one_label_with_both_changes() -> None:
+    target = spec(size=1)
+    plan = planning.plan(target, [orphan("a", target, sha=instances.BOOTSTRAP_SHA)])
+    (label,) = plan.rounds[0].labels
+    assert dict(label.tags) == {instances.TAG_CONFIG_SHA: target.config_sha, **UNMARK}
+    assert label.reason is planning.Reason.BOOTSTRAP  # counted as the adoption InfraKit made
+
+
+def test_a_paused_group_unmarks_nothing() -> None:
+    target = spec(size=1, paused=True)
+    assert planning.plan(target, [orphan("a", target)]).empty
 
 
 def pets(*logical_ids: str, outdated: str = "") -> list[planning.Member]:

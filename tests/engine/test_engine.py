@@ -172,6 +172,23 @@ def test_a_bootstrap_instance_gone_before_its_label_is_replaced(plugins: engine.
     assert boot not in {m.id for m in outcome.members}
 
 
+def test_an_orphan_adopted_again_is_unmarked_by_a_counted_label(plugins: engine.Plugins) -> None:
+    """Issue 19, B6: the mark kept the collector away for ever, even once the group was gone."""
+    assert isinstance(plugins.instance, MemoryPlugin)
+    spec = group(size=2)
+    engine.reconcile(spec, plugins)
+    freed = engine.orphan(spec, plugins)  # `free`: left in place, marked
+    assert {d.tags[instances.TAG_ORPHANED] for d in plugins.instance.describe({})} == {"true"}
+    outcome = engine.reconcile(spec, plugins)  # a group of that name adopts them
+    assert outcome.plan.converged
+    assert sorted((s.action, s.instance_id, s.reason) for s in outcome.steps) == sorted(
+        ("label", m.id, planning.Reason.READOPTED) for m in freed
+    )
+    assert {d.tags[instances.TAG_ORPHANED] for d in plugins.instance.describe({})} == {"false"}
+    assert {m.description.tags[instances.TAG_ORPHANED] for m in outcome.members} == {"false"}
+    assert engine.reconcile(spec, plugins).steps == []  # unmarked once
+
+
 def test_a_label_that_fails_fails_the_reconcile_and_destroys_nothing(plugins: engine.Plugins) -> None:
     assert isinstance(plugins.instance, MemoryPlugin)
     boot = made_outside(plugins.instance)

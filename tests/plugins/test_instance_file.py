@@ -13,7 +13,7 @@ import hypothesis.strategies
 import pytest
 
 from infrakit.core import instances
-from infrakit.plugins import InstanceNotFound, PluginError, instance_file
+from infrakit.plugins import InstanceNotFound, PluginError, instance_documents
 from infrakit.plugins.instance_file import FilePlugin
 
 SPEC = instances.InstanceSpec(
@@ -118,10 +118,10 @@ json_values = hypothesis.strategies.recursive(
 @hypothesis.settings(max_examples=300, deadline=None)
 def test_validate_measures_the_properties_as_the_file_renders_them(properties: Any) -> None:
     """The size validate checks is exactly what the properties take in the file provision writes."""
-    depth, indentation = instance_file._measure(properties, base=4)
+    depth, indentation = instance_documents.measure(properties, base=4)
     in_file = json.dumps({"Spec": {"Properties": properties}}, indent=2, sort_keys=True)
     without = json.dumps({"Spec": {"Properties": None}}, indent=2)
-    assert len(instance_file._compact.encode(properties)) + indentation == len(in_file) - len(without) + len("null")
+    assert len(instance_documents.compact.encode(properties)) + indentation == len(in_file) - len(without) + len("null")
     assert depth <= 32
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from infrakit.core import instances
-from infrakit.plugins import instance_file
+from infrakit.plugins import PluginError, instance_file, instance_listings
 from infrakit.plugins.instance_file import FilePlugin
 
 GROUPS = ("a", "b", "c")
@@ -77,7 +77,13 @@ class World:
     def destroy(self) -> None:
         name = self.pick()
         if name is not None and (self.directory / name).is_file() and not (self.directory / name).is_symlink():
-            self.plugin.destroy(name)
+            info = os.lstat(self.directory / name)
+            if info.st_uid == os.geteuid() and not info.st_mode & 0o002:
+                self.plugin.destroy(name)
+            else:  # not ours (another user's, or anyone's to rewrite): refused, left in place
+                with pytest.raises(PluginError, match="refusing to destroy"):
+                    self.plugin.destroy(name)
+                assert (self.directory / name).exists()
 
     def label(self) -> None:
         name = self.pick()
@@ -144,6 +150,26 @@ class World:
             mode = 0o000 if self.rng.random() < 0.5 else 0o644
             os.chmod(self.directory / name, mode)
 
+    def give_away(self) -> None:
+        """Another user's now (root only: chown), or ours again: an owner change is a change (issue 19)."""
+        name = self.pick()
+        if name is not None and not (self.directory / name).is_symlink():
+            owner = 4242 if self.rng.random() < 0.5 else os.geteuid()
+            os.chown(self.directory / name, owner, owner, follow_symlinks=False)
+
+    def open_to_all(self) -> None:
+        """Every user may rewrite it (not an instance), or not any more."""
+        name = self.pick()
+        if name is not None and not (self.directory / name).is_symlink():
+            os.chmod(self.directory / name, 0o666 if self.rng.random() < 0.5 else 0o600)
+
+    def hard_link(self) -> None:
+        """One file under two instance names: only the one its ID names is an instance."""
+        name = self.pick()
+        if name is not None and not (self.directory / name).is_symlink():
+            with contextlib.suppress(OSError):
+                os.link(self.directory / name, self.directory / self.new_id(), follow_symlinks=False)
+
     def replace_directory(self) -> None:
         """The volume swapped: a new directory (new inode) under the same name, some files copied."""
         if not self.directory.exists():
@@ -177,6 +203,9 @@ def actions(world: World) -> list[tuple[Callable[[], None], int]]:
         (world.rename_away, 2),
         (world.symlink, 1),
         (world.chmod_unreadable, 1 if os.geteuid() != 0 else 0),
+        (world.give_away, 2 if os.geteuid() == 0 else 0),
+        (world.open_to_all, 1),
+        (world.hard_link, 1),
         (world.replace_directory, 1),
         (world.remove_directory, 1),
     ]
@@ -205,7 +234,7 @@ def test_a_long_lived_describe_says_what_a_fresh_read_says(tmp_path: Path, seed:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_without_a_journal_timestamps_keep_it_exact(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(instance_file._Journal, "open", classmethod(lambda cls, root: None))
+    monkeypatch.setattr(instance_listings.Journal, "open", classmethod(lambda cls, root: None))
     run(tmp_path, seed, steps=40)
 
 
@@ -214,14 +243,14 @@ def test_an_overflowing_journal_starts_again_and_stays_exact(
     tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The kernel drops the queue past ``max_queued_events``: ``drain`` says so, the plugin lists again."""
-    drain = instance_file._Journal.drain
+    drain = instance_listings.Journal.drain
     rng = random.Random(seed)
 
-    def sometimes_overflowing(self: instance_file._Journal) -> set[str] | None:
+    def sometimes_overflowing(self: instance_listings.Journal) -> set[str] | None:
         drained = drain(self)
         return None if rng.random() < 0.3 else drained
 
-    monkeypatch.setattr(instance_file._Journal, "drain", sometimes_overflowing)
+    monkeypatch.setattr(instance_listings.Journal, "drain", sometimes_overflowing)
     run(tmp_path, seed, steps=40)
 
 
@@ -256,7 +285,7 @@ def test_what_the_plugin_wrote_is_not_read_back_unless_something_else_touched_it
     reads: list[str] = []
     load = plugin._load
 
-    def counting(path: str, name: str, started_ns: int) -> instance_file._Entry | None:
+    def counting(path: str, name: str, started_ns: int) -> instance_listings.Entry | None:
         reads.append(name)
         return load(path, name, started_ns)
 
@@ -281,7 +310,7 @@ def test_a_commit_does_not_read_back_what_it_provisioned(tmp_path: Path) -> None
     reads: list[str] = []
     load = plugin._load
 
-    def counting(path: str, name: str, started_ns: int) -> instance_file._Entry | None:
+    def counting(path: str, name: str, started_ns: int) -> instance_listings.Entry | None:
         reads.append(name)
         return load(path, name, started_ns)
 
@@ -297,7 +326,7 @@ def test_what_the_journal_cannot_see_is_seen_all_the_same(tmp_path: Path, monkey
     ids = sorted(plugin.provision(spec("a")) for _ in range(3))
     plugin.describe({})
     plugin.describe({})  # journaled from here
-    monkeypatch.setattr(instance_file._Journal, "drain", lambda self: {})  # blind from here
+    monkeypatch.setattr(instance_listings.Journal, "drain", lambda self: {})  # blind from here
     (tmp_path / ids[0]).unlink()  # the directory's mtime says so
     assert [d.id for d in plugin.describe({})] == ids[1:]
     path = tmp_path / ids[1]
@@ -313,16 +342,16 @@ def test_a_change_racing_a_describe_costs_no_full_listing(tmp_path: Path, monkey
     plugin.describe({})
     plugin.provision(spec("a"))
     plugin.describe({})  # exact from here
-    drain = instance_file._Journal.drain
+    drain = instance_listings.Journal.drain
     racing = [True]
 
-    def drain_racing(self: instance_file._Journal) -> dict[str, int] | None:
+    def drain_racing(self: instance_listings.Journal) -> dict[str, int] | None:
         if racing.pop() if racing else False:
             name = f"instance-{random.randrange(2**63)}"
             (tmp_path / name).write_bytes(document(name, "a"))  # after describe's stat, before the drain
         return drain(self)
 
-    monkeypatch.setattr(instance_file._Journal, "drain", drain_racing)
+    monkeypatch.setattr(instance_listings.Journal, "drain", drain_racing)
     scans = []
     scan = plugin._scan
     monkeypatch.setattr(plugin, "_scan", lambda *a, **k: (scans.append(1), scan(*a, **k)))
@@ -363,3 +392,27 @@ def test_provisions_racing_describes_leave_nothing_behind(tmp_path: Path) -> Non
     reader.join()
     assert snapshot(plugin, "a") == fresh(tmp_path, "a") and len(snapshot(plugin, "a")) == 601
     assert plugin._own == {}
+
+
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "timestamps"])
+def test_a_change_made_through_a_hard_link_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal: bool
+) -> None:
+    """Found by the hard links of issue 19: an edit through another name of a member's file was journaled
+    under that name only, and the member stayed cached.  (A link from outside the directory, made after
+    the file was read, is not seen until the next full check: only the plugin's user or root can make
+    one to a 0600 file, and the kernel tells a directory's watch nothing of it.)"""
+    if not journal:
+        monkeypatch.setattr(instance_listings.Journal, "open", classmethod(lambda cls, root: None))
+    monkeypatch.setattr(instance_listings, "RACY_NS", 0)  # every entry trusted at once: only the stat can tell
+    directory = tmp_path / "instances"
+    plugin = FilePlugin(directory=directory)
+    plugin.describe({})
+    member = plugin.provision(spec("a"))
+    plugin.describe({})
+    other = directory / "instance-5"
+    os.link(directory / member, other)
+    assert snapshot(plugin, None) == fresh(directory, None) != []
+    with other.open("r+b") as handle:  # in place, through the other name
+        handle.write(b"{garbage")
+    assert snapshot(plugin, None) == fresh(directory, None) == []
