@@ -8,7 +8,6 @@ are), and a freed group's instances are meant to stay.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -95,7 +94,9 @@ class LocalStore:
         that a group committed between the runtime's first listing and the watch is not
         missed; then again after an overflow, or when the directory was replaced.
         """
-        import inotify_simple  # lazy: only a controller watches the store
+        import asyncio  # lazy: only a controller watches the store; ls and describe never load it
+
+        import inotify_simple
 
         flags = inotify_simple.flags
         wanted = flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM | flags.DELETE | flags.ONLYDIR
