@@ -207,7 +207,9 @@ class _Broker:
             )
         if self.metadata_reader is None:
             raise _common.Usage(f"{source}: metadata({path!r}): no metadata here")
-        value = self.metadata_reader(path)
+        if time.monotonic() >= self.deadline:
+            raise _common.Failure(f"{source}: the render took more than {self.bounds.seconds:g} s")
+        value = self.metadata_reader(path)  # a daemon's answer: bounded by the RPC client's own timeout
         if len(json.dumps(value, default=str)) > self.bounds.fetch_bytes:
             raise _common.Usage(f"{source}: metadata({path!r}) is larger than {self.bounds.fetch_bytes >> 20} MiB")
         return value

@@ -27,7 +27,6 @@ import os
 import select
 import signal
 import struct
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn, Protocol
@@ -267,7 +266,6 @@ def _limit(limits: Limits) -> None:  # pragma: no cover - runs in the forked chi
         wanted = min(wanted, hard)
     resource.setrlimit(resource.RLIMIT_AS, (wanted, wanted))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # it writes no file
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
 
 
 class _Channel:
