@@ -122,7 +122,7 @@ class Context:
                     )
                 return
             raise specs.SpecError(
-                "", f"{self.selected.selection}: {what} works on this machine only: {why}; unset INFRAKIT_HOST"
+                "", f"{self.selected.selection}: {what} works on this machine only; unset INFRAKIT_HOST to use it here"
             )
         if self.kube_context is not None:
             raise specs.SpecError("--context", f"{what} works on this machine only: {why}; drop --context")
