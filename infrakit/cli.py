@@ -25,13 +25,14 @@ import click
 
 import infrakit
 from infrakit import logs, options, plugins
-from infrakit.commands import COMMANDS
+from infrakit.commands import COMMANDS, grants
 from infrakit.core import instances, specs
 from infrakit.local import controller as controllers
 from infrakit.local import store
 
 if TYPE_CHECKING:
     from infrakit.cluster import remote
+    from infrakit.commands import remotes
     from infrakit.runtime import engine
 
 __all__ = ["cli", "main"]
@@ -51,8 +52,9 @@ class Context:
     durable: bool
     kube_context: str | None
     namespace: str | None
-    group_address: str | None = None  # a tcp:// remote (INFRAKIT_HOST): the group verbs go to that daemon
+    group_address: str | None = None  # a tcp:// remote, or a unix:// one's group daemon: the group verbs go there
     plugins_dir_override: Path | None = None  # a unix:// remote (INFRAKIT_HOST)
+    selected: remotes.Target | None = None  # the remote INFRAKIT_HOST names: never this machine in its stead
     _registry: plugins.Registry | None = None
 
     @property
@@ -89,31 +91,58 @@ class Context:
         return {"dir": str(self.instance_dir.absolute())}
 
     def controller(self) -> controllers.Controller:
+        """This machine's store; never when a remote is selected (a unix:// one without its group daemon)."""
+        if self.selected is not None:
+            raise plugins.PluginError(
+                f"{self.selected.selection}: no group daemon listens in {self.plugins_dir}; start "
+                f"infrakit-group-default with that plugins directory, or {self.selected.fix}"
+            )
         return controllers.Controller(store=store.Store(self.home), registry=self.registry)
 
     def daemon(self) -> Any:
-        """The group daemon a ``tcp://`` remote names (``INFRAKIT_HOST``), for the group verbs."""
+        """The group daemon the remote ``INFRAKIT_HOST`` names (``tcp://``, or in a ``unix://`` directory)."""
         from infrakit.commands import groups
 
         assert self.group_address is not None
-        return groups.GroupDaemon(self.group_address)
+        return groups.GroupDaemon(self.group_address, remote=self.selected)
 
-    def local_only(self, what: str, why: str) -> None:
-        """Refuse ``--context`` for a command that works on this machine only (exit 2), never ignore it."""
+    def local_only(self, what: str, why: str, *, plugin: str | None = None) -> None:
+        """Refuse ``--context`` or a remote for a command that works on this machine only (exit 2), never ignore it.
+
+        A ``plugin`` command may work in a ``unix://`` remote's directory, on the daemon of that name there.
+        """
+        if self.selected is not None:
+            from infrakit.rpc import discovery
+
+            if self.selected.kind == "unix" and plugin is not None:
+                if discovery.find(plugin, directory=self.plugins_dir) is None:
+                    raise plugins.PluginError(
+                        f"{self.selected.selection}: plugin {plugin!r} is not running in {self.plugins_dir}; "
+                        f"start it there, or {self.selected.fix}"
+                    )
+                return
+            raise specs.SpecError(
+                "", f"{self.selected.selection}: {what} works on this machine only; unset INFRAKIT_HOST to use it here"
+            )
         if self.kube_context is not None:
             raise specs.SpecError("--context", f"{what} works on this machine only: {why}; drop --context")
 
     def remote(self) -> remote.Remote:
-        from infrakit.cluster import remote
+        from infrakit.cluster import kubeapi, remote
 
         assert self.kube_context is not None
-        return remote.Remote(
-            context=self.kube_context or None,  # "" is the kubeconfig's current context, as kubectl's
-            namespace=self.namespace,
-            registry=self.registry,  # describe lists the instances from their plugin
-            options=self.plugin_options,
-            explicit=self.dir_given,
-        )
+        try:
+            return remote.Remote(
+                context=self.kube_context or None,  # "" is the kubeconfig's current context, as kubectl's
+                namespace=self.namespace,
+                registry=self.registry,  # describe lists the instances from their plugin
+                options=self.plugin_options,
+                explicit=self.dir_given,
+            )
+        except kubeapi.ConfigException as error:
+            if self.selected is None:
+                raise
+            raise specs.SpecError("", f"{self.selected.selection}: kubeconfig: {error}; {self.selected.fix}") from None
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -267,8 +296,10 @@ def cli(
     home = home.expanduser()
     plugins_dir = None
     group_address = None
-    if kube_context is None and os.environ.get("INFRAKIT_HOST", "").strip():
+    target = None
+    if kube_context is None and os.environ.get("INFRAKIT_HOST", "").strip() and ctx.invoked_subcommand != "remote":
         # InfraKit's remotes: INFRAKIT_HOST=NAME picks one for every command; --context still wins.
+        # `remote ...` itself works whatever it names, so that a broken remote can be fixed.
         from infrakit.commands import _common, remotes
 
         try:
@@ -278,7 +309,11 @@ def cli(
         if target is not None and target.kind == "kube":
             kube_context, namespace = target.context or "", namespace or target.namespace
         elif target is not None and target.kind == "unix":
+            from infrakit.rpc import discovery
+
             plugins_dir = target.plugins_dir
+            found = discovery.find("group", directory=plugins_dir)
+            group_address = found.address if found is not None else None  # none: the group verbs say so
         elif target is not None and target.kind == "tcp":
             group_address = target.address
     ctx.obj = Context(
@@ -290,6 +325,7 @@ def cli(
         namespace=namespace,
         plugins_dir_override=plugins_dir,
         group_address=group_address,
+        selected=target,
     )
 
 
@@ -312,6 +348,7 @@ def cli(
     help="FILE is a template (implied by .tpl, .j2, .jinja): render it first (see `template`).",
 )
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="A template variable (repeatable).")
+@grants.options
 @pass_context
 def commit(
     obj: Context,
@@ -321,6 +358,9 @@ def commit(
     force_conflicts: bool,
     as_template: bool,
     variables: tuple[str, ...],
+    allow_local: bool,
+    allow_env: tuple[str, ...],
+    allow_metadata: bool,
 ) -> None:
     """Commit the Group(s) in FILE (YAML manifest or InfraKit JSON; - for stdin) and converge."""
     with _errors(file):
@@ -328,7 +368,8 @@ def commit(
 
         text = sys.stdin.buffer.read() if file == "-" else None
         if as_template or variables or file.endswith(_TEMPLATE_SUFFIXES):
-            text = _render(obj, file, text, variables)
+            given = grants.Grants.given(allow_local=allow_local, allow_env=allow_env, allow_metadata=allow_metadata)
+            text = _render(obj, file, text, variables, given)
         groups = documents.load_groups(file, text=text)
         if obj.group_address is not None:
             daemon = obj.daemon()
@@ -484,6 +525,9 @@ def plugin_ls(obj: Context, quiet: bool, output: str) -> None:
     """
     from infrakit.rpc import discovery
 
+    with _errors():
+        if obj.selected is None or obj.selected.kind != "unix":
+            obj.local_only("plugin ls", "it lists this machine's plugins directory and built-in plugins")
     rows: list[list[str]] = []
     running = discovery.running(directory=obj.plugins_dir)
     for info in running:
@@ -506,7 +550,7 @@ def _instance_commands(name: str) -> click.Group:
     @pass_context
     def group(obj: Context) -> None:
         with _errors():
-            obj.local_only(name, "it talks to the plugin as this machine finds it (a daemon, or built in)")
+            obj.local_only(name, "it talks to the plugin as this machine finds it (a daemon, or built in)", plugin=name)
 
     def resolve(obj: Context) -> plugins.InstancePlugin:
         return obj.registry.instance(name, obj.plugin_options(name))
@@ -566,7 +610,7 @@ def _flavor_commands(name: str) -> click.Group:
     @pass_context
     def group(obj: Context) -> None:
         with _errors():
-            obj.local_only(name, "it talks to the plugin as this machine finds it (a daemon, or built in)")
+            obj.local_only(name, "it talks to the plugin as this machine finds it (a daemon, or built in)", plugin=name)
 
     @group.command("validate", help="Validate flavor properties (JSON/YAML; - for stdin).")
     @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
@@ -826,14 +870,15 @@ def _progress(spec: specs.GroupSpec) -> Iterator[tuple[Callable[[int], None], Ca
 _TEMPLATE_SUFFIXES = (".tpl", ".j2", ".jinja")
 
 
-def _render(obj: Context, file: str, text: bytes | None, variables: tuple[str, ...]) -> bytes:
-    """A template's rendering (sandboxed Jinja2, InfraKit's helpers); its errors are bad input (exit 2)."""
+def _render(obj: Context, file: str, text: bytes | None, variables: tuple[str, ...], given: grants.Grants) -> bytes:
+    """A template's rendering (sandboxed, bounded Jinja2, InfraKit's helpers); its errors are bad input (exit 2)."""
     from infrakit.commands import _common, metadata, rendering
 
     try:
-        given = rendering.parse_vars(variables)
+        values = rendering.parse_vars(variables)
         source = None if text is None else text.decode("utf-8", "replace")
-        return rendering.render(file, variables=given, metadata=metadata.reader(obj), text=source).encode("utf-8")
+        rendered = rendering.render(file, variables=values, metadata=metadata.reader(obj), text=source, grants=given)
+        return rendered.encode("utf-8")
     except _common.Usage as error:
         raise specs.SpecError("", str(error)) from None
     except _common.Failure as error:

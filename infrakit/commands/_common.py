@@ -19,6 +19,7 @@ import click
 
 if TYPE_CHECKING:
     from infrakit.cluster import remote
+    from infrakit.commands import groups, remotes
     from infrakit.local import controller
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "errors",
     "fail",
     "load_names",
+    "locked",
+    "reachable",
     "save_names",
     "where",
 ]
@@ -60,11 +63,18 @@ class Context(Protocol):
     @property
     def dir_given(self) -> bool: ...
 
+    @property
+    def selected(self) -> remotes.Target | None:
+        """The remote ``INFRAKIT_HOST`` selected (``--context`` given instead: ``None``)."""
+        ...
+
     def plugin_options(self, name: str) -> dict[str, Any]: ...
 
     def remote(self) -> remote.Remote: ...
 
     def controller(self) -> controller.Controller: ...
+
+    def daemon(self) -> groups.GroupDaemon: ...
 
 
 EXIT_RUNTIME = 1
@@ -81,12 +91,26 @@ class Where:
     kube_context: str | None = None
     namespace: str | None = None
     group_address: str | None = None  # tcp://host:port of a group daemon (a tcp:// remote)
+    selected: remotes.Target | None = None  # the remote INFRAKIT_HOST selects: never fall back to this machine
 
     def cluster(self) -> remote.Remote:
-        from infrakit.cluster import remote
+        from infrakit.cluster import kubeapi, remote
 
         assert self.kube_context is not None
-        return remote.Remote(context=self.kube_context, namespace=self.namespace)
+        try:
+            return remote.Remote(context=self.kube_context, namespace=self.namespace)
+        except kubeapi.ConfigException as error:
+            if self.selected is None:
+                raise
+            raise Usage(f"{self.selected.selection}: kubeconfig: {error}; {self.selected.fix}") from None
+
+    def this_machine(self, what: str) -> None:
+        """``Failure`` unless this is this machine: ``what`` (its store, its events) is never a remote's stand-in."""
+        if self.selected is not None:
+            raise Failure(
+                f"{self.selected.selection}: no group daemon listens in {self.plugins_dir} to serve {what}; start "
+                f"infrakit-group-default with that plugins directory, or {self.selected.fix}"
+            )
 
     def address(self, plugin: str) -> str | None:
         """The address of plugin daemon ``plugin`` here, if one is advertised."""
@@ -100,8 +124,10 @@ class Where:
 
 def where(obj: Context) -> Where:
     """``--context`` first, then the remote ``$INFRAKIT_HOST`` names, else this machine."""
-    if obj.kube_context is not None:
-        return Where(plugins_dir=obj.plugins_dir, kube_context=obj.kube_context, namespace=obj.namespace)
+    if obj.kube_context is not None:  # --context, or the kube:// remote the CLI turned into one
+        return Where(
+            plugins_dir=obj.plugins_dir, kube_context=obj.kube_context, namespace=obj.namespace, selected=obj.selected
+        )
     from infrakit.commands import remotes
 
     target = remotes.selected(obj.home)
@@ -109,10 +135,33 @@ def where(obj: Context) -> Where:
         return Where(plugins_dir=obj.plugins_dir)
     if target.kind == "unix":
         assert target.plugins_dir is not None
-        return Where(plugins_dir=target.plugins_dir)
+        return Where(plugins_dir=target.plugins_dir, selected=target)
     if target.kind == "tcp":
-        return Where(plugins_dir=obj.plugins_dir, group_address=target.address)
-    return Where(plugins_dir=obj.plugins_dir, kube_context=target.context, namespace=obj.namespace or target.namespace)
+        assert target.address is not None
+        reachable(target)
+        return Where(plugins_dir=obj.plugins_dir, group_address=target.address, selected=target)
+    return Where(
+        plugins_dir=obj.plugins_dir,
+        kube_context=target.context,
+        namespace=obj.namespace or target.namespace,
+        selected=target,
+    )
+
+
+def reachable(target: remotes.Target) -> None:
+    """``Failure`` naming the remote if its group daemon's address takes no connection."""
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(target.address or "")
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 0), timeout=5.0):
+            pass
+    except OSError as error:
+        raise Failure(
+            f"{target.selection}: cannot be reached ({error.strerror or error}); start its group daemon "
+            f"(infrakit-group-default --listen), or {target.fix}"
+        ) from None
 
 
 class Usage(Exception):
@@ -135,7 +184,7 @@ def load_names(path: Path, *, what: str) -> dict[str, str]:
 
 
 def save_names(path: Path, names: Mapping[str, str]) -> None:
-    """Write such a file atomically, sorted by name."""
+    """Write such a file atomically and durably, sorted by name (hold :func:`locked` around the read before)."""
     import yaml
 
     from infrakit import files
@@ -143,6 +192,30 @@ def save_names(path: Path, names: Mapping[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(dict(sorted(names.items())), default_flow_style=False) if names else "{}\n"
     files.atomic_write(path, text.encode("utf-8"), durable=True)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the file at ``path`` (``.NAME.lock`` beside it) for a read-modify-write.
+
+    Concurrent ``remote add``/``playbook add`` processes each read the file, change it and
+    write it back; without the lock the last writer dropped the others' entries.  The
+    lock file stays (removing it would race with a waiter that opened it); ``flock`` is
+    released by the kernel when the process dies, so a killed writer never wedges the next.
+    """
+    import fcntl
+    import glob
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # a writer killed before its rename
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def check_name(name: str) -> None:

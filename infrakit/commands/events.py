@@ -157,8 +157,10 @@ def _local_topics(obj: Context, here: _common.Where) -> list[str]:
     addresses = {e.name: e.address for e in discovery.endpoints(directory=here.plugins_dir)}
     if here.group_address is not None:
         addresses[GROUP_PLUGIN] = here.group_address
-    elif here.plugins_dir == obj.plugins_dir:  # this machine's store
+    elif here.selected is None:  # this machine's store
         found += [f"{GROUP_PLUGIN}/{t}" for n in store.Store(obj.home).names() for t in _group_topics(n)]
+    elif GROUP_PLUGIN not in addresses:
+        here.this_machine("events")  # a remote's are never this machine's store's
     for name, address in sorted(addresses.items()):
         transport = client.Transport(address=address, name=name, connect_timeout=2.0, timeout=10.0)
         try:

@@ -9,19 +9,24 @@ strategy other than the default, ``paused``), else as the manifest, which our da
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infrakit import plugins
 from infrakit.core import instances, specs
 from infrakit.local import serving
 from infrakit.rpc import client, wire
 
+if TYPE_CHECKING:
+    from infrakit.commands import remotes
+
 __all__ = ["GroupDaemon"]
 
 
 class GroupDaemon:
-    def __init__(self, address: str) -> None:
-        self.transport = client.Transport(address=address, name="group")
+    """The group verbs over ``Group/0.1.0``; a failure to reach it names the ``remote`` that chose it."""
+
+    def __init__(self, address: str, *, remote: remotes.Target | None = None) -> None:
+        self.transport = _Named(client.Transport(address=address, name="group"), remote)
 
     def commit(self, spec: specs.GroupSpec, *, pretend: bool) -> str:
         plain = spec.update_strategy == specs.UpdateStrategy() and not spec.paused
@@ -61,3 +66,21 @@ def _items(value: Any) -> list[Any]:
     if not isinstance(value, list):
         raise plugins.PluginError(f"the group daemon answered {type(value).__name__} where a list belongs")
     return value
+
+
+class _Named:
+    """A transport whose connection failures say which remote (``INFRAKIT_HOST``) they are about."""
+
+    def __init__(self, transport: client.Transport, remote: remotes.Target | None) -> None:
+        self.transport = transport
+        self.remote = remote
+
+    def call(self, method: str, params: Any) -> Any:
+        try:
+            return self.transport.call(method, params)
+        except client.RemoteError:
+            raise  # the daemon answered: its own words
+        except plugins.PluginError as error:
+            if self.remote is None:
+                raise
+            raise plugins.PluginError(f"{self.remote.selection}: {error}; {self.remote.fix}") from None

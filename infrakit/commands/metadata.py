@@ -132,7 +132,8 @@ def _source(obj: Context, plugin: str) -> _Tree | _Daemon:
     endpoint = discovery.find(plugin, directory=here.plugins_dir)
     if endpoint is not None and (plugin != GROUP_PLUGIN or discovery.alive(endpoint)):
         return _Daemon(endpoint.address, plugin)
-    if plugin == GROUP_PLUGIN and here.plugins_dir == obj.plugins_dir:
+    if plugin == GROUP_PLUGIN:
+        here.this_machine("metadata")  # a remote's metadata is never this machine's store
         # No daemon (or a stale socket) on this machine: its store is the truth.
         from infrakit.local import metadata as local
 

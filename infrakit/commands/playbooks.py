@@ -9,18 +9,25 @@ renders the command's template (:mod:`infrakit.commands.rendering`) and commits 
 Groups it renders, all valid before any is committed; ``--print`` prints them instead.
 A playbook never runs a shell command: templates render text, and the only action is
 a commit.  :func:`installed` gives the CLI one lazily loaded command group per playbook.
+
+A playbook added from a URL is remote: its index may name templates at its own origin
+only (or files of this machine, read only with ``--allow-local``), and its templates
+reach what a remote template may (:mod:`infrakit.commands.grants`).  A NAME is never a
+built-in or plugin command's (it could never run), and an existing NAME is replaced
+only with ``--force``; the playbooks file is rewritten under a lock, atomically.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import click
 
-from infrakit.commands import _common, rendering
+from infrakit.commands import _common, grants, rendering
 from infrakit.commands._common import Context
 
 __all__ = ["PLAYBOOKS_FILE_ENV", "index_url", "installed", "load", "load_index", "playbook", "playbook_group"]
@@ -28,6 +35,8 @@ __all__ = ["PLAYBOOKS_FILE_ENV", "index_url", "installed", "load", "load_index",
 PLAYBOOKS_FILE_ENV: Final = "INFRAKIT_PLAYBOOKS_FILE"
 INDEX: Final = "index.yaml"
 _INDEX_SUFFIXES: Final = (".yaml", ".yml", ".ikm")
+_COMMAND: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # typed as `infrakit-local NAME COMMAND`
+_PLUGIN_PREFIXES: Final = ("instance-", "flavor-")  # the plugins' command groups (`infrakit-local instance-file ...`)
 
 
 def playbooks_file(home: Path) -> Path:
@@ -55,18 +64,41 @@ def index_url(url: str) -> str:
 
 
 def load_index(url: str) -> dict[str, str]:
-    """Command name -> template URL (resolved against the index)."""
-    import yaml
+    """Command name -> template URL (resolved against the index); ``Usage`` if the index is not one.
+
+    The index is bounded as a Group document is (1 MiB, aliases, depth, duplicate keys);
+    a remote index may name templates at its own origin only (local files too: reading
+    them needs ``--allow-local`` when run).
+    """
+    from infrakit.core import specs
+    from infrakit.local import documents
 
     where = index_url(url)
     text = rendering.fetch(where)
     try:
-        found = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise _common.Usage(f"{where}: not a playbook index ({' '.join(str(error).split())})") from None
-    if not isinstance(found, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+        found = documents.parse_text(text.encode("utf-8", "surrogatepass"), source=where)
+    except specs.SpecError as error:
+        raise _common.Usage(f"{where}: not a playbook index ({error})") from None
+    index: Any = found[0] if len(found) == 1 else ({} if not found else None)
+    if not isinstance(index, Mapping) or not all(isinstance(v, str) for v in index.values()):
         raise _common.Usage(f"{where}: a playbook index maps command names to templates (e.g. web: web.yaml.j2)")
-    return {name: rendering.join(_base(where), target) for name, target in found.items()}
+    home = rendering.origin(where)
+    commands = {}
+    for name, target in index.items():
+        if not _COMMAND.fullmatch(name):
+            raise _common.Usage(
+                f"{where}: command {name!r} cannot be typed as `infrakit-local NAME COMMAND`; "
+                "a command is a word of letters, digits, '-', '_' or '.'"
+            )
+        resolved = rendering.join(_base(where), target)
+        reached = rendering.origin(resolved)
+        if home is not None and reached is not None and reached != home:
+            raise _common.Usage(
+                f"{where}: command {name!r} names {resolved}, at {reached}; a playbook from {home} may name "
+                "templates at its own origin only"
+            )
+        commands[name] = resolved
+    return commands
 
 
 def _base(where: str) -> str:
@@ -81,18 +113,47 @@ def playbook() -> None:
 @playbook.command("add")
 @click.argument("name")
 @click.argument("url")
-@click.pass_obj
-def add(obj: Context, name: str, url: str) -> None:
+@click.option("--force", is_flag=True, help="Replace playbook NAME if it points elsewhere.")
+@click.pass_context
+def add(ctx: click.Context, name: str, url: str, force: bool) -> None:
     """Add playbook NAME: a directory, file:// or http(s):// URL with an index.yaml."""
+    obj: Context = ctx.obj
     with _common.errors():
         _common.check_name(name)
+        _check_free(ctx, name)
         if "://" not in url:
             url = str(Path(url).expanduser().absolute())
         commands = load_index(url)  # refused now rather than when first used
-        books = load(obj.home)
-        books[name] = url
-        save(obj.home, books)
-        click.echo(f"Added playbook {name}: {', '.join(sorted(commands)) or 'no commands'}")
+        path = playbooks_file(obj.home)
+        with _common.locked(path):
+            books = load(obj.home)
+            known = books.get(name)
+            if known is not None and known != url and not force:
+                raise _common.Usage(
+                    f"NAME: playbook {name!r} exists ({known}); `playbook add {name} URL --force` replaces it"
+                )
+            books[name] = url
+            if known != url:
+                save(obj.home, books)
+        verb = "Replaced" if known is not None and known != url else "Added"
+        click.echo(f"{verb} playbook {name}: {', '.join(sorted(commands)) or 'no commands'}")
+
+
+def _check_free(ctx: click.Context, name: str) -> None:
+    """``Usage`` if ``infrakit-local NAME`` is a built-in or plugin command: the playbook could never run."""
+    if name.startswith(_PLUGIN_PREFIXES):
+        raise _common.Usage(
+            f"NAME {name!r}: names starting with {' or '.join(_PLUGIN_PREFIXES)} are the plugins' commands "
+            "(`infrakit-local instance-file ...`); choose another name"
+        )
+    root = ctx.find_root()
+    taken = root.command.list_commands(root) if isinstance(root.command, click.Group) else []
+    books = root.command.commands if isinstance(root.command, click.Group) else {}
+    if name in taken and not isinstance(books.get(name), _PlaybookGroup):
+        raise _common.Usage(
+            f"NAME {name!r}: `infrakit-local {name}` is a built-in command, so a playbook of that name could "
+            "never run; choose another name"
+        )
 
 
 @playbook.command("ls")
@@ -113,11 +174,12 @@ def list_playbooks(obj: Context, quiet: bool, output: str) -> None:
 def remove(obj: Context, name: str) -> None:
     """Remove playbook NAME (its source is left as it is)."""
     with _common.errors():
-        books = load(obj.home)
-        if name not in books:
-            raise _common.Usage(f"NAME: no playbook {name!r}; `infrakit-local playbook ls` lists them")
-        del books[name]
-        save(obj.home, books)
+        with _common.locked(playbooks_file(obj.home)):
+            books = load(obj.home)
+            if name not in books:
+                raise _common.Usage(f"NAME: no playbook {name!r}; `infrakit-local playbook ls` lists them")
+            del books[name]
+            save(obj.home, books)
         click.echo(f"Removed playbook {name}")
 
 
@@ -132,18 +194,39 @@ _PRETEND = click.option("--pretend", is_flag=True, help="Say what committing wou
 @_VAR
 @_PRINT
 @_PRETEND
+@grants.options
 @click.pass_obj
-def run_command(obj: Context, name: str, command: str, variables: tuple[str, ...], show: bool, pretend: bool) -> None:
+def run_command(
+    obj: Context,
+    /,
+    name: str,
+    command: str,
+    variables: tuple[str, ...],
+    show: bool,
+    pretend: bool,
+    allow_local: bool,
+    allow_env: tuple[str, ...],
+    allow_metadata: bool,
+) -> None:
     """Run COMMAND of playbook NAME (as `infrakit-local NAME COMMAND`)."""
     with _common.errors():
         books = load(obj.home)
         if name not in books:
             raise _common.Usage(f"NAME: no playbook {name!r}; `infrakit-local playbook ls` lists them")
-        _run(obj, books[name], name=name, command=command, variables=variables, show=show, pretend=pretend)
+        given = grants.Grants.given(allow_local=allow_local, allow_env=allow_env, allow_metadata=allow_metadata)
+        _run(obj, books[name], name=name, command=command, variables=variables, show=show, pretend=pretend, given=given)
 
 
 def _run(
-    obj: Context, url: str, *, name: str, command: str, variables: tuple[str, ...], show: bool, pretend: bool
+    obj: Context,
+    url: str,
+    *,
+    name: str,
+    command: str,
+    variables: tuple[str, ...],
+    show: bool,
+    pretend: bool,
+    given: grants.Grants,
 ) -> None:
     from infrakit.commands import metadata
 
@@ -152,7 +235,13 @@ def _run(
         known = ", ".join(sorted(commands)) or "none"
         raise _common.Usage(f"COMMAND: playbook {name!r} has no command {command!r} (it has: {known})")
     source = commands[command]
-    text = rendering.render(source, variables=rendering.parse_vars(variables), metadata=metadata.reader(obj))
+    text = rendering.render(
+        source,
+        variables=rendering.parse_vars(variables),
+        metadata=metadata.reader(obj),
+        grants=given,
+        within=rendering.origin(index_url(url)),  # a playbook from a URL is remote, its templates too
+    )
     if show:
         click.echo(text, nl=not text.endswith("\n"))
         return
@@ -211,10 +300,23 @@ class _PlaybookGroup(click.Group):
         @_VAR
         @_PRINT
         @_PRETEND
+        @grants.options
         @click.pass_obj
-        def command(obj: Context, variables: tuple[str, ...], show: bool, pretend: bool) -> None:
+        def command(
+            obj: Context,
+            /,
+            variables: tuple[str, ...],
+            show: bool,
+            pretend: bool,
+            allow_local: bool,
+            allow_env: tuple[str, ...],
+            allow_metadata: bool,
+        ) -> None:
+            given = grants.Grants.given(allow_local=allow_local, allow_env=allow_env, allow_metadata=allow_metadata)
             with _common.errors():
-                _run(obj, url, name=book, command=cmd_name, variables=variables, show=show, pretend=pretend)
+                _run(
+                    obj, url, name=book, command=cmd_name, variables=variables, show=show, pretend=pretend, given=given
+                )
 
         return command
 

@@ -10,6 +10,10 @@ command work on that remote, ``--context`` still wins.  A remote is one of:
 * ``kube://context[/namespace]``: a cluster, as ``--context context -n namespace``.
 
 :func:`selected` is what a command (or the CLI's context) asks to learn where to work.
+A remote selected is where the command works, or it fails naming the remote: never this
+machine instead (a missing directory, no group daemon there, an unreachable address,
+an unknown kube context).  ``remote add`` of an existing NAME needs ``--force``; the
+hosts file is rewritten under a lock, atomically.
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ class Target:
     address: str | None = None  # tcp://host:port of the group daemon
     context: str | None = None
     namespace: str | None = None
+
+    @property
+    def selection(self) -> str:
+        """How errors name it: ``INFRAKIT_HOST=NAME (remote 'NAME', URL)``."""
+        return f"{HOST_ENV}={self.name} (remote {self.name!r}, {self.url})"
+
+    @property
+    def fix(self) -> str:
+        return f"point it elsewhere (`infrakit-local remote add {self.name} URL --force`) or unset {HOST_ENV}"
 
 
 def parse(name: str, url: str) -> Target:
@@ -89,7 +102,10 @@ def save(home: Path, hosts: Mapping[str, str]) -> None:
 
 
 def selected(home: Path, *, environ: Mapping[str, str] | None = None) -> Target | None:
-    """The remote ``$INFRAKIT_HOST`` names (``None`` when unset: this machine); ``Usage`` if unknown."""
+    """The remote ``$INFRAKIT_HOST`` names (``None`` when unset: this machine).
+
+    ``Usage`` if there is no such remote, or it is a plugins directory that does not exist.
+    """
     name = (os.environ if environ is None else environ).get(HOST_ENV, "").strip()
     if not name:
         return None
@@ -99,7 +115,14 @@ def selected(home: Path, *, environ: Mapping[str, str] | None = None) -> Target 
             f"{HOST_ENV}={name}: no such remote in {hosts_file(home)}; "
             "`infrakit-local remote ls` lists them, `remote add NAME URL` adds one"
         )
-    return parse(name, hosts[name])
+    target = parse(name, hosts[name])
+    if target.plugins_dir is not None and not target.plugins_dir.is_dir():
+        # Never this machine instead: the commands would commit and destroy here, not there.
+        raise _common.Usage(
+            f"{target.selection}: {target.plugins_dir} does not exist; start the remote's daemons with their "
+            f"plugins directory there, or {target.fix}"
+        )
+    return target
 
 
 @click.group("remote", help="Manage remotes (selected with INFRAKIT_HOST=NAME).")
@@ -110,16 +133,26 @@ def remote() -> None:
 @remote.command("add")
 @click.argument("name")
 @click.argument("url")
+@click.option("--force", is_flag=True, help="Replace remote NAME if it points elsewhere.")
 @click.pass_obj
-def add(obj: Context, name: str, url: str) -> None:
-    """Add (or replace) remote NAME at URL: unix:///path, tcp://host:port or kube://context[/namespace]."""
+def add(obj: Context, name: str, url: str, force: bool) -> None:
+    """Add remote NAME at URL: unix:///path, tcp://host:port or kube://context[/namespace]."""
     with _common.errors():
         _common.check_name(name)
         target = parse(name, url)
-        hosts = load(obj.home)
-        hosts[name] = target.url
-        save(obj.home, hosts)
-        click.echo(f"Added remote {name}: {target.url}")
+        path = hosts_file(obj.home)
+        with _common.locked(path):
+            hosts = load(obj.home)
+            known = hosts.get(name)
+            if known is not None and known != target.url and not force:
+                raise _common.Usage(
+                    f"NAME: remote {name!r} exists ({known}); `remote add {name} URL --force` replaces it"
+                )
+            hosts[name] = target.url
+            if known != target.url:
+                save(obj.home, hosts)
+        verb = "Replaced" if known is not None and known != target.url else "Added"
+        click.echo(f"{verb} remote {name}: {target.url}")
 
 
 @remote.command("ls")
@@ -142,9 +175,10 @@ def list_remotes(obj: Context, quiet: bool, output: str) -> None:
 def remove(obj: Context, name: str) -> None:
     """Remove remote NAME."""
     with _common.errors():
-        hosts = load(obj.home)
-        if name not in hosts:
-            raise _common.Usage(f"NAME: no remote {name!r}; `infrakit-local remote ls` lists them")
-        del hosts[name]
-        save(obj.home, hosts)
+        with _common.locked(hosts_file(obj.home)):
+            hosts = load(obj.home)
+            if name not in hosts:
+                raise _common.Usage(f"NAME: no remote {name!r}; `infrakit-local remote ls` lists them")
+            del hosts[name]
+            save(obj.home, hosts)
         click.echo(f"Removed remote {name}")

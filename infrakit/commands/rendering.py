@@ -1,4 +1,4 @@
-"""Templates: InfraKit's template functions in Jinja2 form, sandboxed, fetched from a path or URL.
+"""Templates: InfraKit's template functions in Jinja2 form, sandboxed, bounded, reaching only what they may.
 
 InfraKit's templates are Go templates; their syntax does not carry over, their helpers
 do, as Jinja2 globals (and filters where that reads better):
@@ -12,30 +12,61 @@ do, as Jinja2 globals (and filters where that reads better):
 * ``json(value)`` / ``yaml(value)`` encode (also as filters), ``from_json(text)`` / ``from_yaml(text)`` decode.
 
 Every name used must be defined (``StrictUndefined``: the error names it), and the
-environment is Jinja2's immutable sandbox: no attribute access to Python internals, no
-mutation of the values passed in.  A template is fetched from ``-`` (stdin), a plain
-path, ``file://``, ``http://`` or ``https://`` (size and time bounded).  Rendering never
-runs a command.  Errors are :class:`~infrakit.commands._common.Usage` (a bad template or
-variable: exit 2) or :class:`~infrakit.commands._common.Failure` (a fetch that failed).
+environment is Jinja2's immutable sandbox.  Rendering never runs a command.
+
+**Bounds** (:data:`BOUNDS`): a render runs in a forked child the kernel limits in CPU
+time and memory, its output counted as it streams (:mod:`infrakit.commands.sandboxing`);
+every fetch has a deadline and a size for all of it (:mod:`infrakit.commands.fetching`),
+and one render's fetches together a deadline and a size too.
+
+**Reach**: a template read from this machine (a path, ``file://``, ``-``) may include
+anything, read environment variables and metadata, as before.  A template fetched over
+``http(s)://``, and everything it includes, may include only from its own origin
+(scheme, host and port; redirects elsewhere are refused) and reaches local files,
+environment variables and metadata only as the user grants (:mod:`infrakit.commands.grants`);
+``--var`` values are the user's to give.  A local template that includes a remote one
+does not lend it its powers.  A playbook added from a URL is remote from its index on.
+
+Errors are :class:`~infrakit.commands._common.Usage` (the template's fault: exit 2) or
+:class:`~infrakit.commands._common.Failure` (a fetch that failed: exit 1).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import sys
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from infrakit.commands import _common
+from infrakit.commands import _common, fetching
+from infrakit.commands.grants import Grants
 
-__all__ = ["MAX_BYTES", "fetch", "join", "parse_vars", "render"]
+__all__ = ["BOUNDS", "MAX_BYTES", "Bounds", "Grants", "fetch", "join", "origin", "parse_vars", "render"]
 
-MAX_BYTES: Final = 4 << 20  # a template or an index is kilobytes
-TIMEOUT: Final = 30.0  # seconds for one fetch
-_MAX_DEPTH: Final = 16  # includes within includes
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Bounds:
+    """What one render may spend.  A Group is kilobytes: these leave templates room to spare."""
+
+    cpu_seconds: float = 10.0  # CPU time of the render (the child's)
+    memory_bytes: int = 256 << 20  # what the render may add to the process's address space
+    output_bytes: int = 4 << 20  # what it renders (each include too)
+    seconds: float = 60.0  # wall-clock time of the whole render, its fetches included
+    fetch_seconds: float = 30.0  # one fetch, whole: connect, headers and body
+    fetch_bytes: int = 4 << 20  # one template, index, or helper answer
+    total_bytes: int = 16 << 20  # every template one render fetches (each counted once)
+
+
+BOUNDS = Bounds()
+MAX_BYTES: Final = BOUNDS.fetch_bytes
+
+
+def origin(source: str) -> str | None:
+    """The origin (``scheme://host:port``) of an ``http(s)://`` template; ``None`` for one on this machine."""
+    return fetching.origin(source)
 
 
 def join(base: str | None, reference: str) -> str:
@@ -50,44 +81,8 @@ def join(base: str | None, reference: str) -> str:
 
 
 def fetch(source: str) -> str:
-    """The text at ``source``: ``-`` (stdin), a path, ``file://``, ``http(s)://``."""
-    scheme = urllib.parse.urlsplit(source).scheme if "://" in source else ""
-    if source == "-":
-        data = sys.stdin.buffer.read(MAX_BYTES + 1)
-    elif scheme in ("", "file"):
-        path = urllib.parse.unquote(urllib.parse.urlsplit(source).path) if scheme == "file" else source
-        try:
-            with open(path, "rb") as stream:
-                data = stream.read(MAX_BYTES + 1)
-        except OSError as error:
-            raise _common.Failure(f"{source}: cannot read it ({error.strerror or error})") from None
-    elif scheme in ("http", "https"):
-        data = _download(source)
-    else:
-        raise _common.Usage(f"{source}: a template is a path, file://, http:// or https:// URL, or - for stdin")
-    if len(data) > MAX_BYTES:
-        raise _common.Usage(f"{source}: larger than {MAX_BYTES >> 20} MiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _common.Usage(f"{source}: not UTF-8 text") from None
-
-
-def _download(url: str) -> bytes:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(url, headers={"User-Agent": "infrakit-local"})  # noqa: S310 - http(s) only
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 - http(s) only
-            data: bytes = response.read(MAX_BYTES + 1)
-            return data
-    except urllib.error.HTTPError as error:
-        raise _common.Failure(f"{url}: HTTP {error.code} {error.reason}") from None
-    except urllib.error.URLError as error:
-        raise _common.Failure(f"{url}: cannot fetch it ({error.reason})") from None
-    except (OSError, ValueError) as error:
-        raise _common.Failure(f"{url}: cannot fetch it ({error})") from None
+    """The text at ``source``: ``-`` (stdin), a path, ``file://``, ``http(s)://``, within :data:`BOUNDS`."""
+    return fetching.read(source, seconds=BOUNDS.fetch_seconds, limit=BOUNDS.fetch_bytes)
 
 
 def parse_vars(given: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -107,107 +102,114 @@ def parse_vars(given: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return found
 
 
-class _Renderer:
-    def __init__(self, *, variables: Mapping[str, Any], metadata: Callable[[str], Any] | None) -> None:
-        import jinja2
-        import jinja2.sandbox
-
-        self.variables = dict(variables)
-        self.metadata_reader = metadata
-        self.environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
-        self.environment.filters.update({"json": _to_json, "yaml": _to_yaml})
-        self.stack: list[str] = []
-
-    def render(self, source: str, text: str, extra: Mapping[str, Any]) -> str:
-        import jinja2
-
-        if len(self.stack) >= _MAX_DEPTH:
-            raise _common.Usage(f"{source}: includes nest deeper than {_MAX_DEPTH} ({' -> '.join(self.stack)})")
-        self.stack.append(source)
-        try:
-            template = self.environment.from_string(text, globals=self._globals(source))
-            return template.render({**self.variables, **extra})
-        except jinja2.TemplateSyntaxError as error:
-            raise _common.Usage(f"{source}:{error.lineno}: {error.message}") from None
-        except jinja2.UndefinedError as error:
-            raise _common.Usage(f"{source}: {error.message}; pass it with --var name=value") from None
-        except jinja2.exceptions.SecurityError as error:
-            raise _common.Usage(f"{source}: refused by the sandbox: {error}") from None
-        finally:
-            self.stack.pop()
-
-    def _globals(self, source: str) -> dict[str, Any]:
-        def var(name: str, *value: Any) -> Any:
-            if value:
-                self.variables[name] = value[0]
-                return ""
-            if name not in self.variables:
-                raise _common.Usage(f"{source}: variable {name!r} is not set; pass it with --var {name}=VALUE")
-            return self.variables[name]
-
-        def include(reference: str, **extra: Any) -> str:
-            target = join(source, reference)
-            return self.render(target, fetch(target), extra)
-
-        def env(name: str, *default: Any) -> Any:
-            if name in os.environ:
-                return os.environ[name]
-            if default:
-                return default[0]
-            raise _common.Usage(f"{source}: environment variable {name!r} is not set (env({name!r}, default))")
-
-        def metadata(path: str) -> Any:
-            if self.metadata_reader is None:
-                raise _common.Usage(f"{source}: metadata({path!r}): no metadata here")
-            return self.metadata_reader(path)
-
-        return {
-            "var": var,
-            "include": include,
-            "env": env,
-            "metadata": metadata,
-            "json": _to_json,
-            "yaml": _to_yaml,
-            "from_json": _from_json,
-            "from_yaml": _from_yaml,
-        }
-
-
 def render(
     source: str,
     *,
     variables: Mapping[str, Any] | None = None,
     metadata: Callable[[str], Any] | None = None,
     text: str | None = None,
+    grants: Grants | None = None,
+    within: str | None = None,
 ) -> str:
-    """The template at ``source`` (or ``text``, named ``source``) rendered with ``variables``."""
-    renderer = _Renderer(variables=variables or {}, metadata=metadata)
-    return renderer.render(source, fetch(source) if text is None else text, {})
+    """The template at ``source`` (or ``text``, named ``source``) rendered with ``variables``.
+
+    ``within`` is the origin the template is reached from (a remote playbook's index):
+    ``source`` is then held to that origin's reach, as an include would be.
+    """
+    from infrakit.commands import sandboxing
+
+    bounds = BOUNDS
+    broker = _Broker(grants=grants or Grants(), metadata=metadata, bounds=bounds)
+    if within is not None:
+        reached = broker.reach(source, trust=within, where=source, call="the playbook's command")
+    else:
+        reached = origin(source)
+    if text is None:
+        text = broker.fetch(source)
+    broker.templates.append((source, reached))
+    return sandboxing.render(source=source, text=text, variables=variables or {}, broker=broker, limits=bounds)
 
 
-def _to_json(value: Any) -> str:
-    return json.dumps(value)
+class _Broker:
+    """The parent's side of a render: each template's origin, what it may reach, the fetches and their bounds."""
 
+    def __init__(self, *, grants: Grants, metadata: Callable[[str], Any] | None, bounds: Bounds) -> None:
+        self.grants = grants
+        self.metadata_reader = metadata
+        self.bounds = bounds
+        self.deadline = time.monotonic() + bounds.seconds
+        self.templates: list[tuple[str, str | None]] = []  # ticket -> (source, the origin it is held to)
+        self.fetched: dict[str, str] = {}
+        self.total = 0
 
-def _to_yaml(value: Any) -> str:
-    import yaml
+    def reach(self, target: str, *, trust: str | None, where: str, call: str) -> str | None:
+        """The origin ``target`` is held to, reached by ``call`` in a template held to ``trust``; else ``Usage``."""
+        found = origin(target)
+        if trust is None:
+            return found  # a local template reaches anything; a remote one it includes has its own origin's reach
+        if found is None:
+            if not self.grants.local:
+                raise _common.Usage(
+                    f"{where}: {call} reads {target}, a file of this machine; a template from {trust} may not "
+                    "unless you pass --allow-local"
+                )
+            return trust
+        if found != trust:
+            raise _common.Usage(
+                f"{where}: {call} reaches {found}; a template from {trust} may include only from its own origin"
+            )
+        return trust
 
-    return str(yaml.safe_dump(value, default_flow_style=False, sort_keys=False)).rstrip("\n")
+    def fetch(self, source: str) -> str:
+        if source in self.fetched:
+            return self.fetched[source]
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _common.Failure(f"{source}: the render took more than {self.bounds.seconds:g} s, fetches included")
+        text = fetching.read(
+            source, seconds=self.bounds.fetch_seconds, limit=self.bounds.fetch_bytes, deadline=self.deadline
+        )
+        self.total += len(text.encode("utf-8", "surrogatepass"))
+        if self.total > self.bounds.total_bytes:
+            raise _common.Usage(
+                f"{source}: this render fetched more than {self.bounds.total_bytes >> 20} MiB of templates in all"
+            )
+        self.fetched[source] = text
+        return text
 
+    # -- sandboxing.Broker: the child's helper calls ---------------------------------------------------
 
-def _from_json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        raise _common.Usage(f"from_json: not JSON ({error})") from None
+    def include(self, ticket: int, reference: str) -> tuple[int, str, str]:
+        source, trust = self.templates[ticket]
+        target = join(source, reference)
+        held = self.reach(target, trust=trust, where=source, call=f"include({reference!r})")
+        text = self.fetch(target)
+        self.templates.append((target, held))
+        return len(self.templates) - 1, target, text
 
+    def env(self, ticket: int, name: str) -> str | None:
+        source, trust = self.templates[ticket]
+        if trust is not None and name not in self.grants.env:
+            raise _common.Usage(
+                f"{source}: env({name!r}): a template from {trust} may not read environment variables; "
+                f"pass --allow-env {name}, or give the value with --var"
+            )
+        return os.environ.get(name)
 
-def _from_yaml(text: str) -> Any:
-    import yaml
+    def metadata(self, ticket: int, path: str) -> Any:
+        import json
 
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise _common.Usage(f"from_yaml: not YAML ({' '.join(str(error).split())})") from None
+        source, trust = self.templates[ticket]
+        if trust is not None and not self.grants.metadata:
+            raise _common.Usage(
+                f"{source}: metadata({path!r}): a template from {trust} may not read this machine's groups "
+                "unless you pass --allow-metadata"
+            )
+        if self.metadata_reader is None:
+            raise _common.Usage(f"{source}: metadata({path!r}): no metadata here")
+        if time.monotonic() >= self.deadline:
+            raise _common.Failure(f"{source}: the render took more than {self.bounds.seconds:g} s")
+        value = self.metadata_reader(path)  # a daemon's answer: bounded by the RPC client's own timeout
+        if len(json.dumps(value, default=str)) > self.bounds.fetch_bytes:
+            raise _common.Usage(f"{source}: metadata({path!r}) is larger than {self.bounds.fetch_bytes >> 20} MiB")
+        return value

@@ -7,13 +7,15 @@ run as subprocesses.  What comes out: exit codes, stdout and stderr.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -149,3 +151,84 @@ def secure_web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
     finally:
         server.shutdown()
         server.server_close()
+
+
+class Site:
+    """A loopback HTTP server whose answers a test scripts: ``routes[path](handler)``; every request logged.
+
+    ``requests`` holds each path asked for (query included), in order: what a template
+    sent to this origin, so a test can show that nothing leaked to it.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.routes: dict[str, Callable[[http.server.BaseHTTPRequestHandler], None]] = {}
+        self.requests: list[str] = []
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                site.requests.append(self.path)
+                route = site.routes.get(self.path.partition("?")[0])
+                if route is None:
+                    self.send_error(404)
+                    return
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up: a bound held
+                    route(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def text(self, path: str, body: str) -> None:
+        """Serve ``body`` at ``path``."""
+
+        def answer(handler: Any) -> None:
+            data = body.encode("utf-8")
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+
+        self.routes[path] = answer
+
+    def redirect(self, path: str, location: str) -> None:
+        def answer(handler: Any) -> None:
+            handler.send_response(302)
+            handler.send_header("Location", location)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+
+        self.routes[path] = answer
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    made = Site()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def other_site() -> Iterator[Site]:
+    """A second origin (another port), where a hostile template would send what it read."""
+    made = Site()
+    try:
+        yield made
+    finally:
+        made.close()

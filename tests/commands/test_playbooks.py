@@ -90,18 +90,18 @@ def test_playbooks_over_http_and_as_cli_commands(commands: None, short_home: Pat
     book.mkdir()
     for name in ("index.yaml", "web.yaml.j2", "stack.yaml.j2"):
         (book / name).write_text((EXAMPLE / name).read_text())
-    assert run("playbook", "add", "remote", f"{base}/book").exit_code == 0
+    assert run("playbook", "add", "webapp", f"{base}/book").exit_code == 0
     for group in playbooks.installed(short_home):  # as the CLI registers them: `infrakit-local NAME COMMAND`
         cli.cli.add_command(group)
     try:
-        assert isinstance(cli.cli.commands["remote"], click.Group)
-        shown = run("remote", "web", "--var", "size=4", "--print")
+        assert isinstance(cli.cli.commands["webapp"], click.Group)
+        shown = run("webapp", "web", "--var", "size=4", "--print")
         assert shown.exit_code == 0, shown.output
         assert yaml.safe_load(shown.output)["spec"]["allocation"] == {"size": 4}
-        unknown = run("remote", "nothing")
+        unknown = run("webapp", "nothing")
         assert unknown.exit_code == 2 and "No such command" in unknown.output
     finally:
-        cli.cli.commands.pop("remote", None)
+        cli.cli.commands.pop("webapp", None)
 
 
 def test_a_playbook_over_https(commands: None, short_home: Path, secure_web: tuple[str, Path]) -> None:
@@ -114,3 +114,41 @@ def test_a_playbook_over_https(commands: None, short_home: Path, secure_web: tup
     shown = run("playbook", "run", "stack", "web", "--var", "size=1", "--var", "prefix=tls", "--print")
     assert shown.exit_code == 0, shown.output
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(shown.output)] == ["tls-web"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["commit", "ls", "describe", "destroy", "run", "group", "plugin", "version", "remote", "template", "playbook",
+     "event", "metadata", "instance-file", "flavor-vanilla", "instance-mycloud", "flavor-other"],
+)  # fmt: skip
+def test_a_playbook_named_after_a_command_is_refused(commands: None, short_home: Path, name: str) -> None:
+    """Was: added, and then never runnable (the built-in command answers to the name)."""
+    result = run("playbook", "add", name, str(EXAMPLE))
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+    assert f"NAME {name!r}" in result.output and "command" in result.output
+    assert not (short_home / "playbooks").exists()
+
+
+def test_re_adding_a_playbook_needs_force(commands: None, short_home: Path, tmp_path: Path) -> None:
+    """Was: a second `playbook add` of a name silently replaced the first."""
+    (tmp_path / "index.yaml").write_text("other: web.yaml.j2\n")
+    (tmp_path / "web.yaml.j2").write_text((EXAMPLE / "web.yaml.j2").read_text())
+    assert run("playbook", "add", "stack", str(EXAMPLE)).exit_code == 0
+    before = (short_home / "playbooks").read_bytes()
+    again = run("playbook", "add", "stack", str(tmp_path))
+    assert again.exit_code == 2 and "--force" in again.output and str(EXAMPLE) in again.output, again.output
+    assert (short_home / "playbooks").read_bytes() == before
+    assert run("playbook", "add", "stack", str(EXAMPLE)).exit_code == 0  # the same again: nothing to replace
+    replaced = run("playbook", "add", "stack", str(tmp_path), "--force")
+    assert replaced.exit_code == 0 and replaced.output == "Replaced playbook stack: other\n", replaced.output
+    assert yaml.safe_load((short_home / "playbooks").read_text()) == {"stack": str(tmp_path)}
+
+
+@pytest.mark.parametrize("command", ["--print", "up now", "a/b", ""])
+def test_an_index_whose_command_cannot_be_typed_is_refused(
+    commands: None, short_home: Path, tmp_path: Path, command: str
+) -> None:
+    (tmp_path / "index.yaml").write_text(yaml.safe_dump({command: "web.yaml.j2", "web": "web.yaml.j2"}))
+    result = run("playbook", "add", "book", str(tmp_path))
+    assert result.exit_code == 2 and "command" in result.output and len(result.output.splitlines()) == 1
+    assert not (short_home / "playbooks").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -83,6 +84,7 @@ class FakeContext:
     plugins_dir: Path
     kube_context: str | None = None
     namespace: str | None = None
+    selected: Any = None
 
 
 def test_a_cluster_remote_is_context_and_namespace_and_context_wins(
@@ -123,6 +125,7 @@ def test_infrakit_host_selects_a_tcp_group_daemon_or_a_plugins_directory(
             assert run("metadata", "ls", "group/specs").output == "cattle\n", name
             assert run("metadata", "cat", "group/status/cattle/replicas").output == "5\n", name
             assert "group/cattle/instance/lost" in run("event", "ls").output.splitlines(), name
+            assert run("ls", "-q").output == "cattle\n", name  # the group verbs too (was: this machine's store)
 
         monkeypatch.setenv("INFRAKIT_HOST", "daemon")
         tail = spawn("event", "tail", "group/cattle/instance/lost", "-o", "json", "--count", "1")
@@ -164,3 +167,107 @@ def test_infrakit_host_selects_the_remote_for_every_command(tmp_path: Path, monk
     monkeypatch.setenv("INFRAKIT_HOST", "nonesuch")
     result = runner.invoke(cli.cli, ["ls"])
     assert result.exit_code == 2 and "INFRAKIT_HOST=nonesuch" in result.stderr
+
+
+def test_re_adding_a_remote_needs_force(commands: None, short_home: Path) -> None:
+    """Was: `remote add` of a name that exists silently pointed it elsewhere."""
+    assert run("remote", "add", "lab", "tcp://127.0.0.1:24864").exit_code == 0
+    before = (short_home / "hosts").read_bytes()
+    again = run("remote", "add", "lab", "tcp://127.0.0.1:24865")
+    assert again.exit_code == 2 and "--force" in again.output and "tcp://127.0.0.1:24864" in again.output
+    assert (short_home / "hosts").read_bytes() == before
+    assert run("remote", "add", "lab", "127.0.0.1:24864").exit_code == 0  # the same URL: nothing replaced
+    replaced = run("remote", "add", "lab", "tcp://127.0.0.1:24865", "--force")
+    assert replaced.output == "Replaced remote lab: tcp://127.0.0.1:24865\n", replaced.output
+    assert yaml.safe_load((short_home / "hosts").read_text()) == {"lab": "tcp://127.0.0.1:24865"}
+
+
+# -- a remote that cannot be reached is an error, never this machine ------------------------------
+
+GROUP_VERBS = [
+    ("commit", str(CATTLE)),
+    ("commit", str(CATTLE), "--pretend"),
+    ("ls",),
+    ("describe", "cattle"),
+    ("inspect", "cattle"),
+    ("free", "cattle"),
+    ("destroy", "cattle"),
+    ("group", "ls"),
+    ("metadata", "ls", "group"),
+    ("metadata", "cat", "group/specs/cattle"),
+    ("event", "ls"),
+]
+LOCAL_ONLY = [("run",), ("instance-file", "describe"), ("flavor-vanilla", "validate", str(CATTLE))]
+
+
+def untouched(home: Path) -> None:
+    """This machine's store and instance directory: nothing was committed or provisioned here."""
+    for sub in ("groups", "instances"):
+        assert not (home / sub).exists() or not list((home / sub).iterdir()), sub
+
+
+def fails_naming(result: Any, code: int | tuple[int, ...], *words: str) -> None:
+    codes = (code,) if isinstance(code, int) else code
+    assert result.exit_code in codes, result.output
+    assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output, result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+def test_a_unix_remote_whose_directory_is_missing_is_an_error(
+    commands: None, short_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: every command silently worked on this machine (a commit committed locally)."""
+    assert run("remote", "add", "gone", "unix:///nonexistent/infrakit/plugins").exit_code == 0
+    monkeypatch.setenv("INFRAKIT_HOST", "gone")
+    for args in [*GROUP_VERBS, *LOCAL_ONLY, ("plugin", "ls"), ("template", "-")]:
+        result = run(*args, input="{{ metadata('group/specs') }}")
+        fails_naming(result, 2, "'gone'", "/nonexistent/infrakit/plugins", "remote add gone")
+    untouched(short_home)
+    assert run("remote", "ls", "-q").exit_code == 0  # the remotes can still be fixed
+    assert run("remote", "rm", "gone").exit_code == 0
+
+
+def test_a_unix_remote_without_a_group_daemon_is_an_error(
+    commands: None, short_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "plugins"
+    empty.mkdir()
+    assert run("remote", "add", "idle", f"unix://{empty}").exit_code == 0
+    monkeypatch.setenv("INFRAKIT_HOST", "idle")
+    for args in GROUP_VERBS:
+        fails_naming(run(*args), 1, "'idle'", "infrakit-group-default")
+    for args in LOCAL_ONLY:
+        fails_naming(run(*args), (1, 2), "'idle'")
+    untouched(short_home)
+
+
+def test_a_tcp_remote_that_cannot_be_reached_is_an_error(
+    commands: None, short_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("remote", "add", "dead", "tcp://127.0.0.1:1").exit_code == 0
+    monkeypatch.setenv("INFRAKIT_HOST", "dead")
+    for args in GROUP_VERBS:
+        fails_naming(run(*args), 1, "'dead'", "tcp://127.0.0.1:1")
+    for args in [*LOCAL_ONLY, ("plugin", "ls")]:
+        fails_naming(run(*args), 2, "INFRAKIT_HOST=dead")
+    untouched(short_home)
+
+
+def test_a_kube_remote_whose_context_does_not_exist_is_an_error(
+    commands: None, short_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "contexts: [{name: real, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: x}}]\n"
+        "current-context: real\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    assert run("remote", "add", "prod", "kube://nosuch/web").exit_code == 0
+    monkeypatch.setenv("INFRAKIT_HOST", "prod")
+    for args in GROUP_VERBS:
+        fails_naming(run(*args), 2, "'prod'", "nosuch")
+    for args in [*LOCAL_ONLY, ("plugin", "ls")]:
+        fails_naming(run(*args), 2, "INFRAKIT_HOST=prod")
+    untouched(short_home)

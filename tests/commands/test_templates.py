@@ -1,8 +1,9 @@
 """Templates: Jinja2 with InfraKit's helpers, sandboxed, strict about undefined names, from paths and URLs.
 
-In: template files, stdin, a plain-HTTP server on 127.0.0.1 (https is the same code path
-through urllib; no certificate is made here: ``cryptography`` is not installed), a
-committed group for ``metadata()``.  Out: the rendered text, or one line and exit 2.
+In: template files, stdin, a plain-HTTP server on 127.0.0.1 (https is the same code path,
+proved in ``test_playbooks.py::test_a_playbook_over_https``), a committed group for
+``metadata()``.  Out: the rendered text, or one line and exit 2.  Their bounds and their
+reach: ``test_template_bounds.py``, ``test_template_reach.py``.
 """
 
 from __future__ import annotations
