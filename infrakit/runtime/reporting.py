@@ -127,6 +127,13 @@ class Reporter:
                 message=f"adopted {labelled} instances made outside InfraKit "
                 f"({instances.TAG_CONFIG_SHA}={instances.BOOTSTRAP_SHA}): labelled with config {spec.config_sha}",
             )
+        if readopted := counts[("label", planning.Reason.READOPTED)]:
+            self.store.event(
+                record,
+                reason="Readopted",
+                message=f"took back {readopted} instances left in place on purpose "
+                f"({instances.TAG_ORPHANED}=true): marked {instances.TAG_ORPHANED}=false",
+            )
         if made_count:
             self.store.event(
                 record, reason="Provisioned", message=f"provisioned {made_count} instances (config {spec.config_sha})"

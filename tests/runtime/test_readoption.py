@@ -30,6 +30,9 @@ def test_an_adopted_then_abandoned_groups_instances_are_collected(world: World) 
     world.syncer.sync(KEY)
     assert len(world.members()) == 2 and world.plugin.operations == 4  # the same two: labelled, not replaced
     assert {d.tags[instances.TAG_ORPHANED] for d in world.plugin.describe({"infrakit.group": "web"})} == {"false"}
+    assert [m for _, reason, m, _ in world.store.events if reason == "Readopted"] == [
+        "took back 2 instances left in place on purpose (infrakit.orphaned=true): marked infrakit.orphaned=false"
+    ]
 
     for key in (KEY, control):  # both deleted with their finalizers gone: the instances dangle
         world.store.records.pop(key)
