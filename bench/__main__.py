@@ -15,7 +15,7 @@ from pathlib import Path
 from bench import cli, cluster, local, measure, report, rpc
 from bench.measure import Row, Sizes, Workdir
 
-LOCAL = ("provision", "curve", "roll", "heal-local", "rpc-provision", "rpc-heal", "cli", "cli-commit")
+LOCAL = ("provision", "curve", "roll", "heal-local", "heal-stuck", "rpc-provision", "rpc-heal", "cli", "cli-commit")
 CLUSTER = ("heal-operator", "fleet", "roll-operator")
 ALL = LOCAL + CLUSTER
 
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             attempt("roll", lambda: local.rolling_update(workdir, sizes))
         if "heal-local" in chosen:
             attempt("heal-local", lambda: local.heal_local(workdir, sizes))
+        if "heal-stuck" in chosen:
+            attempt("heal-stuck", lambda: local.heal_local(workdir, sizes, stuck=True))
         if "rpc-provision" in chosen:
             attempt("rpc-provision", lambda: rpc.provision(workdir, sizes))
         if "rpc-heal" in chosen:

@@ -237,14 +237,22 @@ def rolling_update(workdir: Workdir, sizes: Sizes) -> list[Row]:
     ]
 
 
-def heal_local(workdir: Workdir, sizes: Sizes) -> list[Row]:
-    """Scenario 2, local: delete instance files under ``infrakit-local run``; time each replacement."""
-    base = workdir.fresh("heal-local")
+def heal_local(workdir: Workdir, sizes: Sizes, *, stuck: bool = False) -> list[Row]:
+    """Scenario 2, local: delete instance files under ``infrakit-local run``; time each replacement.
+
+    ``stuck``: meanwhile another group's sync is stalled in a plugin call (a failpoint holds
+    the runner's first instance operation for 10 minutes): it holds its own group only.
+    """
+    base = workdir.fresh("heal-stuck" if stuck else "heal-local")
     local = controller(base)
     # Recorded with the group, as the CLI's commit does: `run` finds the instances there.
     local.commit(spec("bench", sizes.heal_group), options={"dir": str(base / "instances")})
+    if stuck:
+        local.commit(spec("stuck", 2), options={"dir": str(base / "stuck-instances")})
     log = base / "runner.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
+    if stuck:
+        env["INFRAKIT_FAILPOINTS"] = "instance-op=stall-after:1:600"
     command = [
         sys.executable, "-m", "infrakit.cli",
         "--home", str(base / "home"), "--dir", str(base / "instances"),
@@ -255,6 +263,14 @@ def heal_local(workdir: Workdir, sizes: Sizes) -> list[Row]:
     try:
         wait_for_line(log, lambda line: line.rstrip().endswith("ready"), runner, timeout=60)
         time.sleep(0.5)  # its first pass is over; it now waits on notifications
+        if stuck:  # the other group loses one: its replacement is made, then the sync stalls
+            stuck_dir = base / "stuck-instances"
+            os.unlink(stuck_dir / sorted(_instance_files(stuck_dir))[0])
+            deadline = time.monotonic() + 30
+            while len(_instance_files(stuck_dir)) < 2:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the stuck group's replacement never came")
+                time.sleep(0.01)
         latencies, method = watch.heal_latencies(base / "instances", deletions=sizes.heal_deletions, gap=sizes.heal_gap)
     finally:
         runner.terminate()
@@ -267,6 +283,22 @@ def heal_local(workdir: Workdir, sizes: Sizes) -> list[Row]:
     if left != sizes.heal_group:
         raise RuntimeError(f"after healing, {left} instance files instead of {sizes.heal_group}")
     samples = measure.stats(latencies)
+    if stuck:
+        return [
+            Row(
+                S2,
+                f"`infrakit-local run`: unlink → new file while another group is stuck in a plugin call "
+                f"({sizes.heal_deletions} deletions, group of {sizes.heal_group}, {method})",
+                "ms",
+                measure.stats([v * 1000 for v in latencies]),
+            ).judge(
+                lambda v: v < 100,
+                value=samples.quantile(0.99) * 1000,
+                what="p99",
+                target="p99 < 100 ms",
+                smoke=sizes.smoke,
+            )
+        ]
     return [
         Row(
             S2,
