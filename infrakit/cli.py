@@ -393,12 +393,13 @@ def commit(
                 click.echo(cluster.commit(spec, pretend=pretend, force_conflicts=force_conflicts))
             return
         controller = obj.controller()
-        for spec in groups:  # every group valid before any is committed
-            controller.validate(spec, options=obj.plugin_options(spec.instance.plugin))
+        # Every group valid before any is committed.
+        prepared = controller.prepare_all(groups, options=obj.plugin_options, explicit=obj.dir_given)
         for spec in groups:
             with _progress(spec) as (on_start, on_step):
                 result = controller.commit(
                     spec,
+                    prepared=prepared.get(spec.name),
                     pretend=pretend,
                     timeout=timeout,
                     options=obj.plugin_options(spec.instance.plugin),

@@ -97,7 +97,7 @@ class Remote:
         members = (
             status.members_from_status(scoped, live.get("status") or {}, logical_ids=_logical_ids(live)) if live else []
         )
-        text = planning.describe_change(scoped, members, managed=live is not None)
+        text = planning.plan(scoped, members).explain(managed=live is not None)
         if pretend:
             return f"Committing {spec.name} would involve: {text}"
         manifest = scoped.to_manifest()

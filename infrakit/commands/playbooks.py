@@ -264,11 +264,14 @@ def _commit(obj: Context, source: str, text: str, *, pretend: bool) -> None:
             click.echo(cluster.commit(spec, pretend=pretend))
         return
     controller = obj.controller()
-    for spec in groups:
-        controller.validate(spec, options=obj.plugin_options(spec.instance.plugin))
+    prepared = controller.prepare_all(groups, options=obj.plugin_options, explicit=obj.dir_given)
     for spec in groups:
         result = controller.commit(
-            spec, pretend=pretend, options=obj.plugin_options(spec.instance.plugin), explicit=obj.dir_given
+            spec,
+            prepared=prepared.get(spec.name),
+            pretend=pretend,
+            options=obj.plugin_options(spec.instance.plugin),
+            explicit=obj.dir_given,
         )
         verb = "Committing {} would involve" if pretend else "Committed {}"
         click.echo(f"{verb.format(spec.name)}: {result.plan_text}")

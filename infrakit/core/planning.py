@@ -15,9 +15,11 @@ This is the whole of the group controller's judgement, as pure functions:
   that was cut short simply continues (the config-hash tag on each instance is the
   only memory).  Cattle follow a Deployment's rolling rules (``maxSurge`` above,
   ``maxUnavailable`` below the desired size); pets keep one instance per logical ID.
-* :func:`describe_change` words a commit the way InfraKit's group plugin did
-  ("Performing a rolling update on 5 instances, then adding 5 ..."), and says which
-  pets are replaced when their logical IDs change (InfraKit refused that change).
+* :meth:`Plan.explain` words it the way InfraKit's group plugin did ("Performing a
+  rolling update on 5 instances, then adding 5 ..."), and says which pets are replaced
+  when their logical IDs change (InfraKit refused that change).  The words come from
+  the plan object the actions come from, as InfraKit's ``Explain()`` and ``Run()`` came
+  from one ``updatePlan``: what ``--pretend`` prints cannot drift from what is done.
 
 The adapters (``infrakit.engine`` driven by the local runner or the kopf operator)
 carry the plans out through the plugins.  Nothing here performs I/O.
@@ -40,8 +42,9 @@ __all__ = [
     "Provision",
     "Reason",
     "Round",
+    "Summary",
     "classify",
-    "describe_change",
+    "is_converged",
     "plan",
     "removal_order",
 ]
@@ -110,18 +113,67 @@ class Round:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Summary:
+    """What a plan was decided from, in the counts InfraKit's words need."""
+
+    size: int  # desired
+    current: int  # observed members
+    outdated: int  # of them, not on the spec's config hash
+    leaving: tuple[str, ...] = ()  # pets whose logical IDs go (or duplicates, or none)
+    coming: tuple[str, ...] = ()  # logical IDs made anew
+    kept_outdated: int = 0  # pets kept whose config is outdated
+    pets: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Plan:
     """Rounds of actions. The first is decided from what is observed; each later one
     holds only if every instance provisioned before it is healthy (the engine checks,
     and plans again at the first that is not).
 
     ``converged`` means the observed set already is the desired set; ``blocked`` means
-    there is work left but it waits on instances becoming healthy.
+    there is work left but it waits on instances becoming healthy; ``complete`` that
+    the rounds, carried out with every new instance healthy, reach the desired set
+    (so the engine need not plan again to know it is done).  ``summary`` is what it was
+    decided from: :meth:`explain` words it.
     """
 
     rounds: tuple[Round, ...] = ()
     converged: bool = False
     blocked: bool = False
+    complete: bool = False
+    summary: Summary | None = None
+
+    def explain(self, *, managed: bool = True) -> str:
+        """InfraKit's words for what carrying this plan out does.
+
+        ``managed`` is false for a group that is new (or was freed): InfraKit then says
+        only that it is managing the group.
+        """
+        summary = self.summary
+        if summary is None:
+            return "Noop"
+        size = summary.size
+        if not managed:
+            return f"Managing {size} instances"
+        if summary.leaving and summary.coming:
+            return _explain_replacement(summary)
+        current, outdated = summary.current, summary.outdated
+        if size > current:
+            adding = f"adding {size - current} instances to increase the group size to {size}"
+            if outdated:
+                return f"Performing a rolling update on {outdated} instances, then {adding}"
+            return adding[0].upper() + adding[1:]
+        if size < current:
+            removing = current - size
+            terminating = f"Terminating {removing} instances to reduce the group size to {size}"
+            still_outdated = max(0, outdated - removing)  # outdated instances are removed first
+            if still_outdated:
+                return f"{terminating}, then performing a rolling update on {still_outdated} instances"
+            return terminating
+        if outdated:
+            return f"Performing a rolling update on {outdated} instances"
+        return "Noop"
 
     @property
     def empty(self) -> bool:
@@ -164,9 +216,20 @@ def classify(
 def plan(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
     """The next step from ``members`` (all instances of the group) towards ``spec``."""
     result = _plan_pets(spec, members) if spec.is_pets else _plan_cattle(spec, members)
+    summary = _summary(spec, members)
     if spec.paused:
-        return Plan(converged=result.converged, blocked=not result.converged)
-    return _adopt(spec, members, result)
+        return Plan(converged=result.converged, blocked=not result.converged, summary=summary)
+    return dataclasses.replace(_adopt(spec, members, result), summary=summary)
+
+
+def is_converged(spec: specs.GroupSpec, members: Sequence[Member]) -> bool:
+    """Whether ``members`` already are the desired set (what a plan of them would say, without planning)."""
+    if any(not m.up_to_date for m in members):
+        return False
+    if not spec.is_pets:
+        return len(members) == spec.desired_size
+    wanted = spec.allocation.logical_ids or ()
+    return len(members) == len(wanted) and {m.logical_id for m in members} == set(wanted)
 
 
 def _adopt(spec: specs.GroupSpec, members: Sequence[Member], result: Plan) -> Plan:
@@ -199,7 +262,7 @@ def _adopt(spec: specs.GroupSpec, members: Sequence[Member], result: Plan) -> Pl
     if not labels:
         return result
     first, *rest = result.rounds or (Round(),)
-    return Plan(rounds=(dataclasses.replace(first, labels=labels), *rest))
+    return Plan(rounds=(dataclasses.replace(first, labels=labels), *rest), complete=result.complete or result.converged)
 
 
 _HEALTH_RANK = {instances.Health.UNHEALTHY: 0, instances.Health.UNKNOWN: 1, instances.Health.HEALTHY: 2}
@@ -266,7 +329,8 @@ def _plan_cattle(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
         kept_new += provisions
         kept_healthy += provisions  # the assumption the engine checks before the next round
         destroys = []
-    return Plan(rounds=tuple(rounds)) if rounds else Plan(blocked=True)
+    # Every round the rules give is planned: carried out healthy, they reach the desired set.
+    return Plan(rounds=tuple(rounds), complete=True) if rounds else Plan(blocked=True)
 
 
 def _plan_pets(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
@@ -302,57 +366,35 @@ def _plan_pets(spec: specs.GroupSpec, members: Sequence[Member]) -> Plan:
     # at most max(1, maxUnavailable) unavailable logical IDs at a time.
     down = sum(1 for i in logical_ids if i not in kept or not kept[i].healthy)
     budget = max(1, spec.update_strategy.max_unavailable) - down
+    waiting = 0  # outdated pets left for a later plan (the budget is spent)
     for member in outdated:
         if member.healthy:
             if budget <= 0:
+                waiting += 1
                 continue
             budget -= 1
         destroys.append(Destroy(id=member.id, reason=Reason.ROLLING_UPDATE))
 
     if not provisions and not destroys:
         return Plan(blocked=True)
-    return Plan(rounds=(Round(provisions=tuple(provisions), destroys=tuple(destroys)),))
+    # A pet destroyed for its config is not replaced in the same round: the next plan does.
+    rolled = any(d.reason is Reason.ROLLING_UPDATE for d in destroys)
+    return Plan(
+        rounds=(Round(provisions=tuple(provisions), destroys=tuple(destroys)),), complete=not waiting and not rolled
+    )
 
 
-def describe_change(spec: specs.GroupSpec, members: Sequence[Member], *, managed: bool) -> str:
-    """InfraKit's words for what committing ``spec`` will do, given what is observed.
-
-    ``managed`` is false for a group that is new (or was freed): InfraKit then says
-    only that it is managing the group.
-    """
-    size = spec.desired_size
-    if not managed:
-        return f"Managing {size} instances"
-    if spec.is_pets:
-        replacing = _describe_replacement(spec, members)
-        if replacing:
-            return replacing
-    current = len(members)
-    outdated = sum(1 for m in members if not m.up_to_date)
-    if size > current:
-        adding = f"adding {size - current} instances to increase the group size to {size}"
-        if outdated:
-            return f"Performing a rolling update on {outdated} instances, then {adding}"
-        return adding[0].upper() + adding[1:]
-    if size < current:
-        removing = current - size
-        terminating = f"Terminating {removing} instances to reduce the group size to {size}"
-        still_outdated = max(0, outdated - removing)  # outdated instances are removed first
-        if still_outdated:
-            return f"{terminating}, then performing a rolling update on {still_outdated} instances"
-        return terminating
-    if outdated:
-        return f"Performing a rolling update on {outdated} instances"
-    return "Noop"
-
-
-def _describe_replacement(spec: specs.GroupSpec, members: Sequence[Member]) -> str | None:
-    """For pets whose logical IDs change, not only their number: which go, which come.
-
-    Counting alone says "Noop" for a,b,c -> a,b,d, which destroys c and creates d.
-    InfraKit refused such a change; we carry it out, so we say so.  None when no
-    instance is replaced (a plain resize or roll: InfraKit's words are right).
-    """
+def _summary(spec: specs.GroupSpec, members: Sequence[Member]) -> Summary:
+    summary = Summary(
+        size=spec.desired_size,
+        current=len(members),
+        outdated=sum(1 for m in members if not m.up_to_date),
+        pets=spec.is_pets,
+    )
+    if not spec.is_pets:
+        return summary
+    # For pets whose logical IDs change, not only their number: which go, which come.
+    # Counting alone says "Noop" for a,b,c -> a,b,d, which destroys c and creates d.
     wanted = spec.allocation.logical_ids or ()
     wanted_set = set(wanted)
     kept: dict[str, Member] = {}
@@ -369,15 +411,21 @@ def _describe_replacement(spec: specs.GroupSpec, members: Sequence[Member]) -> s
             leaving.append(f"{logical_id} (duplicate)")
         else:
             kept[logical_id] = member
-    coming = [i for i in wanted if i not in kept]
-    if not leaving or not coming:
-        return None
-    text = f"Replacing logical IDs {', '.join(sorted(leaving))} with {', '.join(coming)}"
-    if len(wanted) > len(members):
-        text += f" to increase the group size to {len(wanted)}"
-    elif len(wanted) < len(members):
-        text += f" to reduce the group size to {len(wanted)}"
-    outdated = sum(1 for m in kept.values() if not m.up_to_date)
-    if outdated:
-        text += f", then performing a rolling update on {outdated} instances"
+    return dataclasses.replace(
+        summary,
+        leaving=tuple(sorted(leaving)),
+        coming=tuple(i for i in wanted if i not in kept),
+        kept_outdated=sum(1 for m in kept.values() if not m.up_to_date),
+    )
+
+
+def _explain_replacement(summary: Summary) -> str:
+    """Pets replaced for their logical IDs: InfraKit refused such a change; we carry it out, so we say so."""
+    text = f"Replacing logical IDs {', '.join(summary.leaving)} with {', '.join(summary.coming)}"
+    if summary.size > summary.current:
+        text += f" to increase the group size to {summary.size}"
+    elif summary.size < summary.current:
+        text += f" to reduce the group size to {summary.size}"
+    if summary.kept_outdated:
+        text += f", then performing a rolling update on {summary.kept_outdated} instances"
     return text

@@ -198,7 +198,7 @@ def members_from_status(
     Unnamed (``id`` empty): ``updatedReplicas`` of them on the status's configuration
     hash, the rest on none; ``readyReplicas`` healthy; for pets, ``logical_ids`` are those
     of the group's current spec, one per stand-in (a converged group has exactly them).
-    A plan's words (:func:`~infrakit.core.planning.describe_change`) need nothing more, so
+    A plan's words (:meth:`~infrakit.core.planning.Plan.explain`) need nothing more, so
     a remote ``commit --pretend`` is exact at any size.
     """
     current = status.get("configHash", "")

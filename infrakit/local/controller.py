@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from infrakit import plugins
@@ -72,16 +72,45 @@ class Controller:
 
     # -- commit ---------------------------------------------------------------------------
 
-    def validate(self, spec: specs.GroupSpec, *, options: Mapping[str, Any] | None = None) -> None:
-        """Everything a commit checks before it records anything; raise ``SpecError``."""
+    def prepare(
+        self, spec: specs.GroupSpec, *, options: Mapping[str, Any] | None = None, explicit: bool = False
+    ) -> syncing.Prepared:
+        """Everything a commit checks before it records anything; raise ``SpecError``.
+
+        A file of several Groups is prepared whole before any is committed; each commit
+        then uses what was prepared (its plugins validated once).
+        """
         _local_only(spec)
-        engine.resolve(spec, self.registry, options=options)
+        try:
+            previous = self.store.load(spec.name)
+        except stores.Damaged:
+            previous = None
+        return self.syncer.prepare(spec, options=_chosen(spec, previous, options, explicit=explicit))
+
+    def prepare_all(
+        self,
+        groups: Sequence[specs.GroupSpec],
+        *,
+        options: Callable[[str], Mapping[str, Any]],
+        explicit: bool = False,
+    ) -> dict[str, syncing.Prepared]:
+        """Every group of a file checked before any is committed (``options`` per plugin name).
+
+        One group needs no separate look: its commit checks it before recording anything.
+        """
+        if len(groups) < 2:
+            return {}
+        return {
+            spec.name: self.prepare(spec, options=options(spec.instance.plugin), explicit=explicit) for spec in groups
+        }
 
     def commit(
         self,
         spec: specs.GroupSpec,
         *,
+        prepared: syncing.Prepared | None = None,
         pretend: bool = False,
+        wait: bool = True,
         timeout: float = 300.0,
         options: Mapping[str, Any] | None = None,
         explicit: bool = False,
@@ -90,10 +119,13 @@ class Controller:
     ) -> CommitResult:
         """Validate, record and converge ``spec``; with ``pretend``, only say what it would do.
 
-        ``options`` are the instance plugin's for this group (the file plugin's ``dir``),
-        recorded with it.  A group committed before keeps its recorded ones, unless
-        ``explicit`` options (the user's ``--dir``) differ: that is refused, as it would
-        lose track of the instances.
+        One sync decides: it observes, plans once, and (unless ``pretend``) acts on that
+        plan; the words printed are that plan's.  ``options`` are the instance plugin's
+        for this group (the file plugin's ``dir``), recorded with it.  A group committed
+        before keeps its recorded ones, unless ``explicit`` options (the user's ``--dir``)
+        differ: that is refused, as it would lose track of the instances.  ``wait=False``
+        returns after the first sync (the group daemon's answer); else the commit syncs
+        until the group converges or ``timeout`` passes.
         """
         _local_only(spec)
         key = ("", spec.name)
@@ -104,31 +136,32 @@ class Controller:
             except stores.Damaged:
                 previous = None  # a damaged record is replaced by this commit: that repairs it
             managed = previous is not None and not previous.deleting
-            recorded = dict(previous.options) if previous is not None and managed else {}
-            given = dict(options or {})
-            if recorded and explicit and given != recorded:
-                raise specs.SpecError(
-                    "--dir" if "dir" in recorded else "instance plugin options",
-                    f"group {spec.name!r} was committed with {_options(recorded)}; "
-                    "commit it with the same, or destroy or free it first",
-                )
-            chosen = recorded or given
-            resolved = engine.resolve(spec, self.registry, options=chosen)
-            members = engine.observe(spec, resolved)
-            text = planning.describe_change(spec, members, managed=managed)
-            if pretend:
-                return CommitResult(name=spec.name, plan_text=text, members=members, paused=spec.paused)
+            chosen = _chosen(spec, previous, options, explicit=explicit)
+            if prepared is None or prepared.spec != spec or dict(prepared.options) != chosen:
+                prepared = self.syncer.prepare(spec, options=chosen)
             generation = 1
             if previous is not None:
                 generation = previous.generation + (0 if managed and previous.spec == spec else 1)
-            # The intent first, then the instances: a crash from here on resumes from the store.
-            self.store.save(spec, previous.status if previous else {}, generation=generation, options=chosen)
-            if on_start is not None:
-                first = planning.plan(spec, members)
-                on_start(sum(len(r.provisions) + len(r.destroys) for r in first.rounds))
-            # Still under the lock: what was just observed is what is there; no second look.
-            result = self.syncer.sync(key, members=members, on_step=on_step)
-        result = self._converge(key, spec, result, deadline=time.monotonic() + timeout, on_step=on_step)
+            status = previous.status if previous is not None else {}
+            record = self.records.record(spec, status=status, generation=generation, options=chosen)
+
+            def planned(decided: planning.Plan) -> None:
+                # Observed and planned, nothing done yet: the intent first, then the instances.
+                # A crash from here on resumes from the store; a plugin that cannot even list
+                # the instances failed the commit before it recorded anything.
+                self.store.save(spec, status, generation=generation, options=chosen)
+                if on_start is not None:
+                    on_start(sum(len(r.labels) + len(r.provisions) + len(r.destroys) for r in decided.rounds))
+
+            result = self.syncer.sync(
+                key, record=record, prepared=prepared, act=not pretend, on_step=on_step, on_plan=planned
+            )
+        decided = result.decided or planning.Plan()
+        text = decided.explain(managed=managed)
+        if not pretend and wait:
+            result = self._converge(key, spec, result, deadline=time.monotonic() + timeout, on_step=on_step)
+        elif result.failure is not None:
+            raise CommitFailed(f"group {spec.name!r}: {result.failure.message}")
         return CommitResult(name=spec.name, plan_text=text, members=result.members, paused=spec.paused)
 
     def _converge(
@@ -216,6 +249,26 @@ def _local_only(spec: specs.GroupSpec) -> None:
             "metadata.namespace",
             f"{spec.namespace!r}: the local store has no namespaces; remove it, or commit with --context",
         )
+
+
+def _chosen(
+    spec: specs.GroupSpec,
+    previous: stores.StoredGroup | None,
+    given: Mapping[str, Any] | None,
+    *,
+    explicit: bool,
+) -> dict[str, Any]:
+    """The instance plugin's options a commit uses: the recorded ones, if the group has any."""
+    managed = previous is not None and not previous.deleting
+    recorded = dict(previous.options) if previous is not None and managed else {}
+    chosen = dict(given or {})
+    if recorded and explicit and chosen != recorded:
+        raise specs.SpecError(
+            "--dir" if "dir" in recorded else "instance plugin options",
+            f"group {spec.name!r} was committed with {_options(recorded)}; "
+            "commit it with the same, or destroy or free it first",
+        )
+    return recorded or chosen
 
 
 def _options(options: Mapping[str, Any]) -> str:

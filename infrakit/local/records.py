@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from infrakit import files
+from infrakit.core import specs
 from infrakit.local import ledger as ledgers
 from infrakit.local import store as stores_
 from infrakit.runtime import stores
@@ -60,14 +61,26 @@ class LocalStore:
             options=stored.options,
         )
 
+    def record(
+        self, spec: specs.GroupSpec, *, status: Mapping[str, Any], generation: int, options: Mapping[str, Any]
+    ) -> stores.Record:
+        """The record a commit of ``spec`` makes, as :meth:`get` would read it back (without a read)."""
+        manifest = spec.to_manifest()
+        manifest["metadata"]["generation"] = generation
+        return stores.Record(
+            key=("", spec.name), manifest=manifest, status=status, generation=generation, options=dict(options)
+        )
+
     def exists(self, key: stores.Key) -> bool:
         return self.store.path(key[1]).exists()
 
     def write_status(self, record: stores.Record, status: Mapping[str, Any]) -> None:
-        stored = self.store.load(record.name)
-        if stored is None or stored.generation != record.generation:
-            return  # gone, or committed anew meanwhile: that status is not about it
-        self.store.update(stored, status=status)
+        """Within the sync's session the record is what the store holds (every writer of a
+        group holds its lock): it is written back with its new status, not read again.
+        One that is not there (a commit that failed before it recorded anything) stays so."""
+        if not self.exists(record.key):
+            return
+        self.store.write(record.name, record.manifest, status, options=record.options)
 
     def guard(self, record: stores.Record) -> bool:
         return True

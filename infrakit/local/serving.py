@@ -45,8 +45,6 @@ __all__ = ["LocalGroups", "to_infrakit"]
 
 log = logging.getLogger("infrakit.local")
 
-FIRST_SYNC_TIMEOUT = 0.0  # a commit answers after its first sync; the runtime does the rest
-
 
 class LocalGroups:
     """:class:`infrakit.rpc.server.GroupService` over a local controller and its runtime."""
@@ -70,18 +68,13 @@ class LocalGroups:
     def commit(self, document: Mapping[str, Any], *, pretend: bool) -> str:
         spec = specs.parse_document(dict(document))
         options = dict(self.options(spec.instance.plugin))
-        self.controller.validate(spec, options=options)
         if pretend:
             return self.controller.commit(spec, pretend=True, options=options).plan_text + _paused(spec)
-        # The plan as it stands before acting: the answer if the first sync has to leave
-        # waiting for health to the runtime (Controller.commit then says Timeout, not the plan).
-        text = self.controller.commit(spec, pretend=True, options=options).plan_text
+        # One commit: its first sync decides (the answer is that plan's words) and acts; waiting
+        # for health and later rounds are the runtime's.
         try:
-            text = self.controller.commit(spec, timeout=FIRST_SYNC_TIMEOUT, options=options).plan_text
-        except controllers.Timeout:
-            pass
+            text = self.controller.commit(spec, wait=False, options=options).plan_text
         except controllers.CommitFailed as error:
-            self._wake(spec.name)
             raise plugins.PluginError(f"{error}; the commit is recorded and the group daemon keeps retrying") from None
         finally:
             self._wake(spec.name)

@@ -346,10 +346,16 @@ class Store:
             metadata["deletionTimestamp"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if orphan:
             metadata["annotations"] = {ORPHAN_ANNOTATION: "true"}
+        self.write(spec.name, manifest, status, options=options)
+
+    def write(
+        self, name: str, manifest: Mapping[str, Any], status: Mapping[str, Any], *, options: Mapping[str, Any] | None
+    ) -> None:
+        """Replace the record of ``name`` with ``manifest`` (metadata as it is to be kept) and ``status``."""
         document = {**manifest, "status": dict(status)}
         if options:
             document[_OPTIONS] = self._relative(options)
-        files.atomic_write(self.path(spec.name), _encode(document), durable=True)
+        files.atomic_write(self.path(name), _encode(document), durable=True)
 
     def update(self, stored: StoredGroup, **changes: Any) -> None:
         """Save ``stored`` with some of its fields changed."""

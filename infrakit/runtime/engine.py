@@ -142,9 +142,11 @@ def reconcile(
         planned = None
         if plan.empty:
             break
+        finished = True  # every round carried out, each new instance healthy
         for round_ in plan.rounds:
             budget -= 1
             if not _label(resolved, round_.labels, current, on_step=on_step, steps=steps):
+                finished = False
                 break  # an instance to label is gone: plan again from what is
             all_healthy = True
             for provision in round_.provisions:
@@ -166,7 +168,12 @@ def reconcile(
                 step = Step(action="destroy", instance_id=destroy.id, reason=destroy.reason, logical_id=gone.logical_id)
                 steps.append(_report(on_step, step))
             if not all_healthy or _stopped(should_stop):
+                finished = False
                 break  # later rounds assumed these healthy: plan again from what is
+        if finished and plan.complete and planning.is_converged(spec, list(current.values())):
+            # The plan said these rounds reach the desired set, and they did: no need to ask again.
+            plan = planning.Plan(converged=True, summary=plan.summary)
+            break
     return Outcome(members=sorted(current.values(), key=lambda m: m.id), plan=plan, steps=steps)
 
 

@@ -28,6 +28,7 @@ Blocking (plugins are); the runtime runs it in a thread, the local commit direct
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -38,7 +39,7 @@ from infrakit import faults, logs, plugins
 from infrakit.core import instances, planning, specs, status
 from infrakit.runtime import engine, events, owners, reporting, stores
 
-__all__ = ["PLUGIN_UNAVAILABLE", "RETRY_CONFLICT", "WAIT_FOR_HEALTH", "Result", "Scope", "Syncer", "now"]
+__all__ = ["PLUGIN_UNAVAILABLE", "RETRY_CONFLICT", "WAIT_FOR_HEALTH", "Prepared", "Result", "Scope", "Syncer", "now"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class Result:
     gone: bool = False  # no record (any more): nothing to report on
     spec: specs.GroupSpec | None = None
     members: list[planning.Member] = dataclasses.field(default_factory=list)
-    plan: planning.Plan | None = None
+    decided: planning.Plan | None = None  # the plan decided from what was observed (its words: explain())
+    plan: planning.Plan | None = None  # where acting ended: converged, blocked, or cut short
     steps: list[engine.Step] = dataclasses.field(default_factory=list)
     failure: status.Failure | None = None
     requeue_after: float | None = None
@@ -75,6 +77,16 @@ class Result:
         return self.failure is not None and self.failure.reason != status.INVALID_SPEC
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Prepared:
+    """A spec parsed and its plugins validated, by :meth:`Syncer.prepare`: a commit checks a
+    whole file before it records any of it, and its sync then does not check again."""
+
+    spec: specs.GroupSpec
+    resolved: engine.Plugins
+    options: Mapping[str, Any]
+
+
 @dataclasses.dataclass(kw_only=True)
 class Scope:
     """What one sync knows, from its first read to its status write.
@@ -89,11 +101,13 @@ class Scope:
     spec: specs.GroupSpec | None = None
     resolved: engine.Plugins | None = None
     progress: engine.Progress = dataclasses.field(default_factory=engine.Progress)
+    decided: planning.Plan | None = None
     plan: planning.Plan = dataclasses.field(default_factory=planning.Plan)
     failure: status.Failure | None = None
     lost: list[str] = dataclasses.field(default_factory=list)
     reported: bool = False  # what it did and saw was reported (events, topics)
     write: bool = True
+    act: bool = True  # False: pretend (observe and plan; nothing done, nothing written)
 
     @property
     def key(self) -> stores.Key:
@@ -104,6 +118,7 @@ class Scope:
             key=self.key,
             spec=self.spec,
             members=self.progress.sorted_members(),
+            decided=self.decided,
             plan=self.plan,
             steps=list(self.progress.steps),
             failure=self.failure,
@@ -157,22 +172,33 @@ class Syncer:
         self.owners.reset()
         self.reporter.reset()
 
+    def prepare(self, spec: specs.GroupSpec, *, options: Mapping[str, Any] | None = None) -> Prepared:
+        """``spec``'s plugins, made and validating its properties; raise ``SpecError``."""
+        return Prepared(spec=spec, resolved=engine.resolve(spec, self.registry, options=options), options=options or {})
+
     def sync(
         self,
         key: stores.Key,
         *,
-        members: list[planning.Member] | None = None,
+        record: stores.Record | None = None,
+        prepared: Prepared | None = None,
+        act: bool = True,
         should_stop: Callable[[], bool] | None = None,
         on_step: Callable[[engine.Step], None] | None = None,
+        on_plan: Callable[[planning.Plan], None] | None = None,
     ) -> Result:
         """Bring one group a step closer to its spec; see the module docstring.
 
-        ``members`` spares the first describe when the caller has just made one (the
-        local commit, under the same session).
+        A commit passes the ``record`` it holds (under the group's session: not read
+        again) and its ``prepared`` spec (not parsed or validated again); ``act=False``
+        is ``--pretend``: the same sync, observing and planning, doing and writing
+        nothing.  ``on_plan`` is told the plan decided, before anything is done.
         """
-        with self.store.session(key):
+        # A pretend sync only reads: it never waits for (nor holds up) a sync of the group.
+        with self.store.session(key) if act else contextlib.nullcontext():
             try:
-                record = self.store.get(key)
+                if record is None:
+                    record = self.store.get(key)
                 faults.hit("sync-start")  # a stall here works from the record as it was read
             except specs.SpecError as error:  # a damaged record: this group only, and nowhere to write
                 log.error("group %s: %s", _name(key), error, extra=logs.fields(key, reason=status.INVALID_SPEC))
@@ -180,9 +206,9 @@ class Syncer:
             if record is None:
                 self._collect(key)
                 return Result(key=key, gone=True)
-            scope = Scope(record=record)
+            scope = Scope(record=record, act=act)
             try:
-                return self._sync(scope, members=members, should_stop=should_stop, on_step=on_step)
+                return self._sync(scope, prepared=prepared, should_stop=should_stop, on_step=on_step, on_plan=on_plan)
             except stores.Conflict as conflict:
                 log.info(
                     "group %s: %s (Conflict): syncing again",
@@ -217,20 +243,26 @@ class Syncer:
         self,
         scope: Scope,
         *,
-        members: list[planning.Member] | None,
+        prepared: Prepared | None,
         should_stop: Callable[[], bool] | None,
         on_step: Callable[[engine.Step], None] | None,
+        on_plan: Callable[[planning.Plan], None] | None,
     ) -> Result:
         record = scope.record
         try:
-            scope.spec = spec = specs.parse_document(
-                record.manifest, namespace=record.namespace, cluster=self.store.cluster
-            )
-            scope.resolved = resolved = engine.resolve(
-                spec, self.registry, options=record.options, validate=not record.deleting
-            )
+            if prepared is not None:
+                scope.spec, scope.resolved = spec, resolved = prepared.spec, prepared.resolved
+            else:
+                scope.spec = spec = specs.parse_document(
+                    record.manifest, namespace=record.namespace, cluster=self.store.cluster
+                )
+                scope.resolved = resolved = engine.resolve(
+                    spec, self.registry, options=record.options, validate=not record.deleting
+                )
         except specs.SpecError as error:
             return self._invalid(scope, error)
+        if not scope.act:
+            return self._pretend(scope)
         self.owners.plugin(record.key, resolved.instance)
         if record.deleting:
             return self._delete(scope)
@@ -257,12 +289,14 @@ class Syncer:
 
         progress = scope.progress
         known = self.owners.recall(record.key, ledger)
-        observed = engine.observe(spec, resolved) if members is None else members
+        observed = engine.observe(spec, resolved)
         progress.members = {m.id: m for m in observed}
         progress.observed = True
         if known is not None:
             scope.lost = sorted(known - progress.members.keys())
-        scope.plan = planning.plan(spec, observed)
+        scope.plan = scope.decided = planning.plan(spec, observed)
+        if on_plan is not None:
+            on_plan(scope.decided)
         if (observed or scope.plan.provisions) and not record.guarded and not self.store.guard(record):
             # Deleted (or being deleted) before we could hold it: make nothing.
             scope.write = False
@@ -286,6 +320,16 @@ class Syncer:
         self.reporter.synced(record, spec, observed=observed, final=final, steps=progress.steps, lost=scope.lost)
         blocked = scope.plan.blocked and not spec.paused
         return scope.result(requeue_after=WAIT_FOR_HEALTH if blocked else None)
+
+    def _pretend(self, scope: Scope) -> Result:
+        """What the sync would do: observe and plan, nothing else (``--pretend``)."""
+        assert scope.spec is not None
+        assert scope.resolved is not None
+        scope.write = False
+        observed = engine.observe(scope.spec, scope.resolved)
+        scope.progress.members = {m.id: m for m in observed}
+        scope.plan = scope.decided = planning.plan(scope.spec, observed)
+        return scope.result()
 
     def _invalid(self, scope: Scope, error: specs.SpecError) -> Result:
         """Nothing can be decided: say why, touch nothing (but finish a deletion)."""
@@ -411,6 +455,8 @@ class Syncer:
         cause (an Event, a log line, a topic), not once per retry.
         """
         record, spec, failure, progress = scope.record, scope.spec, scope.failure, scope.progress
+        if not scope.act:
+            return  # pretend: nothing is written, nothing remembered
         if progress.observed and spec is not None:
             try:
                 self.owners.settle(record.key, self.store.ledger, progress.members)

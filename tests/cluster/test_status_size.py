@@ -83,8 +83,8 @@ def test_a_remote_plan_from_counts_is_the_plan_from_the_members(live: int, outda
             )
             for m in real
         ]
-        expected = planning.describe_change(new, judged, managed=True)
-        assert planning.describe_change(new, status.members_from_status(new, document), managed=True) == expected
+        expected = planning.plan(new, judged).explain(managed=True)
+        assert planning.plan(new, status.members_from_status(new, document)).explain(managed=True) == expected
 
 
 def test_pets_plans_from_counts_too() -> None:
@@ -94,11 +94,11 @@ def test_pets_plans_from_counts_too() -> None:
     document["configHash"] = old.config_sha
     new = spec(logical_ids=("a", "b", "c", "d"), note="v2")
     seen = status.members_from_status(new, document, logical_ids=old.allocation.logical_ids)
-    text = planning.describe_change(new, seen, managed=True)
+    text = planning.plan(new, seen).explain(managed=True)
     assert text == "Performing a rolling update on 3 instances, then adding 1 instances to increase the group size to 4"
     replaced = spec(logical_ids=("a", "b", "d"), note="v1")
     seen = status.members_from_status(replaced, document, logical_ids=old.allocation.logical_ids)
-    assert planning.describe_change(replaced, seen, managed=True).startswith("Replacing logical IDs c with d")
+    assert planning.plan(replaced, seen).explain(managed=True).startswith("Replacing logical IDs c with d")
 
 
 @pytest.mark.cluster

@@ -123,8 +123,8 @@ def test_pets_roll_one_at_a_time() -> None:
     ],
 )
 def test_describe_change(size: int, members: list[planning.Member], text: str) -> None:
-    assert planning.describe_change(spec(size=size), members, managed=True) == text
-    assert planning.describe_change(spec(size=size), members, managed=False) == f"Managing {size} instances"
+    assert planning.plan(spec(size=size), members).explain(managed=True) == text
+    assert planning.plan(spec(size=size), members).explain(managed=False) == f"Managing {size} instances"
 
 
 # --- properties ---------------------------------------------------------------------------------
@@ -453,8 +453,8 @@ def pets(*logical_ids: str, outdated: str = "") -> list[planning.Member]:
     ],
 )
 def test_describe_change_of_logical_ids(wanted: tuple[str, ...], members: list[planning.Member], text: str) -> None:
-    assert planning.describe_change(spec(logical_ids=wanted), members, managed=True) == text
-    assert planning.describe_change(spec(logical_ids=wanted), members, managed=False) == (
+    assert planning.plan(spec(logical_ids=wanted), members).explain(managed=True) == text
+    assert planning.plan(spec(logical_ids=wanted), members).explain(managed=False) == (
         f"Managing {len(wanted)} instances"
     )
 
@@ -472,5 +472,5 @@ def test_describe_change_says_noop_only_when_the_plan_does_nothing(
         member(f"i{n}", logical_id=None if x == "g" else x, up_to_date=fresh, created=n)
         for n, (x, fresh) in enumerate(observed)
     ]
-    text = planning.describe_change(group, members, managed=True)
+    text = planning.plan(group, members).explain(managed=True)
     assert (text == "Noop") == planning.plan(group, members).converged, text

@@ -3,7 +3,7 @@
 In: ``infrakit-instance-file`` run with the ``atomic-write`` failpoint (it kills itself
 on its Nth instance write: mid-roll), driven by the group daemon (a ``CommitGroup``
 call) or by ``infrakit-local commit``.  Out: while it is down, the group's status says
-``Ready=False, ReconcileError`` naming the dead socket; once it is back, the right
+``Ready=False, PluginUnavailable`` naming the dead socket; once it is back, the right
 number of instances, all on the new hash, no duplicates, no temp files, Ready.
 """
 
@@ -110,8 +110,8 @@ def test_instance_daemon_killed_mid_roll(sockdir: Path, driver: str) -> None:
 
         # Down: the status says so, naming the dead socket (the group daemon keeps retrying).
         condition = wait_until(
-            lambda: (c := ready(home)).get("reason") == "ReconcileError" and str(socket_path) in c["message"] and c,
-            what="Ready=False ReconcileError",
+            lambda: (c := ready(home)).get("reason") == "PluginUnavailable" and str(socket_path) in c["message"] and c,
+            what="Ready=False PluginUnavailable",
         )
         assert condition["status"] == "False"
 

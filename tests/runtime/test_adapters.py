@@ -49,9 +49,9 @@ def test_a_remote_plan_is_exact_beyond_the_listed_instances(world: World) -> Non
     assert "instances" not in reported  # status stays small: counts and conditions
     members = status.members_from_status(spec, reported)
     assert len(members) == 1500
-    assert planning.describe_change(spec, members, managed=True) == "Noop"
+    assert planning.plan(spec, members).explain(managed=True) == "Noop"
     bigger = group(size=1600, note="v2")
-    text = planning.describe_change(bigger, status.members_from_status(bigger, reported), managed=True)
+    text = planning.plan(bigger, status.members_from_status(bigger, reported)).explain(managed=True)
     assert text == (
         "Performing a rolling update on 1500 instances, then adding 100 instances to increase the group size to 1600"
     )
