@@ -85,7 +85,11 @@ class Controller:
             previous = self.store.load(spec.name)
         except stores.Damaged:
             previous = None
-        return self.syncer.prepare(spec, options=_chosen(spec, previous, options, explicit=explicit))
+        chosen = _chosen(spec, previous, options, explicit=explicit, daemon=self._daemon(spec))
+        return self.syncer.prepare(spec, options=chosen)
+
+    def _daemon(self, spec: specs.GroupSpec) -> bool:
+        return self.registry.daemon(plugins.INSTANCE_GROUP, spec.instance.plugin)
 
     def prepare_all(
         self,
@@ -136,7 +140,7 @@ class Controller:
             except stores.Damaged:
                 previous = None  # a damaged record is replaced by this commit: that repairs it
             managed = previous is not None and not previous.deleting
-            chosen = _chosen(spec, previous, options, explicit=explicit)
+            chosen = _chosen(spec, previous, options, explicit=explicit, daemon=self._daemon(spec))
             if prepared is None or prepared.spec != spec or dict(prepared.options) != chosen:
                 prepared = self.syncer.prepare(spec, options=chosen)
             generation = 1
@@ -257,11 +261,16 @@ def _chosen(
     given: Mapping[str, Any] | None,
     *,
     explicit: bool,
+    daemon: bool,
 ) -> dict[str, Any]:
-    """The instance plugin's options a commit uses: the recorded ones, if the group has any."""
+    """The instance plugin's options a commit uses: the recorded ones, if the group has any.
+
+    A group whose plugin is a daemon's records that (``via: daemon``): later commands use
+    that daemon or none, never the built-in of the same name with options of its own.
+    """
     managed = previous is not None and not previous.deleting
     recorded = dict(previous.options) if previous is not None and managed else {}
-    chosen = dict(given or {})
+    chosen = {plugins.VIA: "daemon"} if daemon and not explicit else dict(given or {})
     if recorded and explicit and chosen != recorded:
         raise specs.SpecError(
             "--dir" if "dir" in recorded else "instance plugin options",
@@ -272,6 +281,8 @@ def _chosen(
 
 
 def _options(options: Mapping[str, Any]) -> str:
+    if options.get(plugins.VIA) == "daemon":
+        return "its plugin's daemon"
     if set(options) <= {"dir", "fsync"} and "dir" in options:
         return f"--dir {options['dir']}"
     return ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()))

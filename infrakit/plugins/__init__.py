@@ -44,6 +44,7 @@ __all__ = [
     "Locator",
     "PluginError",
     "PluginUnavailable",
+    "VIA",
     "Registry",
     "Watching",
     "available",
@@ -85,6 +86,9 @@ Locator = Callable[[str, str], Any]
 """``(group, name) -> plugin or None``: a plugin found outside the process (a daemon)."""
 
 _REMOTE: Final = "<remote>"
+VIA: Final = "via"
+"""An option: ``{"via": "daemon"}`` says a group's plugin is the daemon of that name, never
+the built-in of the same name (recorded with groups committed through a daemon)."""
 
 
 class Registry:
@@ -110,6 +114,7 @@ class Registry:
             FLAVOR_GROUP: dict(flavors or {}),
         }
         self._made: dict[tuple[str, str, str], Any] = {}
+        self._daemons: set[tuple[str, str]] = set()  # names that resolved to a daemon in this process
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[InstancePlugin], None]] = []
 
@@ -152,15 +157,28 @@ class Registry:
         for plugin in made:
             callback(plugin)
 
+    def daemon(self, group: str, name: str) -> bool:
+        """Whether ``name`` is (or was, in this process) served by a daemon."""
+        return (group, name) in self._daemons or (self.locate is not None and self.locate(group, name) is not None)
+
     def _get(self, group: str, name: str, options: Mapping[str, Any] | None, *, field: str) -> Any:
         merged = self.options(name, options)
         key = (group, name, json.dumps(merged, sort_keys=True, default=str))
         # A running daemon of that name wins over the built-in (its options are its own).  Asked
         # every time (a few stat calls; the locator keeps one client per address), so a daemon
-        # started, stopped or moved while this process runs is followed.
+        # restarted or moved while this process runs is followed.  But once a name was a
+        # daemon's (in this process, or recorded so: ``via``), a daemon that is gone is
+        # unavailable, never replaced by the built-in: that one lists another directory, and
+        # the group would call every instance lost and make them again there.
         remote = self.locate(group, name) if self.locate is not None else None
         with self._lock:
+            if remote is None and ((group, name) in self._daemons or merged.get(VIA) == "daemon"):
+                raise PluginUnavailable(
+                    f"plugin {name!r}: its daemon is not running (nothing listens under that name in the plugins "
+                    "directory): start it again"
+                )
             if remote is not None:
+                self._daemons.add((group, name))
                 key = (group, name, f"{_REMOTE}{id(remote)}")
                 if key in self._made:
                     return remote

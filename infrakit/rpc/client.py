@@ -118,11 +118,14 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 class _Broken(Exception):
-    """A connection failed; ``retry`` says whether the request surely did not reach the plugin."""
+    """A connection failed; ``retry`` says whether the request surely did not reach the plugin,
+    ``garbled`` that the plugin answered, but not as a plugin answers (else the connection
+    went: the plugin is unavailable, for now)."""
 
-    def __init__(self, message: str, *, retry: bool) -> None:
+    def __init__(self, message: str, *, retry: bool, garbled: bool = False) -> None:
         super().__init__(message)
         self.retry = retry
+        self.garbled = garbled
 
 
 class Transport:
@@ -178,7 +181,8 @@ class Transport:
                 connection.close()
                 if attempt == 0 and reused and (broken.retry or method in _IDEMPOTENT):
                     continue  # a kept connection the plugin had closed: once more on a fresh one
-                raise spi.PluginError(f"{self._label}: {method}: {broken}") from None
+                failure = spi.PluginError if broken.garbled else spi.PluginUnavailable
+                raise failure(f"{self._label}: {method}: {broken}") from None
             if keep:
                 self._give(connection)
             else:
@@ -250,7 +254,7 @@ class Transport:
                     break
                 size += len(chunk)
                 if size > _MAX_ANSWER:
-                    raise _Broken(f"the answer is larger than {_MAX_ANSWER >> 20} MiB", retry=False)
+                    raise _Broken(f"the answer is larger than {_MAX_ANSWER >> 20} MiB", retry=False, garbled=True)
                 chunks.append(chunk)
         except TimeoutError:
             raise _Broken(
@@ -262,7 +266,7 @@ class Transport:
             raise _Broken("the connection closed in the middle of the answer", retry=False) from None
         except http.client.HTTPException as error:
             raise _Broken(
-                f"the answer is not HTTP ({type(error).__name__}: {_short(str(error))})", retry=False
+                f"the answer is not HTTP ({type(error).__name__}: {_short(str(error))})", retry=False, garbled=True
             ) from None
         except OSError as error:
             raise _Broken(f"reading the answer failed ({_describe(error)})", retry=False) from None
