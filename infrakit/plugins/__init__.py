@@ -36,6 +36,7 @@ from infrakit.plugins.spi import (
 __all__ = [
     "FLAVOR_GROUP",
     "INSTANCE_GROUP",
+    "VIA",
     "FlavorFactory",
     "FlavorPlugin",
     "InstanceFactory",
@@ -44,7 +45,6 @@ __all__ = [
     "Locator",
     "PluginError",
     "PluginUnavailable",
-    "VIA",
     "Registry",
     "Watching",
     "available",

@@ -74,7 +74,9 @@ def test_the_file_plugin_needs_a_directory() -> None:
 
 
 def test_a_daemon_started_or_stopped_while_the_process_runs_is_followed(tmp_path: Path) -> None:
-    """The registry asks its locator at every resolve: a long-lived process follows the daemons."""
+    """The registry asks its locator at every resolve: a long-lived process follows the daemons.
+    A daemon that stops is not replaced by the built-in of its name (which lists another place):
+    it is unavailable until it is back."""
     daemon = MemoryPlugin()
     running: list[MemoryPlugin] = []
     registry = plugins.Registry(
@@ -89,5 +91,8 @@ def test_a_daemon_started_or_stopped_while_the_process_runs_is_followed(tmp_path
     assert registry.instance("instance-file") is daemon
     assert registry.instance("instance-file") is daemon
     running.clear()  # ... and stops cleanly (its socket removed)
-    assert registry.instance("instance-file") is builtin
+    with pytest.raises(plugins.PluginUnavailable, match="its daemon is not running"):
+        registry.instance("instance-file")
+    running.append(daemon)  # back
+    assert registry.instance("instance-file") is daemon
     assert made == [builtin, daemon]  # each watched once
