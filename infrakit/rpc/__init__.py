@@ -10,7 +10,9 @@ Both directions, wire-compatible with InfraKit v0.5's daemons and CLI:
 * :mod:`infrakit.rpc.discovery` — the plugins directory: names to endpoints, and the
   running plugins with their interfaces (``plugin ls``).
 * :mod:`infrakit.rpc.server` — serves plugin objects under a name (aiohttp; imported
-  only by daemons, so the client path stays cheap to import).
+  only by daemons, so the client path stays cheap to import), with
+  :mod:`infrakit.rpc.publishing` (their event streams) and :mod:`infrakit.rpc.listening`
+  (the socket or TCP port, and the discovery files).
 * :mod:`infrakit.daemons` (outside this package, at the top) — the console scripts (``infrakit-instance-file``,
   ``infrakit-flavor-vanilla``).
 

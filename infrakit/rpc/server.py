@@ -11,14 +11,12 @@ unknown method or a failed call, -32600 for params of the wrong shape,
 ``/info/functions.json``.  A service with change feeds (an instance plugin that can
 report changes: the file plugin) also publishes them as InfraKit's event broker does:
 ``Event.List`` (the topics; not advertised by the handshake, so ``plugin ls`` reads as
-InfraKit's) and ``GET /events?topic=...``, a
-server-sent event stream (``data: <event JSON>`` and a blank line per event), so a
-client (another process's runtime) heals within milliseconds rather than polling.
+InfraKit's) and ``GET /events?topic=...`` (:mod:`infrakit.rpc.publishing`), so a client
+(another process's runtime) heals within milliseconds rather than polling.
 
-:func:`serve` listens on a unix socket in the plugins directory (or on TCP, writing
-the ``<name>.listen`` discovery file v0.5 writes), never steals a live socket, replaces
-a stale one, and removes what it created when stopped; :func:`run` is its blocking
-form for daemons (SIGTERM/SIGINT stop cleanly).
+:func:`serve` serves the services as a named plugin (:mod:`infrakit.rpc.listening`:
+the socket, the TCP port, the discovery files); :func:`run` is its blocking form for
+daemons (SIGTERM/SIGINT stop cleanly).
 
 The group runtime plugs in through the :class:`GroupService` protocol
 (:func:`group_services` serves it as ``Group/0.1.0`` + ``Metadata/0.1.0``).
@@ -27,18 +25,10 @@ The group runtime plugs in through the :class:`GroupService` protocol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import datetime
-import errno
-import fcntl
-import ipaddress
-import itertools
 import json
 import logging
-import os
 import signal
-import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -49,7 +39,9 @@ from aiohttp import web
 
 from infrakit.core import instances, specs
 from infrakit.plugins import spi
-from infrakit.rpc import discovery, wire
+from infrakit.rpc import listening, publishing, wire
+from infrakit.rpc.listening import ListenError, parse_listen
+from infrakit.rpc.publishing import EventSource
 
 __all__ = [
     "E_INVALID_REQUEST",
@@ -75,7 +67,6 @@ E_INVALID_REQUEST: Final = -32600
 E_SERVER: Final = -32000
 
 _MAX_REQUEST: Final = 16 << 20  # a group document or an instance spec is kilobytes
-_SHUTDOWN_GRACE: Final = 10.0  # seconds for calls under way when stopping (v0.5's graceful timeout)
 
 Handler = Callable[[Mapping[str, Any]], dict[str, Any]]
 _Entry: TypeAlias = (
@@ -101,43 +92,6 @@ class Service:
     """Topic -> a change feed whose items are published as events on that topic."""
     events: EventSource | None = None
     """Events published by the plugin itself (the group runtime's broker), on its own topics."""
-
-
-class WireEvent(Protocol):
-    def to_wire(self) -> dict[str, Any]:
-        """The event as InfraKit's ``event.Event`` JSON (Topic, Type, ID, Timestamp, Data)."""
-        ...
-
-
-class EventSubscription(Protocol):
-    """One subscriber's bounded buffer (``infrakit.runtime.events.Subscription``)."""
-
-    dropped: int
-
-    def drain(self) -> Sequence[WireEvent]:
-        """The events buffered so far; never blocks."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class EventSource(Protocol):
-    """Events a plugin publishes (``infrakit.runtime.events.Broker``): topics and subscriptions.
-
-    ``wake`` is called (from any thread, without blocking) when events are buffered.
-    """
-
-    def topics(self) -> list[str]: ...
-
-    def accepts(self, topic: str) -> bool:
-        """Whether ``topic`` may be subscribed to though none of :meth:`topics` is under it (yet)."""
-        ...
-
-    def subscribe(self, topics: Sequence[str], *, wake: Callable[[], None]) -> EventSubscription: ...
-
-
-class ListenError(RuntimeError):
-    """The daemon cannot listen (a live plugin has the name, a bad path...): one line."""
 
 
 # -- services -------------------------------------------------------------------------------
@@ -423,16 +377,14 @@ def make_app(services: Sequence[Service]) -> web.Application:
             {name: (service.lock, handler) for name, handler in service.methods.items()}
         )
     sources = [service.events for service in services if service.events is not None]
-    broker = _Broker(
+    broker = publishing.Broker(
         {topic: feed for service in services for topic, feed in service.feeds.items()},
         source=sources[0] if sources else None,
     )
     if broker.feeds or broker.source is not None:
         # Callable, but not advertised in the handshake: v0.5's file plugin published no
         # events, and `plugin ls` lists what ours implements exactly as the tutorial shows.
-        table.setdefault(wire.EVENT.name, {}).update(
-            {name: (None, handler) for name, handler in broker.service().methods.items()}
-        )
+        table.setdefault(wire.EVENT.name, {}).update({"List": (None, broker.listing)})
     implements = {"APIs": [s.interface.to_wire() for s in services]}
     types = {"Types": {s.interface.encode(): list(s.types) for s in services}}
 
@@ -518,168 +470,6 @@ def make_app(services: Sequence[Service]) -> web.Application:
     return app
 
 
-_QUEUED: Final = 1024  # events kept per subscriber; beyond, it gets one "anything changed"
-
-
-class _Broker:
-    """Change feeds published as InfraKit's broker does: SSE per topic (``/events?topic=``).
-
-    A topic ``a/b`` subscribes to ``a/b`` and every topic under it; the root (``""`` or
-    ``.``) to all.  A subscriber that falls behind gets ``{"All": true}`` instead of the
-    events it missed: it lists everything again, which is always correct.
-    """
-
-    def __init__(
-        self, feeds: Mapping[str, Callable[[], AsyncIterator[Any]]], *, source: EventSource | None = None
-    ) -> None:
-        self.feeds = dict(feeds)
-        self.source = source
-        self._subscribers: dict[asyncio.Queue[str], str] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._ids = itertools.count(1)
-        self._service: Service | None = None
-
-    def topics(self) -> list[str]:
-        return sorted({*self.feeds, *(self.source.topics() if self.source is not None else ())})
-
-    def service(self) -> Service:
-        if self._service is None:
-
-            def listing(params: Mapping[str, Any]) -> dict[str, Any]:
-                topics = self.topics()
-                path = wire.path_from_wire(wire.field(params, "Topic"), "Topic")
-                depth = len(path)
-                children = {
-                    tuple(t.split("/"))[depth]
-                    for t in topics
-                    if tuple(t.split("/"))[:depth] == path and len(t.split("/")) > depth
-                }
-                return {"Nodes": wire.go_list(sorted(children))}
-
-            self._service = Service(
-                interface=wire.EVENT,
-                methods={"List": listing},
-                examples={"List": ({"Topic": "."}, {"Nodes": None})},
-                lock=None,
-            )
-        return self._service
-
-    async def start(self, app: web.Application) -> None:
-        for topic, feed in self.feeds.items():
-            self._tasks.append(asyncio.ensure_future(self._pump(topic, feed)))
-
-    async def stop(self, app: web.Application) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
-        for queue in list(self._subscribers):
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait("")  # wakes the stream, which ends
-        self._subscribers.clear()
-
-    async def _pump(self, topic: str, feed: Callable[[], AsyncIterator[Any]]) -> None:
-        while True:
-            try:
-                async for data in feed():
-                    self.publish(topic, data)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.error("the change feed of %s failed: %s (restarting it)", topic, error)
-            self.publish(topic, {"All": True})
-            await asyncio.sleep(1.0)
-
-    def publish(self, topic: str, data: Any) -> None:
-        event = {
-            "Topic": topic,
-            "Type": "change",
-            "ID": str(next(self._ids)),
-            "Timestamp": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
-            "Data": data,
-        }
-        text = json.dumps(event, separators=(",", ":"))
-        for queue, wanted in list(self._subscribers.items()):
-            if wanted and topic != wanted and not topic.startswith(f"{wanted}/"):
-                continue
-            try:
-                queue.put_nowait(text)
-            except asyncio.QueueFull:
-                _drain(queue)
-                behind = {**event, "Data": {"All": True}}
-                queue.put_nowait(json.dumps(behind, separators=(",", ":")))
-
-    async def stream(self, request: web.Request) -> web.StreamResponse:
-        wanted = "/".join(wire.path_from_wire(request.query.get("topic", ""), "topic"))
-        topics = self.topics()
-        known = any(t == wanted or t.startswith(f"{wanted}/") for t in topics)
-        if wanted and not known and not (self.source is not None and self.source.accepts(wanted)):
-            return web.Response(status=404, text=f"invalid topic: {wanted} (known: {', '.join(topics)})")
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
-        )
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_QUEUED)
-        self._subscribers[queue] = wanted
-        subscription: EventSubscription | None = None
-        if self.source is not None:
-            loop = asyncio.get_running_loop()
-
-            def wake() -> None:  # from a sync's thread: hand over to the loop, never wait
-                loop.call_soon_threadsafe(_nudge, queue)
-
-            subscription = self.source.subscribe([wanted], wake=wake)
-        reported = 0
-        try:
-            await response.prepare(request)  # the headers now: the client knows it is subscribed
-            while True:
-                text = await queue.get()
-                if not text:
-                    break
-                if text != _WAKE:
-                    await response.write(f"data: {text}\n\n".encode())
-                    continue
-                if subscription is None:
-                    continue
-                for event in subscription.drain():
-                    await response.write(f"data: {json.dumps(event.to_wire(), separators=(',', ':'))}\n\n".encode())
-                if subscription.dropped > reported:
-                    # Said in the stream, so that a tail can say it too: the subscriber was too slow.
-                    notice = {
-                        "Topic": wanted or ".",
-                        "Type": "dropped",
-                        "ID": "",
-                        "Timestamp": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
-                        "Data": {"Dropped": subscription.dropped - reported},
-                    }
-                    reported = subscription.dropped
-                    await response.write(f"data: {json.dumps(notice, separators=(',', ':'))}\n\n".encode())
-        except ConnectionResetError:
-            pass  # the subscriber left
-        finally:
-            self._subscribers.pop(queue, None)
-            if subscription is not None:
-                subscription.close()
-        return response
-
-
-_WAKE: Final = "\x00"  # queued for a stream when its event subscription has events
-
-
-def _nudge(queue: asyncio.Queue[str]) -> None:
-    with contextlib.suppress(asyncio.QueueFull):  # a full queue is being drained anyway
-        queue.put_nowait(_WAKE)
-
-
-def _drain(queue: asyncio.Queue[str]) -> None:
-    while True:
-        try:
-            queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return
-
-
 def _lookup(table: Mapping[str, Mapping[str, _Entry]], method: str) -> _Entry:
     parts = method.split(".")
     if len(parts) != 2:
@@ -735,31 +525,7 @@ def _answer(document: dict[str, Any]) -> web.Response:
     )
 
 
-# -- listening ------------------------------------------------------------------------------
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port``, ``:port`` or ``port``; a bare port binds loopback. Raise ValueError."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = "", text
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not host:port (for example 127.0.0.1:24865 or :24865)") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range (0-65535)")
-    return host, port
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# -- serving --------------------------------------------------------------------------------
 
 
 async def serve(
@@ -771,161 +537,10 @@ async def serve(
     listen: tuple[str, int] | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve ``services`` as plugin ``name`` until ``stop`` is set; clean up what was made.
-
-    Raises :class:`ListenError` (nothing changed) if the name is taken by a live plugin
-    or the address cannot be used.  ``on_ready`` gets the address clients dial.
-    """
-    if not name or "/" in name or name.startswith(".") or name.endswith((".listen", ".pid")):
-        raise ListenError(f"--name {name!r}: a plugin name is a file name without '/' (e.g. instance-file)")
-    folder = discovery.plugins_dir() if directory is None else Path(directory)
-    try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as error:
-        raise ListenError(f"cannot create the plugins directory {folder}: {error.strerror}") from None
-    socket_path = folder / name
-    listen_path = folder / f"{name}{discovery.LISTEN_SUFFIX}"
-    claim = _Claim(folder / f"{name}.pid", name=name)
-    runner: web.AppRunner | None = None
-    made: Path | None = None
-    try:
-        claim.acquire()
-        _clear(socket_path, name=name)
-        _clear(listen_path, name=name)
-        runner = web.AppRunner(
-            make_app(services), access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE
-        )
-        await runner.setup()
-        if listen is None:
-            if len(os.fsencode(socket_path)) > discovery.MAX_SOCKET_PATH:
-                raise ListenError(
-                    f"socket path {socket_path} is too long for a unix socket "
-                    f"(at most {discovery.MAX_SOCKET_PATH} bytes): set INFRAKIT_PLUGINS_DIR to a shorter directory"
-                )
-            site: web.BaseSite = web.UnixSite(runner, str(socket_path))
-            await _start(site, where=str(socket_path))
-            made = socket_path
-            address = str(socket_path)
-            log.info("Listening at: %s", socket_path)
-        else:
-            host, port = listen
-            if not _is_loopback(host):
-                log.warning(
-                    "listening on %s:%d, beyond this machine: the plugin protocol has no authentication, "
-                    "anyone who can reach this port can provision and destroy instances",
-                    host,
-                    port,
-                )
-            site = web.TCPSite(runner, host, port)
-            await _start(site, where=f"{host}:{port}")
-            bound = runner.addresses[0]
-            advertise_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
-            if ":" in advertise_host:
-                advertise_host = f"[{advertise_host}]"
-            address = f"tcp://{advertise_host}:{bound[1]}"
-            _write_listen_file(listen_path, address)
-            made = listen_path
-            log.info("Listening at: %s:%d, discoverable at %s", host, bound[1], listen_path)
-        if on_ready is not None:
-            on_ready(address)
-        await stop.wait()
-        log.info("Stopping: %s", name)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        if made is not None:
-            with contextlib.suppress(FileNotFoundError):
-                made.unlink()
-        claim.release()
-
-
-async def _start(site: web.BaseSite, *, where: str) -> None:
-    try:
-        await site.start()
-    except OSError as error:
-        raise ListenError(f"cannot listen at {where}: {error.strerror or error}") from None
-
-
-def _write_listen_file(path: Path, address: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(address)
-    os.replace(temporary, path)
-
-
-def _clear(path: Path, *, name: str) -> None:
-    """Remove a stale socket or discovery file at ``path``; refuse a live or foreign one."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return
-    if stat.S_ISSOCK(info.st_mode) or (stat.S_ISREG(info.st_mode) and path.name.endswith(discovery.LISTEN_SUFFIX)):
-        endpoint = discovery.endpoint_at(path, name=name)
-        if endpoint is not None and discovery.alive(endpoint):
-            raise ListenError(
-                f"plugin {name!r} is already running at {endpoint.address}; "
-                "stop it first, or serve this one under another --name"
-            )
-        log.info("replacing the stale %s %s (its daemon is gone)", "socket" if endpoint else "file", path)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    raise ListenError(f"{path} exists and is not a plugin socket: remove it, or serve under another --name")
-
-
-class _Claim:
-    """The ``<name>.pid`` file, locked while the daemon runs: two of ours never share a name.
-
-    v0.5 writes the same file (without the lock); a lock dies with its process, so a
-    killed daemon leaves no claim behind.
-    """
-
-    def __init__(self, path: Path, *, name: str) -> None:
-        self.path = path
-        self.name = name
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        for _ in range(3):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                os.close(fd)
-                if error.errno in (errno.EAGAIN, errno.EACCES):
-                    holder = _read_pid(self.path)
-                    raise ListenError(
-                        f"plugin {self.name!r} is already running"
-                        + (f" (pid {holder})" if holder else "")
-                        + "; stop it first, or serve this one under another --name"
-                    ) from None
-                raise
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # its owner removed it between our open and our lock: take a fresh one
-                os.close(fd)
-                continue
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
-            self.fd = fd
-            return
-        raise ListenError(f"cannot claim {self.path}: it keeps changing (another daemon starting?)")
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        os.close(self.fd)
-        self.fd = None
-
-
-def _read_pid(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
+    """Serve ``services`` as plugin ``name`` until ``stop`` is set (:func:`infrakit.rpc.listening.serve`)."""
+    await listening.serve(
+        make_app(services), name=name, stop=stop, directory=directory, listen=listen, on_ready=on_ready
+    )
 
 
 def run(
