@@ -22,17 +22,14 @@ library is used (``http.client``): importing this module is cheap.
 
 A remote instance plugin reports changes (``spi.Watching``) as the file plugin does in
 process, so the runtime heals through a daemon as fast as in-process: from the daemon's
-event stream (``GET /events?topic=instance/changes``, see :mod:`infrakit.rpc.server`)
+event stream (``GET /events?topic=instance/changes``, see :mod:`infrakit.rpc.publishing`)
 when it has one, else by describing it every :data:`POLL_INTERVAL`
-(InfraKit's own group plugin polled every 10 s).  A stream that breaks (the daemon was
-killed) is re-opened with a bounded backoff, and each (re)connection yields ``None``
-(anything may have changed meanwhile).
+(InfraKit's own group plugin polled every 10 s): :mod:`infrakit.rpc.feeds`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import http.client
 import itertools
@@ -43,7 +40,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 from infrakit.core import instances, specs
@@ -63,7 +60,6 @@ __all__ = [
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0  # seconds to open a connection
 DEFAULT_TIMEOUT: Final = 120.0  # seconds for a whole answer (cloud provisioning can be slow)
 POLL_INTERVAL: Final = 1.0  # seconds between describes of a plugin that publishes no change events
-_RECONNECT: Final = (0.05, 1.0)  # first and longest wait before re-opening a broken change feed
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +144,8 @@ class Transport:
         self._ids = itertools.count(1)
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self.headers: dict[str, str] = {}
+        """Sent with every request (and stream) to the plugin."""
         self._unix: str | None = None
         self._host = ""
         self._port = 0
@@ -195,14 +193,23 @@ class Transport:
 
     # -- connections ----------------------------------------------------------------------
 
+    def connection(self) -> http.client.HTTPConnection:
+        """A new connection to the plugin, connected (for a stream); ``PluginError`` if it cannot be."""
+        connection = self._new()
+        self._connect(connection)
+        return connection
+
+    def _new(self) -> http.client.HTTPConnection:
+        if self._unix is not None:
+            return _UnixConnection(self._unix, timeout=self.connect_timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout)
+
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
-                if self._unix is not None:
-                    return _UnixConnection(self._unix, timeout=self.connect_timeout), False
-                return http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout), False
+                return self._new(), False
             if not _dropped(connection):
                 return connection, True
             connection.close()
@@ -223,7 +230,7 @@ class Transport:
         assert sock is not None
         try:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
-            connection.request("POST", "/", body, {"Content-Type": "application/json"})
+            connection.request("POST", "/", body, {**self.headers, "Content-Type": "application/json"})
         except (TimeoutError, OSError) as error:
             # The request did not get through whole: the plugin cannot have acted on it.
             raise _Broken(f"cannot send the request ({_describe(error)})", retry=True) from None
@@ -294,8 +301,10 @@ class Transport:
         if not data.strip():
             raise spi.PluginError(f"{prefix}: empty answer (expected a JSON-RPC response)")
         try:
-            answer = json.loads(data)
-        except ValueError:
+            answer = wire.loads(data)
+        except wire.ParseError as refused:
+            if refused.deep:
+                raise spi.PluginError(f"{prefix}: the answer is {refused}") from None
             raise spi.PluginError(
                 f"{prefix}: the answer is not JSON: {_short(data.decode('utf-8', 'replace'))}"
             ) from None
@@ -491,7 +500,9 @@ class RemoteInstancePlugin(_Remote):
                 return False
             return True
 
-        watcher = _Watcher(self, emit=emit)
+        from infrakit.rpc import feeds  # the stream reader, only for a process that watches
+
+        watcher = feeds.Watcher(self, emit=emit, poll=POLL_INTERVAL)
         thread = threading.Thread(target=watcher.run, name=f"changes-{self.name}", daemon=True)
         thread.start()
         try:
@@ -499,150 +510,6 @@ class RemoteInstancePlugin(_Remote):
                 yield await queue.get()
         finally:
             watcher.stop()
-
-
-class _Watcher:
-    """The thread behind :meth:`RemoteInstancePlugin.changes`: an event stream, or polling."""
-
-    def __init__(self, plugin: RemoteInstancePlugin, *, emit: Callable[[frozenset[str] | None], bool]) -> None:
-        self.plugin = plugin
-        self.emit = emit
-        self.stopped = threading.Event()
-        self._connection: http.client.HTTPConnection | None = None
-        self._lock = threading.Lock()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        with self._lock:
-            connection = self._connection
-        if connection is not None and connection.sock is not None:
-            with contextlib.suppress(OSError):
-                connection.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read
-
-    def run(self) -> None:
-        delay = _RECONNECT[0]
-        failures = 0
-        while not self.stopped.is_set():
-            try:
-                connected = self._stream()
-                if connected is None:  # the plugin publishes no change events
-                    connected = self._poll()
-                if connected:
-                    delay, failures = _RECONNECT[0], 0
-            except Exception as error:  # a dead daemon, a malformed stream: try again, never give up
-                failures += 1
-                if failures == 1:
-                    log.info("change feed of plugin %r: %s (retrying)", self.plugin.name, error)
-            self.stopped.wait(delay)
-            delay = min(delay * 2, _RECONNECT[1])
-
-    def _open(self) -> http.client.HTTPConnection:
-        transport = self.plugin.transport
-        if transport._unix is not None:
-            connection: http.client.HTTPConnection = _UnixConnection(transport._unix, timeout=transport.connect_timeout)
-        else:
-            connection = http.client.HTTPConnection(transport._host, transport._port, timeout=transport.connect_timeout)
-        transport._connect(connection)
-        return connection
-
-    def _stream(self) -> bool | None:
-        """Read the event stream until it ends; whether it was opened (``None``: there is none)."""
-        connection = self._open()
-        with self._lock:
-            self._connection = connection
-        try:
-            if self.stopped.is_set():
-                return False
-            connection.request("GET", f"/events?topic={wire.CHANGES_TOPIC}", headers={"Accept": "text/event-stream"})
-            response = connection.getresponse()
-            if response.status != 200:  # 404, or 405 from a server that knows only POST: no events
-                return None
-            assert connection.sock is not None
-            connection.sock.settimeout(None)  # events come when they come; the kernel tells of a dead peer
-            if not self.emit(None):
-                return True
-            body = _Dechunker() if response.chunked else None
-            buffer = b""
-            while not self.stopped.is_set():
-                # The raw stream (http.client's own chunked reading does not take a stream
-                # that never ends), de-chunked here.
-                chunk = response.fp.read1(_CHUNK) if response.fp is not None else b""
-                if not chunk:
-                    return True
-                buffer += body.feed(chunk) if body is not None else chunk
-                *blocks, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
-                for block in blocks:
-                    changed = _event_ids(block)
-                    if changed is not _IGNORED and not self.emit(changed):  # type: ignore[arg-type]
-                        return True
-            return True
-        finally:
-            with self._lock:
-                self._connection = None
-            connection.close()
-
-    def _poll(self) -> bool:
-        """Describe every :data:`POLL_INTERVAL`, telling what differs; until a failure."""
-        seen: dict[str, Mapping[str, str]] | None = None
-        while not self.stopped.is_set():
-            now = {d.id: d.tags for d in self.plugin.describe({})}
-            if seen is None:
-                if not self.emit(None):
-                    return True
-            else:
-                changed = {i for i in now.keys() | seen.keys() if now.get(i) != seen.get(i)}
-                if changed and not self.emit(frozenset(changed)):
-                    return True
-            seen = now
-            self.stopped.wait(POLL_INTERVAL)
-        return True
-
-
-_IGNORED: Final = object()
-
-
-class _Dechunker:
-    """HTTP/1.1 chunked transfer coding, decoded incrementally."""
-
-    def __init__(self) -> None:
-        self.pending = b""
-
-    def feed(self, data: bytes) -> bytes:
-        self.pending += data
-        out = []
-        while True:
-            line_end = self.pending.find(b"\r\n")
-            if line_end < 0:
-                break
-            try:
-                size = int(self.pending[:line_end].split(b";", 1)[0].strip() or b"0", 16)
-            except ValueError:
-                raise spi.PluginError("the event stream is not valid chunked HTTP") from None
-            if size == 0:  # the last chunk: the stream is over
-                self.pending = b""
-                break
-            end = line_end + 2 + size
-            if len(self.pending) < end + 2:
-                break
-            out.append(self.pending[line_end + 2 : end])
-            self.pending = self.pending[end + 2 :]
-        return b"".join(out)
-
-
-def _event_ids(block: bytes) -> object:
-    """The IDs an SSE event block names (``None``: anything), or ``_IGNORED``."""
-    data = b"\n".join(line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:"))
-    if not data:
-        return _IGNORED
-    try:
-        event = json.loads(data)
-    except ValueError:
-        return None  # cannot tell what changed: anything may have
-    payload = wire.field(event, "Data") if isinstance(event, Mapping) else None
-    ids = wire.field(payload, "IDs") if isinstance(payload, Mapping) else None
-    if isinstance(ids, list) and all(isinstance(i, str) for i in ids):
-        return frozenset(ids)
-    return None
 
 
 class RemoteFlavorPlugin(_Remote):

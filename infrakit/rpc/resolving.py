@@ -10,7 +10,6 @@ calls.  Cheap to import: no aiohttp.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,11 +48,13 @@ def locator(directory: Path | None = None) -> plugins.Locator:
 
 def file_properties(directory: Path, description: instances.Description) -> Any:
     """What v0.5's file plugin tells as an instance's ``Properties``: its spec, from its file."""
+    from infrakit.rpc import wire
+
     try:
         with open(Path(directory) / description.id, "rb") as stream:
-            document = json.loads(stream.read(_MAX_FILE))
-    except (OSError, ValueError):
-        return None  # gone or being rewritten since it was listed
+            document = wire.loads(stream.read(_MAX_FILE))
+    except (OSError, wire.ParseError):
+        return None  # gone, being rewritten since it was listed, or not one we can read (too deep...)
     return document.get("Spec") if isinstance(document, Mapping) else None
 
 

@@ -403,8 +403,8 @@ def make_app(services: Sequence[Service]) -> web.Application:
         request_id: Any = None
         try:
             try:
-                message = json.loads(body)
-            except ValueError as error:
+                message = wire.loads(body)
+            except wire.ParseError as error:
                 raise _Failure(E_PARSE, f"parse error: {error}") from None
             if not isinstance(message, dict):
                 raise _Failure(
