@@ -637,7 +637,7 @@ def _description(name: str, document: Any) -> instances.Description | str:
         return "is not an instance document (a JSON object whose ID is its name)"
     logical_id = document.get("LogicalID")
     if logical_id is not None and not _text(logical_id):
-        return f"has a LogicalID that is {instances.kind(logical_id)}, not a string or null"
+        return f"has a LogicalID that {_not_text(logical_id)}, not a string or null"
     tags = document.get("Tags")
     if tags is None:
         tags = {}
@@ -645,7 +645,7 @@ def _description(name: str, document: Any) -> instances.Description | str:
         return f"has Tags that are {instances.kind(tags)}, not a mapping of strings to strings"
     for key, value in tags.items():
         if not _text(value):  # keys of a decoded JSON object are strings
-            return f"has a tag {key!r} whose value is {instances.kind(value)}, not a string"
+            return f"has a tag {key!r} whose value {_not_text(value)}, not a string"
         if not _text(key):
             return "has a tag whose key is not UTF-8 text"
     created = document.get("CreatedAt")
@@ -665,6 +665,13 @@ def _description(name: str, document: Any) -> instances.Description | str:
         tags={sys.intern(k): sys.intern(v) for k, v in tags.items()},
         created=created,
     )
+
+
+def _not_text(value: Any) -> str:
+    """What a value :func:`_text` refuses is, for a warning (a string refused holds a lone surrogate)."""
+    if type(value) is str:
+        return "holds an unpaired surrogate (not valid Unicode)"
+    return f"is {instances.kind(value)}"
 
 
 def _text(value: Any) -> bool:

@@ -165,9 +165,13 @@ class Transport:
     def call(self, method: str, params: Mapping[str, Any]) -> Any:
         """The ``result`` of ``method``; raise ``RemoteError`` or ``PluginError``."""
         request_id = next(self._ids)
-        body = json.dumps(
-            {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}, separators=(",", ":")
-        ).encode()
+        message = {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
+        try:
+            # Strictly: no NaN or infinity, and UTF-8 that refuses lone surrogates; a plugin
+            # could not write such values and read them back (ours refuse them: -32602).
+            body = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (ValueError, TypeError):
+            raise spi.PluginError(f"{self._label}: {method}: {_unsendable(params)}; not sent") from None
         for attempt in range(2):
             connection, reused = self._take()
             try:
@@ -342,6 +346,15 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, OSError) and error.errno is not None:
         return error.strerror or errno.errorcode.get(error.errno, str(error.errno))
     return str(error) or type(error).__name__
+
+
+def _unsendable(params: Mapping[str, Any]) -> str:
+    """Where and why ``params`` are not JSON (the shared rule: ``specs.check_json``)."""
+    try:
+        specs.check_json(params)
+    except specs.SpecError as error:
+        return str(error)
+    return "the params are not JSON"  # pragma: no cover - check_json names every value json refuses
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -6,7 +6,9 @@ objects: a table of JSON-RPC methods, each decoding its Go-shaped params
 the event loop never does), and encoding the answer.  :func:`make_app` puts services
 behind one HTTP endpoint answering as InfraKit v0.5's Go server (gorilla/rpc json2)
 does: HTTP 200 with a JSON-RPC error object (code -32000 and the error text) for an
-unknown method or a failed call, -32600 for params of the wrong shape,
+unknown method or a failed call, -32600 for params of the wrong shape, -32602 for
+values JSON cannot carry (a lone surrogate, NaN, 1e400: what no plugin could write and
+read back), -32700 for a body that is not JSON or nests deeper than ``wire.MAX_DEPTH``,
 ``Handshake.Implements`` / ``Handshake.Types``, and ``GET /info/api.json`` /
 ``/info/functions.json``.  A service with change feeds (an instance plugin that can
 report changes: the file plugin) also publishes them as InfraKit's event broker does:
@@ -44,6 +46,7 @@ from infrakit.rpc.listening import ListenError, parse_listen
 from infrakit.rpc.publishing import EventSource
 
 __all__ = [
+    "E_INVALID_PARAMS",
     "E_INVALID_REQUEST",
     "E_PARSE",
     "E_SERVER",
@@ -64,6 +67,7 @@ log = logging.getLogger(__name__)
 # JSON-RPC error codes, as gorilla/rpc's json2 uses them.
 E_PARSE: Final = -32700
 E_INVALID_REQUEST: Final = -32600
+E_INVALID_PARAMS: Final = -32602
 E_SERVER: Final = -32000
 
 _MAX_REQUEST: Final = 16 << 20  # a group document or an instance spec is kilobytes
@@ -418,6 +422,12 @@ def make_app(services: Sequence[Service]) -> web.Application:
                 raise _Failure(E_INVALID_REQUEST, "invalid request: method must be a string")
             lock, handler = _lookup(table, method)
             params = _params(message.get("params"))
+            try:
+                # What a plugin is given must be JSON it can write and read back: JSON's
+                # parsers take lone surrogates, NaN and 1e400, which no strict writer takes.
+                specs.check_json(params)
+            except specs.SpecError as error:
+                raise _Failure(E_INVALID_PARAMS, f"invalid params: {error}") from None
             result = await asyncio.to_thread(_call, lock, handler, params, method)
         except _Failure as failure:
             if request_id is None and failure.code not in (E_PARSE, E_INVALID_REQUEST):
