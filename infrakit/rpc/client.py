@@ -35,6 +35,7 @@ import http.client
 import itertools
 import json
 import logging
+import os
 import re
 import select
 import socket
@@ -50,12 +51,20 @@ from infrakit.rpc import wire
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "MIN_TOKEN",
     "POLL_INTERVAL",
+    "TOKEN_ENV",
     "RemoteError",
     "RemoteFlavorPlugin",
     "RemoteInstancePlugin",
     "Transport",
+    "read_token",
 ]
+
+TOKEN_ENV: Final = "INFRAKIT_TOKEN_FILE"  # noqa: S105 - the name of a variable, not a secret
+"""A file holding the token TCP daemons started with ``--token-file`` require (sent to every TCP plugin)."""
+MIN_TOKEN: Final = 16  # characters: a token is a secret, not a password to remember
+_MAX_TOKEN_FILE: Final = 4096
 
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0  # seconds to open a connection
 DEFAULT_TIMEOUT: Final = 120.0  # seconds for a whole answer (cloud provisioning can be slow)
@@ -121,11 +130,33 @@ class _Broken(Exception):
         self.retry = retry
 
 
+def read_token(path: str | os.PathLike[str]) -> str:
+    """The token in ``path`` (one line, at least :data:`MIN_TOKEN` characters); ``ValueError`` saying why not."""
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read(_MAX_TOKEN_FILE + 1)
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a token: printable ASCII on one line") from None
+    if not token:
+        raise ValueError(f"{path} is empty: write a token into it (for example: openssl rand -hex 32)")
+    if len(raw) > _MAX_TOKEN_FILE or not token.isprintable() or " " in token:
+        raise ValueError(f"{path} is not a token: printable ASCII on one line, without spaces")
+    if len(token) < MIN_TOKEN:
+        raise ValueError(f"the token in {path} is too short: at least {MIN_TOKEN} characters (openssl rand -hex 32)")
+    return token
+
+
 class Transport:
     """JSON-RPC calls to one plugin address over kept-open HTTP/1.1 connections (thread-safe).
 
     ``address`` is a unix socket path (optionally ``unix://``), ``tcp://host:port`` or
-    ``http://host:port``, as :mod:`infrakit.rpc.discovery` finds them.
+    ``http://host:port``, as :mod:`infrakit.rpc.discovery` finds them.  ``token`` is sent
+    to a TCP address as ``Authorization: Bearer``; by default, the one in
+    ``$INFRAKIT_TOKEN_FILE`` if set (a unix socket needs none: its directory guards it).
     """
 
     def __init__(
@@ -135,6 +166,7 @@ class Transport:
         name: str | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.address = address
         self.name = name or address
@@ -156,6 +188,14 @@ class Transport:
                 self._host, self._port = host.strip("[]") or "127.0.0.1", int(port)
             except ValueError:
                 raise spi.PluginError(f"{self._label}: not a host:port address") from None
+            token_file = os.environ.get(TOKEN_ENV) if token is None else None
+            if token_file:
+                try:
+                    token = read_token(token_file)
+                except ValueError as error:
+                    raise spi.PluginError(f"{self._label}: ${TOKEN_ENV}: {error}") from None
+            if token:
+                self.headers["Authorization"] = f"Bearer {token}"
         else:
             self._unix = address.removeprefix("unix://")
 

@@ -41,7 +41,8 @@ from aiohttp import web
 
 from infrakit.core import instances, specs
 from infrakit.plugins import spi
-from infrakit.rpc import listening, publishing, wire
+from infrakit.rpc import guarding, listening, publishing, wire
+from infrakit.rpc.guarding import Access
 from infrakit.rpc.listening import ListenError, parse_listen
 from infrakit.rpc.publishing import EventSource
 
@@ -50,6 +51,7 @@ __all__ = [
     "E_INVALID_REQUEST",
     "E_PARSE",
     "E_SERVER",
+    "Access",
     "GroupService",
     "ListenError",
     "Service",
@@ -373,8 +375,12 @@ class _Failure(Exception):
         self.data = data
 
 
-def make_app(services: Sequence[Service]) -> web.Application:
-    """The aiohttp application answering the plugin protocol for ``services``."""
+def make_app(services: Sequence[Service], *, access: guarding.Access | None = None) -> web.Application:
+    """The aiohttp application answering the plugin protocol for ``services``.
+
+    Every request passes :mod:`infrakit.rpc.guarding`'s checks first (``access``: the
+    token and ``Host`` names a daemon was given).
+    """
     table: dict[str, dict[str, _Entry]] = {}
     for service in services:
         table.setdefault(service.interface.name, {}).update(
@@ -400,9 +406,6 @@ def make_app(services: Sequence[Service]) -> web.Application:
     async def rpc(request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
             return web.Response(status=405, text=f"rpc: POST method required, received {request.method}")
-        content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if content_type and content_type != "application/json":
-            return web.Response(status=415, text=f"rpc: unrecognized Content-Type: {content_type}")
         body = await request.read()
         request_id: Any = None
         try:
@@ -469,7 +472,7 @@ def make_app(services: Sequence[Service]) -> web.Application:
     async def get_functions(request: web.Request) -> web.StreamResponse:
         return functions(request)
 
-    app = web.Application(client_max_size=_MAX_REQUEST)
+    app = web.Application(client_max_size=_MAX_REQUEST, middlewares=[guarding.middleware(access or guarding.Access())])
     app.router.add_get("/info/api.json", get_api)
     app.router.add_get("/info/functions.json", get_functions)
     if broker.feeds or broker.source is not None:
@@ -546,10 +549,18 @@ async def serve(
     directory: Path | None = None,
     listen: tuple[str, int] | None = None,
     on_ready: Callable[[str], None] | None = None,
+    access: Access | None = None,
 ) -> None:
-    """Serve ``services`` as plugin ``name`` until ``stop`` is set (:func:`infrakit.rpc.listening.serve`)."""
+    """Serve ``services`` as plugin ``name`` until ``stop`` is set (:func:`infrakit.rpc.listening.serve`).
+
+    ``access``: the token TCP callers must send, if any (:mod:`infrakit.rpc.guarding`);
+    the host of ``listen``, when a name, is one callers may use in ``Host``.
+    """
+    access = access or Access()
+    if listen is not None and listen[0]:
+        access = dataclasses.replace(access, hosts=access.hosts | {listen[0]})
     await listening.serve(
-        make_app(services), name=name, stop=stop, directory=directory, listen=listen, on_ready=on_ready
+        make_app(services, access=access), name=name, stop=stop, directory=directory, listen=listen, on_ready=on_ready
     )
 
 
@@ -559,6 +570,7 @@ def run(
     name: str,
     directory: Path | None = None,
     listen: tuple[str, int] | None = None,
+    access: Access | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT: 0 when stopped, 1 (one line logged) if it cannot listen."""
 
@@ -567,7 +579,7 @@ def run(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await serve(services, name=name, stop=stop, directory=directory, listen=listen)
+        await serve(services, name=name, stop=stop, directory=directory, listen=listen, access=access)
 
     try:
         asyncio.run(main())
