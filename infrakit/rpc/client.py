@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 
 _MAX_ANSWER: Final = 64 << 20
 _POOL: Final = 8  # idle connections kept per plugin
+_REUSE: Final = 15.0  # seconds a kept connection may be idle and still be reused
 _CHUNK: Final = 1 << 16
 # Methods that change nothing: repeated on a fresh connection if a kept one died under them.
 _IDEMPOTENT: Final = frozenset(
@@ -174,7 +175,7 @@ class Transport:
         self.timeout = timeout
         self._label = f"plugin {self.name!r} at {address}" if name else f"plugin at {address}"
         self._ids = itertools.count(1)
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []  # and when each was given back
         self._lock = threading.Lock()
         self.headers: dict[str, str] = {}
         """Sent with every request (and stream) to the plugin."""
@@ -232,7 +233,7 @@ class Transport:
         """Close the kept connections (the transport stays usable: it reconnects)."""
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             connection.close()
 
     # -- connections ----------------------------------------------------------------------
@@ -251,17 +252,18 @@ class Transport:
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:
         while True:
             with self._lock:
-                connection = self._idle.pop() if self._idle else None
+                connection, since = self._idle.pop() if self._idle else (None, 0.0)
             if connection is None:
                 return self._new(), False
-            if not _dropped(connection):
+            # Not one idle so long the plugin may be closing it as we send (ours close after 30 s).
+            if time.monotonic() - since < _REUSE and not _dropped(connection):
                 return connection, True
             connection.close()
 
     def _give(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             if len(self._idle) < _POOL:
-                self._idle.append(connection)
+                self._idle.append((connection, time.monotonic()))
                 return
         connection.close()
 

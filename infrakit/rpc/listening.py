@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import ipaddress
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Final
 
 from aiohttp import web
 
-from infrakit.rpc import discovery
+from infrakit.rpc import discovery, guarding
 
 __all__ = ["ListenError", "parse_listen", "serve"]
 
@@ -68,11 +69,15 @@ async def serve(
     directory: Path | None = None,
     listen: tuple[str, int] | None = None,
     on_ready: Callable[[str], None] | None = None,
+    token: bool = False,
 ) -> None:
     """Serve ``app`` as plugin ``name`` until ``stop`` is set; clean up what was made.
 
     Raises :class:`ListenError` (nothing changed) if the name is taken by a live plugin
-    or the address cannot be used.  ``on_ready`` gets the address clients dial.
+    or the address cannot be used.  ``on_ready`` gets the address clients dial.  Every
+    connection passes the application's :class:`~infrakit.rpc.guarding.Gate` (if it has
+    one) and aiohttp's timers are set from its limits.  ``token``: whether TCP callers
+    must show one (said in the warning for a port beyond loopback).
     """
     if not name or "/" in name or name.startswith(".") or name.endswith((".listen", ".pid")):
         raise ListenError(f"--name {name!r}: a plugin name is a file name without '/' (e.g. instance-file)")
@@ -90,7 +95,9 @@ async def serve(
         claim.acquire()
         _clear(socket_path, name=name)
         _clear(listen_path, name=name)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
+        gate = app.get(guarding.GATE)
+        options = gate.limits.runner_options() if gate is not None else {}
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE, **options)
         await runner.setup()
         if listen is None:
             if len(os.fsencode(socket_path)) > discovery.MAX_SOCKET_PATH:
@@ -98,21 +105,21 @@ async def serve(
                     f"socket path {socket_path} is too long for a unix socket "
                     f"(at most {discovery.MAX_SOCKET_PATH} bytes): set INFRAKIT_PLUGINS_DIR to a shorter directory"
                 )
-            site: web.BaseSite = web.UnixSite(runner, str(socket_path))
+            site: web.BaseSite = _Site(runner, gate=gate, path=str(socket_path))
             await _start(site, where=str(socket_path))
             made = socket_path
             address = str(socket_path)
             log.info("Listening at: %s", socket_path)
         else:
             host, port = listen
-            if not _is_loopback(host):
+            if not _is_loopback(host) and not token:
                 log.warning(
-                    "listening on %s:%d, beyond this machine: the plugin protocol has no authentication, "
-                    "anyone who can reach this port can provision and destroy instances",
+                    "listening on %s:%d, beyond this machine, with no authentication (no --token-file): anyone "
+                    "who can reach this port can provision and destroy instances",
                     host,
                     port,
                 )
-            site = web.TCPSite(runner, host, port)
+            site = _Site(runner, gate=gate, host=host, port=port)
             await _start(site, where=f"{host}:{port}")
             bound = runner.addresses[0]
             advertise_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
@@ -133,6 +140,47 @@ async def serve(
             with contextlib.suppress(FileNotFoundError):
                 made.unlink()
         claim.release()
+
+
+class _Site(web.BaseSite):
+    """A unix socket or TCP port whose connections are admitted by a :class:`~infrakit.rpc.guarding.Gate`.
+
+    Why not ``web.UnixSite``/``web.TCPSite``: they hand aiohttp's protocol factory to the
+    event loop as it is, and aiohttp has no connection cap (a listen backlog only
+    queues: a peer holding every file descriptor stops ``accept`` altogether).  This
+    site hands the loop the gate's factory instead; the rest is theirs.
+    """
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        *,
+        gate: guarding.Gate | None,
+        path: str | None = None,
+        host: str | None = None,
+        port: int = 0,
+    ) -> None:
+        super().__init__(runner)
+        self.gate = gate
+        self.path = path
+        self.host = host
+        self.port = port
+
+    @property
+    def name(self) -> str:
+        return f"http://unix:{self.path}:" if self.path is not None else f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+        gate = self.gate
+        factory: Callable[[], asyncio.BaseProtocol] = server if gate is None else functools.partial(gate.admit, server)
+        if self.path is not None:
+            self._server = await loop.create_unix_server(factory, self.path, backlog=self._backlog)
+        else:
+            self._server = await loop.create_server(factory, self.host, self.port, backlog=self._backlog)
 
 
 async def _start(site: web.BaseSite, *, where: str) -> None:

@@ -5,6 +5,8 @@
 of a service (an instance plugin that reports changes publishes them on
 :data:`infrakit.rpc.wire.CHANGES_TOPIC`), and an :class:`EventSource` (the group
 runtime's broker, ``infrakit.runtime.events``).  :mod:`infrakit.rpc.server` mounts it.
+Streams are bounded (:mod:`infrakit.rpc.guarding`): so many at once, and a subscriber
+that stops reading is let go.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
-from infrakit.rpc import wire
+from infrakit.rpc import guarding, wire
 
 __all__ = ["Broker", "EventSource", "EventSubscription", "WireEvent"]
 
@@ -148,9 +150,35 @@ class Broker:
         known = any(t == wanted or t.startswith(f"{wanted}/") for t in topics)
         if wanted and not known and not (self.source is not None and self.source.accepts(wanted)):
             return web.Response(status=404, text=f"invalid topic: {wanted} (known: {', '.join(topics)})")
+        gate = request.app.get(guarding.GATE)
+        if gate is None:
+            gate = guarding.Gate(guarding.Limits())
+        if gate.streams >= gate.max_streams:
+            # Each stream holds a connection for ever: a bound, so that calls always find room.
+            return web.Response(status=503, text=f"rpc: too many event streams ({gate.max_streams}); retry later")
+        gate.streams += 1
+        try:
+            with gate.busy(request):
+                return await self._stream(request, wanted, timeout=gate.limits.write)
+        finally:
+            gate.streams -= 1
+
+    async def _stream(self, request: web.Request, wanted: str, *, timeout: float) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
         )
+
+        async def send(data: bytes) -> None:
+            try:
+                await asyncio.wait_for(response.write(data), timeout)
+            except TimeoutError:
+                # Its buffers are full: a subscriber that stopped reading holds memory and a
+                # connection for nothing. Aborted, not closed: a close waits for the buffer.
+                log.info("an event stream's subscriber stopped reading for %g s: closed", timeout)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise ConnectionResetError from None
+
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_QUEUED)
         self._subscribers[queue] = wanted
         subscription: EventSubscription | None = None
@@ -169,12 +197,12 @@ class Broker:
                 if not text:
                     break
                 if text != _WAKE:
-                    await response.write(f"data: {text}\n\n".encode())
+                    await send(f"data: {text}\n\n".encode())
                     continue
                 if subscription is None:
                     continue
                 for event in subscription.drain():
-                    await response.write(f"data: {json.dumps(event.to_wire(), separators=(',', ':'))}\n\n".encode())
+                    await send(f"data: {json.dumps(event.to_wire(), separators=(',', ':'))}\n\n".encode())
                 if subscription.dropped > reported:
                     # Said in the stream, so that a tail can say it too: the subscriber was too slow.
                     notice = {
@@ -185,7 +213,7 @@ class Broker:
                         "Data": {"Dropped": subscription.dropped - reported},
                     }
                     reported = subscription.dropped
-                    await response.write(f"data: {json.dumps(notice, separators=(',', ':'))}\n\n".encode())
+                    await send(f"data: {json.dumps(notice, separators=(',', ':'))}\n\n".encode())
         except ConnectionResetError:
             pass  # the subscriber left
         finally:

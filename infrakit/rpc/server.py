@@ -42,7 +42,7 @@ from aiohttp import web
 from infrakit.core import instances, specs
 from infrakit.plugins import spi
 from infrakit.rpc import guarding, listening, publishing, wire
-from infrakit.rpc.guarding import Access
+from infrakit.rpc.guarding import Access, Limits
 from infrakit.rpc.listening import ListenError, parse_listen
 from infrakit.rpc.publishing import EventSource
 
@@ -72,7 +72,6 @@ E_INVALID_REQUEST: Final = -32600
 E_INVALID_PARAMS: Final = -32602
 E_SERVER: Final = -32000
 
-_MAX_REQUEST: Final = 16 << 20  # a group document or an instance spec is kilobytes
 
 Handler = Callable[[Mapping[str, Any]], dict[str, Any]]
 _Entry: TypeAlias = (
@@ -375,12 +374,17 @@ class _Failure(Exception):
         self.data = data
 
 
-def make_app(services: Sequence[Service], *, access: guarding.Access | None = None) -> web.Application:
+def make_app(
+    services: Sequence[Service], *, access: guarding.Access | None = None, limits: guarding.Limits | None = None
+) -> web.Application:
     """The aiohttp application answering the plugin protocol for ``services``.
 
     Every request passes :mod:`infrakit.rpc.guarding`'s checks first (``access``: the
-    token and ``Host`` names a daemon was given).
+    token and ``Host`` names a daemon was given) and is held to its bounds (``limits``,
+    kept in the application's :data:`~infrakit.rpc.guarding.GATE`, which
+    :mod:`infrakit.rpc.listening` puts in front of every connection).
     """
+    gate = guarding.Gate(limits or guarding.Limits())
     table: dict[str, dict[str, _Entry]] = {}
     for service in services:
         table.setdefault(service.interface.name, {}).update(
@@ -406,40 +410,18 @@ def make_app(services: Sequence[Service], *, access: guarding.Access | None = No
     async def rpc(request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
             return web.Response(status=405, text=f"rpc: POST method required, received {request.method}")
-        body = await request.read()
-        request_id: Any = None
         try:
-            try:
-                message = wire.loads(body)
-            except wire.ParseError as error:
-                raise _Failure(E_PARSE, f"parse error: {error}") from None
-            if not isinstance(message, dict):
-                raise _Failure(
-                    E_INVALID_REQUEST, "invalid request: expected one JSON object (batches are not supported)"
-                )
-            request_id = message.get("id")
-            if message.get("jsonrpc") != "2.0":
-                raise _Failure(E_INVALID_REQUEST, "jsonrpc must be 2.0")
-            method = message.get("method")
-            if not isinstance(method, str):
-                raise _Failure(E_INVALID_REQUEST, "invalid request: method must be a string")
-            lock, handler = _lookup(table, method)
-            params = _params(message.get("params"))
-            try:
-                # What a plugin is given must be JSON it can write and read back: JSON's
-                # parsers take lone surrogates, NaN and 1e400, which no strict writer takes.
-                specs.check_json(params)
-            except specs.SpecError as error:
-                raise _Failure(E_INVALID_PARAMS, f"invalid params: {error}") from None
-            result = await asyncio.to_thread(_call, lock, handler, params, method)
-        except _Failure as failure:
-            if request_id is None and failure.code not in (E_PARSE, E_INVALID_REQUEST):
-                return web.Response(status=200)  # a notification: no answer (as Go)
-            refusal = {"code": failure.code, "message": failure.message, "data": failure.data}
-            return _answer({"jsonrpc": "2.0", "error": refusal, "id": request_id})
-        if request_id is None:
-            return web.Response(status=200)
-        return _answer({"jsonrpc": "2.0", "result": result, "id": request_id})
+            body, charged = await gate.read_body(request)
+        except guarding.Refused as refused:
+            return await refused.answer(request)
+        try:
+            with gate.busy(request):  # from here to the answer written: never closed to make room
+                response = await _respond(table, body)
+                await response.prepare(request)
+                await response.write_eof()
+                return response
+        finally:
+            gate.release(charged)
 
     def api(request: web.Request) -> web.Response:
         stamp = str(int(time.time()))
@@ -472,7 +454,10 @@ def make_app(services: Sequence[Service], *, access: guarding.Access | None = No
     async def get_functions(request: web.Request) -> web.StreamResponse:
         return functions(request)
 
-    app = web.Application(client_max_size=_MAX_REQUEST, middlewares=[guarding.middleware(access or guarding.Access())])
+    app = web.Application(
+        client_max_size=gate.limits.request, middlewares=[guarding.middleware(access or guarding.Access())]
+    )
+    app[guarding.GATE] = gate
     app.router.add_get("/info/api.json", get_api)
     app.router.add_get("/info/functions.json", get_functions)
     if broker.feeds or broker.source is not None:
@@ -481,6 +466,41 @@ def make_app(services: Sequence[Service], *, access: guarding.Access | None = No
         app.on_shutdown.append(broker.stop)
     app.router.add_route("*", "/{tail:.*}", rpc)
     return app
+
+
+async def _respond(table: Mapping[str, Mapping[str, _Entry]], body: bytes) -> web.Response:
+    """The answer to one JSON-RPC request ``body`` (a plugin call in a worker thread)."""
+    request_id: Any = None
+    try:
+        try:
+            message = wire.loads(body)
+        except wire.ParseError as error:
+            raise _Failure(E_PARSE, f"parse error: {error}") from None
+        if not isinstance(message, dict):
+            raise _Failure(E_INVALID_REQUEST, "invalid request: expected one JSON object (batches are not supported)")
+        request_id = message.get("id")
+        if message.get("jsonrpc") != "2.0":
+            raise _Failure(E_INVALID_REQUEST, "jsonrpc must be 2.0")
+        method = message.get("method")
+        if not isinstance(method, str):
+            raise _Failure(E_INVALID_REQUEST, "invalid request: method must be a string")
+        lock, handler = _lookup(table, method)
+        params = _params(message.get("params"))
+        try:
+            # What a plugin is given must be JSON it can write and read back: JSON's
+            # parsers take lone surrogates, NaN and 1e400, which no strict writer takes.
+            specs.check_json(params)
+        except specs.SpecError as error:
+            raise _Failure(E_INVALID_PARAMS, f"invalid params: {error}") from None
+        result = await asyncio.to_thread(_call, lock, handler, params, method)
+    except _Failure as failure:
+        if request_id is None and failure.code not in (E_PARSE, E_INVALID_REQUEST):
+            return web.Response(status=200)  # a notification: no answer (as Go)
+        refusal = {"code": failure.code, "message": failure.message, "data": failure.data}
+        return _answer({"jsonrpc": "2.0", "error": refusal, "id": request_id})
+    if request_id is None:
+        return web.Response(status=200)
+    return _answer({"jsonrpc": "2.0", "result": result, "id": request_id})
 
 
 def _lookup(table: Mapping[str, Mapping[str, _Entry]], method: str) -> _Entry:
@@ -550,17 +570,25 @@ async def serve(
     listen: tuple[str, int] | None = None,
     on_ready: Callable[[str], None] | None = None,
     access: Access | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """Serve ``services`` as plugin ``name`` until ``stop`` is set (:func:`infrakit.rpc.listening.serve`).
 
     ``access``: the token TCP callers must send, if any (:mod:`infrakit.rpc.guarding`);
-    the host of ``listen``, when a name, is one callers may use in ``Host``.
+    the host of ``listen``, when a name, is one callers may use in ``Host``.  ``limits``:
+    what peers may hold of the daemon (the defaults of :class:`Limits` if not given).
     """
     access = access or Access()
     if listen is not None and listen[0]:
         access = dataclasses.replace(access, hosts=access.hosts | {listen[0]})
     await listening.serve(
-        make_app(services, access=access), name=name, stop=stop, directory=directory, listen=listen, on_ready=on_ready
+        make_app(services, access=access, limits=limits),
+        name=name,
+        stop=stop,
+        directory=directory,
+        listen=listen,
+        on_ready=on_ready,
+        token=bool(access.token),
     )
 
 
