@@ -474,7 +474,13 @@ class _Remote:
             ) from None
 
     def _refused(self, error: RemoteError, *, field: str) -> specs.SpecError:
-        """A validation refusal as a SpecError: our own servers send ``field: message``."""
+        """A validation refusal as a SpecError: our own servers send ``field: message``.
+
+        InfraKit's ``no-plugin:<type>`` (a sub-type the plugin does not serve) is about the
+        plugin's name, not its properties.
+        """
+        if error.message.startswith("no-plugin:"):
+            return specs.SpecError(field.rpartition(".")[0] + ".plugin", f"plugin {self.name!r}: {error.message}")
         head, sep, rest = error.message.partition(": ")
         if sep and (head == field or head.startswith((f"{field}.", f"{field}["))):
             return specs.SpecError(head, rest)

@@ -102,12 +102,22 @@ class Service:
 # -- services -------------------------------------------------------------------------------
 
 
-def _typed(params: Mapping[str, Any]) -> str:
-    """The sub-type a request names; we serve only the default one (``"."``)."""
-    kind = wire.string(wire.field(params, "Type"), "Type")
-    if kind:
-        raise spi.PluginError(f"no-plugin:{kind}")
-    return kind
+def _router(default: Any, types: Mapping[str, Any] | None) -> Callable[[Mapping[str, Any]], tuple[str, Any]]:
+    """The plugin a request's ``Type`` names, as InfraKit's typed servers pick it (``""``: the default).
+
+    An unknown sub-type is refused with InfraKit's ``no-plugin:<type>``, then what it means.
+    """
+    typed = {"": default, **(types or {})}
+    served = ", ".join([".", *sorted(types or {})])
+
+    def route(params: Mapping[str, Any]) -> tuple[str, Any]:
+        kind = wire.string(wire.field(params, "Type"), "Type")
+        found = typed.get(kind)
+        if found is None:
+            raise spi.PluginError(f"no-plugin:{kind}: this plugin has no sub-type {kind!r} (it serves: {served})")
+        return kind, found
+
+    return route
 
 
 _ZERO_SPEC: Final = {"Properties": None, "Tags": None, "Init": "", "LogicalID": None, "Attachments": None}
@@ -120,43 +130,47 @@ def instance_service(
     *,
     concurrent: bool = False,
     properties: Callable[[instances.Description], Any] | None = None,
+    types: Mapping[str, spi.InstancePlugin] | None = None,
 ) -> Service:
-    """``Instance/0.5.0`` backed by ``plugin``.
+    """``Instance/0.5.0`` backed by ``plugin``, and by ``types`` for the sub-types they name.
 
     ``properties`` gives an instance's ``Properties`` when ``DescribeInstances`` asks for
     them (v0.5's file plugin answers its spec); a plugin that reports changes
-    (``spi.Watching``) has them published on :data:`wire.CHANGES_TOPIC`.
+    (``spi.Watching``) has them published on :data:`wire.CHANGES_TOPIC` (the default
+    plugin's).  A call's ``Type`` picks the plugin (``instance-x/large`` is served by
+    ``types["large"]``), as InfraKit's ``PluginServerWithTypes``.
     """
+    route = _router(plugin, types)
 
     def validate(params: Mapping[str, Any]) -> dict[str, Any]:
-        kind = _typed(params)
-        plugin.validate(wire.field(params, "Properties"))
+        kind, target = route(params)
+        target.validate(wire.field(params, "Properties"))
         return {"Type": kind, "OK": True}
 
     def provision(params: Mapping[str, Any]) -> dict[str, Any]:
-        kind = _typed(params)
-        instance_id = plugin.provision(wire.spec_from_wire(wire.field(params, "Spec"), "Spec"))
+        kind, target = route(params)
+        instance_id = target.provision(wire.spec_from_wire(wire.field(params, "Spec"), "Spec"))
         return {"Type": kind, "ID": instance_id}
 
     def label(params: Mapping[str, Any]) -> dict[str, Any]:
-        kind = _typed(params)
+        kind, target = route(params)
         instance_id = wire.string(wire.field(params, "Instance"), "Instance")
-        plugin.label(instance_id, wire.tags(wire.field(params, "Labels"), "Labels"))
+        target.label(instance_id, wire.tags(wire.field(params, "Labels"), "Labels"))
         return {"Type": kind, "OK": True}
 
     def destroy(params: Mapping[str, Any]) -> dict[str, Any]:
-        kind = _typed(params)
-        plugin.destroy(wire.string(wire.field(params, "Instance"), "Instance"))
+        kind, target = route(params)
+        target.destroy(wire.string(wire.field(params, "Instance"), "Instance"))
         return {"Type": kind, "OK": True}
 
     def describe(params: Mapping[str, Any]) -> dict[str, Any]:
-        kind = _typed(params)
+        kind, target = route(params)
         detailed = wire.boolean(wire.field(params, "Properties"), "Properties")
-        found = plugin.describe(wire.tags(wire.field(params, "Tags"), "Tags"))
+        found = target.describe(wire.tags(wire.field(params, "Tags"), "Tags"))
         listed = []
         for description in found:
             entry = wire.description_to_wire(description)
-            if detailed and properties is not None:
+            if detailed and properties is not None and not kind:
                 entry["Properties"] = properties(description)
             listed.append(entry)
         return {"Type": kind, "Descriptions": wire.go_list(listed)}
@@ -181,6 +195,7 @@ def instance_service(
             "Provision": ({"Type": "", "Spec": _ZERO_SPEC}, {"Type": "", "ID": None}),
             "Validate": ({"Type": "", "Properties": None}, ok),
         },
+        types=(".", *sorted(types or {})),
         lock=None if concurrent else threading.Lock(),
         feeds={wire.CHANGES_TOPIC: _changes_feed(plugin)} if isinstance(plugin, spi.Watching) else {},
     )
@@ -194,35 +209,38 @@ def _changes_feed(plugin: spi.Watching) -> Callable[[], AsyncIterator[Any]]:
     return feed
 
 
-def flavor_service(plugin: spi.FlavorPlugin, *, concurrent: bool = False) -> Service:
-    """``Flavor/0.1.0`` backed by ``plugin``."""
+def flavor_service(
+    plugin: spi.FlavorPlugin, *, concurrent: bool = False, types: Mapping[str, spi.FlavorPlugin] | None = None
+) -> Service:
+    """``Flavor/0.1.0`` backed by ``plugin``, and by ``types`` for the sub-types they name."""
+    route = _router(plugin, types)
 
     def validate(params: Mapping[str, Any]) -> dict[str, Any]:
-        kind = _typed(params)
+        kind, target = route(params)
         allocation = wire.allocation_from_wire(wire.field(params, "Allocation"), "Allocation")
-        plugin.validate(wire.field(params, "Properties"), allocation)
+        target.validate(wire.field(params, "Properties"), allocation)
         return {"Type": kind, "OK": True}
 
     def prepare(params: Mapping[str, Any]) -> dict[str, Any]:
-        kind = _typed(params)
+        kind, target = route(params)
         spec = wire.spec_from_wire(wire.field(params, "Spec"), "Spec")
         allocation = wire.allocation_from_wire(wire.field(params, "Allocation"), "Allocation")
         index = wire.obj(wire.field(params, "Index"), "Index")  # our flavors do not use it: checked only
         wire.string(wire.field(index, "Group"), "Index.Group")
         wire.uint(wire.field(index, "Sequence"), "Index.Sequence")
-        prepared = plugin.prepare(wire.field(params, "Properties"), spec, allocation)
+        prepared = target.prepare(wire.field(params, "Properties"), spec, allocation)
         return {"Type": kind, "Spec": wire.spec_to_wire(prepared)}
 
     def healthy(params: Mapping[str, Any]) -> dict[str, Any]:
-        kind = _typed(params)
+        kind, target = route(params)
         description = wire.description_from_wire(wire.field(params, "Instance"), "Instance")
-        health = plugin.healthy(wire.field(params, "Properties"), description)
+        health = target.healthy(wire.field(params, "Properties"), description)
         return {"Type": kind, "Health": wire.health_to_wire(health)}
 
     def drain(params: Mapping[str, Any]) -> dict[str, Any]:
-        kind = _typed(params)
+        kind, target = route(params)
         description = wire.description_from_wire(wire.field(params, "Instance"), "Instance")
-        plugin.drain(wire.field(params, "Properties"), description)
+        target.drain(wire.field(params, "Properties"), description)
         return {"Type": kind, "OK": True}
 
     ok = {"Type": "", "OK": False}
@@ -245,6 +263,7 @@ def flavor_service(plugin: spi.FlavorPlugin, *, concurrent: bool = False) -> Ser
             ),
             "Validate": ({"Type": "", "Properties": None, "Allocation": _ZERO_ALLOCATION}, ok),
         },
+        types=(".", *sorted(types or {})),
         lock=None if concurrent else threading.Lock(),
     )
 

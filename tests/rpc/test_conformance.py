@@ -211,7 +211,9 @@ def test_instance_not_found_is_an_error_flagged_for_clients(instance_socket: str
 
 
 def test_a_sub_type_we_do_not_serve(instance_socket: str) -> None:
-    assert error(rpc(instance_socket, "Instance.DescribeInstances", {"Type": "ec2", "Tags": {}})) == "no-plugin:ec2"
+    # InfraKit's words first (a client may match them), then what they mean.
+    message = error(rpc(instance_socket, "Instance.DescribeInstances", {"Type": "ec2", "Tags": {}}))
+    assert message == "no-plugin:ec2: this plugin has no sub-type 'ec2' (it serves: .)"
 
 
 def test_params_keys_match_case_insensitively_as_go_does(instance_socket: str) -> None:
