@@ -17,49 +17,17 @@ import datetime
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Final, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Final
 
 from aiohttp import web
 
 from infrakit.rpc import guarding, wire
+from infrakit.rpc.services import EventSource, EventSubscription, WireEvent
 
 __all__ = ["Broker", "EventSource", "EventSubscription", "WireEvent"]
 
 log = logging.getLogger(__name__)
-
-
-class WireEvent(Protocol):
-    def to_wire(self) -> dict[str, Any]:
-        """The event as InfraKit's ``event.Event`` JSON (Topic, Type, ID, Timestamp, Data)."""
-        ...
-
-
-class EventSubscription(Protocol):
-    """One subscriber's bounded buffer (``infrakit.runtime.events.Subscription``)."""
-
-    dropped: int
-
-    def drain(self) -> Sequence[WireEvent]:
-        """The events buffered so far; never blocks."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class EventSource(Protocol):
-    """Events a plugin publishes (``infrakit.runtime.events.Broker``): topics and subscriptions.
-
-    ``wake`` is called (from any thread, without blocking) when events are buffered.
-    """
-
-    def topics(self) -> list[str]: ...
-
-    def accepts(self, topic: str) -> bool:
-        """Whether ``topic`` may be subscribed to though none of :meth:`topics` is under it (yet)."""
-        ...
-
-    def subscribe(self, topics: Sequence[str], *, wake: Callable[[], None]) -> EventSubscription: ...
 
 
 _QUEUED: Final = 1024  # events kept per subscriber; beyond, it gets one "anything changed"
