@@ -46,6 +46,15 @@ or slow or hostile, stops it answering the others:
 
 A plugin call itself is not bounded here: it runs in a thread to its end (a thread
 cannot be cancelled), and the caller gives up on its own (our client after 120 s).
+
+aiohttp's own knobs do what they can: ``keepalive_timeout`` (set to ``idle``; aiohttp
+arms it at ``connection_made`` and after each answer, and it fires while the handler
+waits for a request, so it bounds idle connections and unfinished headers alike),
+``lingering_time`` (a refused body is read for at most 5 s), ``client_max_size`` (set to
+``request``), the listen backlog (128, aiohttp's).  ``handler_cancellation`` stays off:
+cancelling a handler whose client left would not stop its plugin call, which runs in a
+thread.  What aiohttp lacks, done here: a body timeout (:meth:`Gate.read_body`), a
+budget for bodies held at once, and a connection cap (:class:`Gate`).
 """
 
 from __future__ import annotations
