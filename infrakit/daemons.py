@@ -7,7 +7,9 @@ in the same process (:mod:`infrakit.local.serving`): it replaces ``infrakit-loca
 The others each serve one of our built-in plugins over the plugin protocol
 (:mod:`infrakit.rpc.server`) on a unix socket in the plugins directory, named as in
 InfraKit (``instance-file``, ``flavor-vanilla``) or ``--name``; ``--listen host:port``
-serves on TCP instead and writes the ``<name>.listen`` discovery file.  Exit codes: 0
+serves on TCP instead and writes the ``<name>.listen`` discovery file, and
+``--token-file`` (``$INFRAKIT_TOKEN_FILE``) makes TCP callers show a token
+(:mod:`infrakit.rpc.guarding` says what is and is not protected).  Exit codes: 0
 stopped by SIGTERM/SIGINT, 1 cannot listen (a live daemon has the name...), 2 bad
 options.
 """
@@ -43,6 +45,28 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> tu
         raise click.BadParameter(str(error)) from None
 
 
+def _token(ctx: click.Context, param: click.Parameter, value: Path | None) -> str | None:
+    if value is None:
+        return None
+    import logging
+    import stat
+
+    from infrakit.rpc import client
+
+    try:
+        token = client.read_token(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    try:
+        if value.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            logging.getLogger("infrakit.rpc").warning(
+                "the token file %s is readable by other users: chmod 600 it", value
+            )
+    except OSError:
+        pass
+    return token
+
+
 def _common(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         options = [
@@ -56,7 +80,18 @@ def _common(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., A
                 "--listen",
                 metavar="HOST:PORT",
                 callback=_listen,
-                help="Listen on TCP instead of a unix socket (a bare port binds 127.0.0.1); no authentication.",
+                help="Listen on TCP instead of a unix socket (a bare port binds 127.0.0.1); "
+                "no authentication unless --token-file.",
+            ),
+            click.option(
+                "--token-file",
+                "token",
+                envvar="INFRAKIT_TOKEN_FILE",
+                type=click.Path(dir_okay=False, path_type=Path),
+                callback=_token,
+                help="With --listen: require the token in this file (Authorization: Bearer) from every TCP "
+                "caller ($INFRAKIT_TOKEN_FILE; our clients send the one that variable names). InfraKit's "
+                "own CLI sends none.",
             ),
             click.option(
                 "--log",
@@ -81,12 +116,14 @@ def _common(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., A
     return decorate
 
 
-def _serve(*, services: Any, name: str, listen: tuple[str, int] | None, log_level: int, log_format: str) -> None:
+def _serve(
+    *, services: Any, name: str, listen: tuple[str, int] | None, token: str | None, log_level: int, log_format: str
+) -> None:
     from infrakit import logs
     from infrakit.rpc import server
 
     logs.configure(level=log_level, fmt=log_format, frameworks=("aiohttp",))
-    raise SystemExit(server.run(services, name=name, listen=listen))
+    raise SystemExit(server.run(services, name=name, listen=listen, access=server.Access(token=token)))
 
 
 def _file_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
@@ -120,7 +157,13 @@ def _file_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
 )
 @_common("instance-file")
 def instance_file(
-    directory: Path | None, file_mode: int, name: str, listen: tuple[str, int] | None, log_level: int, log_format: str
+    directory: Path | None,
+    file_mode: int,
+    name: str,
+    listen: tuple[str, int] | None,
+    token: str | None,
+    log_level: int,
+    log_format: str,
 ) -> None:
     """Serve the file instance plugin (Instance/0.5.0): one JSON file per instance in --dir."""
     import functools
@@ -135,12 +178,14 @@ def instance_file(
             properties=functools.partial(resolving.file_properties, folder),
         )
     ]
-    _serve(services=services, name=name, listen=listen, log_level=log_level, log_format=log_format)
+    _serve(services=services, name=name, listen=listen, token=token, log_level=log_level, log_format=log_format)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @_common("flavor-vanilla")
-def flavor_vanilla(name: str, listen: tuple[str, int] | None, log_level: int, log_format: str) -> None:
+def flavor_vanilla(
+    name: str, listen: tuple[str, int] | None, token: str | None, log_level: int, log_format: str
+) -> None:
     """Serve the vanilla flavor plugin (Flavor/0.1.0): init lines, tags and attachments."""
     from infrakit.plugins import flavor_vanilla as plugin
     from infrakit.rpc import server
@@ -149,6 +194,7 @@ def flavor_vanilla(name: str, listen: tuple[str, int] | None, log_level: int, lo
         services=[server.flavor_service(plugin.VanillaPlugin())],
         name=name,
         listen=listen,
+        token=token,
         log_level=log_level,
         log_format=log_format,
     )
@@ -181,6 +227,7 @@ def group_default(
     poll: float,
     name: str,
     listen: tuple[str, int] | None,
+    token: str | None,
     log_level: int,
     log_format: str,
 ) -> None:
@@ -196,7 +243,14 @@ def group_default(
     folder = (instance_dir or home / "instances").expanduser().absolute()
     raise SystemExit(
         _run_group(
-            home=home, folder=folder, plugins_dir=plugins_dir, name=name, listen=listen, resync=resync, poll=poll
+            home=home,
+            folder=folder,
+            plugins_dir=plugins_dir,
+            name=name,
+            listen=listen,
+            token=token,
+            resync=resync,
+            poll=poll,
         )
     )
 
@@ -208,6 +262,7 @@ def _run_group(
     plugins_dir: Path,
     name: str,
     listen: tuple[str, int] | None,
+    token: str | None,
     resync: float,
     poll: float,
 ) -> int:
@@ -254,6 +309,7 @@ def _run_group(
                 directory=plugins_dir,
                 listen=listen,
                 on_ready=start,
+                access=server.Access(token=token),
             )
         finally:
             for task in tasks:

@@ -5,10 +5,13 @@ Endpoints, each on its own address so that each can be exposed (or not) on its o
 * ``--liveness`` (kopf's health server, ``/healthz``): the process answers;
 * ``--readiness`` (``/readyz``, :mod:`infrakit.operator.readiness`): the cache is
   synced, the first pass done, and the Lease known (leader or standby);
-* ``--metrics-bind-address`` (Prometheus, ``/metrics``).  Its default is loopback
-  (``127.0.0.1:9090``), safer than the all-interfaces of earlier versions: a process run
-  by hand on a workstation or a node does not publish its groups' names and counts to
-  the network.  The Deployment passes ``:9090`` (all interfaces), which its Service needs.
+* ``--metrics-bind-address`` (Prometheus, ``/metrics``).
+
+All three default to loopback (``127.0.0.1``), safer than the all-interfaces of earlier
+versions: a process run by hand on a workstation or a node does not publish its groups'
+names and counts, nor its state, to the network.  The Deployment passes all-interfaces
+addresses (``:9090``, ``http://0.0.0.0:8080/healthz``...), which its Service and the
+kubelet's probes need.
 
 With no credentials (no in-cluster service account, no kubeconfig) it exits at once
 with one line and exit code 2: kopf would otherwise log a traceback and retry for ever.
@@ -60,16 +63,18 @@ __all__ = ["main"]
 )
 @click.option(
     "--liveness",
-    default="http://0.0.0.0:8080/healthz",
+    default="http://127.0.0.1:8080/healthz",
     show_default=True,
-    help="Liveness endpoint URL ('' to disable).",
+    help="Liveness endpoint URL ('' to disable); loopback by default, as metrics: a pod's probes need "
+    "http://0.0.0.0:8080/healthz (the manifests say so).",
 )
 @click.option(
     "--readiness",
-    default="http://0.0.0.0:8081/readyz",
+    default="http://127.0.0.1:8081/readyz",
     show_default=True,
     help="Readiness endpoint URL ('' to disable): 200 once the Groups are cached and synced once and the "
-    "Lease is known (leader or standby), else 503; the body says why.",
+    "Lease is known (leader or standby), else 503; the body says why. Loopback by default (the manifests "
+    "pass http://0.0.0.0:8081/readyz for the kubelet's probe).",
 )
 @click.option(
     "--metrics-bind-address",

@@ -6,6 +6,10 @@ A third party adds a plugin by declaring such an entry point in its own distribu
 without touching this repository.  The built-ins are also known directly, so a source
 checkout works before it is installed.
 
+A name may carry a sub-type, as InfraKit's do (``instance-aws/ec2``): only a plugin
+daemon serves one (the locator finds ``instance-aws`` and its client sends ``Type:
+ec2``); a plugin in this process has none, and asking for one is a ``SpecError``.
+
 A :class:`Registry` owns the plugin objects of one process: it creates a plugin the
 first time its name (and options) is asked for and hands out that same object after,
 so plugins are long-lived, as InfraKit's daemons are.  The runtime subscribes to it to
@@ -194,6 +198,15 @@ class Registry:
         return plugin
 
     def _factory(self, group: str, name: str, *, field: str) -> Callable[[Mapping[str, Any]], Any]:
+        lookup, slash, kind = name.partition("/")
+        if slash and (lookup in self._factories[group] or lookup in _BUILTIN[group] or lookup in _available(group)):
+            # InfraKit's "lookup/type" names a sub-type a plugin *daemon* serves (sent as the Type of
+            # every call); a plugin in this process is one object, with no sub-types.
+            raise specs.SpecError(
+                field,
+                f"{lookup!r} is built in or installed in this process, and such a plugin has no sub-type "
+                f"({kind!r} asked): remove '/{kind}', or run a plugin daemon named {lookup!r} that serves it",
+            )
         own = self._factories[group].get(name)
         if own is not None:
             return own

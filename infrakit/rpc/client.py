@@ -14,334 +14,54 @@ verbatim).  ``validate`` turns a refusal into :class:`~infrakit.core.specs.SpecE
 naming the field.  The first call checks, once, that the plugin implements the
 interface at the version we speak (``Handshake.Implements``).
 
-The engine makes thousands of calls: each :class:`Transport` keeps its HTTP/1.1
-connections open and reuses them (a small pool, so threads do not queue), checks a
-kept connection is still open before reusing it, and retries once on a fresh one only
-what is safe to repeat (describe, validate, health, handshake).  Only the standard
-library is used (``http.client``): importing this module is cheap.
+The engine makes thousands of calls: each goes through a :class:`Transport`
+(:mod:`infrakit.rpc.transport`, re-exported here), which keeps connections open.  Only
+the standard library is used (``http.client``): importing this module is cheap.
 
 A remote instance plugin reports changes (``spi.Watching``) as the file plugin does in
 process, so the runtime heals through a daemon as fast as in-process: from the daemon's
-event stream (``GET /events?topic=instance/changes``, see :mod:`infrakit.rpc.server`)
+event stream (``GET /events?topic=instance/changes``, see :mod:`infrakit.rpc.publishing`)
 when it has one, else by describing it every :data:`POLL_INTERVAL`
-(InfraKit's own group plugin polled every 10 s).  A stream that breaks (the daemon was
-killed) is re-opened with a bounded backoff, and each (re)connection yields ``None``
-(anything may have changed meanwhile).
+(InfraKit's own group plugin polled every 10 s): :mod:`infrakit.rpc.feeds`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import http.client
-import itertools
-import json
-import logging
 import re
-import select
-import socket
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 from infrakit.core import instances, specs
 from infrakit.plugins import spi
 from infrakit.rpc import wire
+from infrakit.rpc.transport import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    MIN_TOKEN,
+    TOKEN_ENV,
+    RemoteError,
+    Transport,
+    read_token,
+)
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "MIN_TOKEN",
     "POLL_INTERVAL",
+    "TOKEN_ENV",
     "RemoteError",
     "RemoteFlavorPlugin",
     "RemoteInstancePlugin",
     "Transport",
+    "read_token",
 ]
 
-DEFAULT_CONNECT_TIMEOUT: Final = 5.0  # seconds to open a connection
-DEFAULT_TIMEOUT: Final = 120.0  # seconds for a whole answer (cloud provisioning can be slow)
 POLL_INTERVAL: Final = 1.0  # seconds between describes of a plugin that publishes no change events
-_RECONNECT: Final = (0.05, 1.0)  # first and longest wait before re-opening a broken change feed
 
-log = logging.getLogger(__name__)
-
-_MAX_ANSWER: Final = 64 << 20
-_POOL: Final = 8  # idle connections kept per plugin
-_CHUNK: Final = 1 << 16
-# Methods that change nothing: repeated on a fresh connection if a kept one died under them.
-_IDEMPOTENT: Final = frozenset(
-    {
-        "Instance.Validate",
-        "Instance.DescribeInstances",
-        "Flavor.Validate",
-        "Flavor.Prepare",
-        "Flavor.Healthy",
-        wire.HANDSHAKE_IMPLEMENTS,
-        wire.HANDSHAKE_TYPES,
-        "Group.DescribeGroup",
-        "Group.InspectGroups",
-        "Metadata.List",
-        "Metadata.Get",
-    }
-)
 _NOT_FOUND = re.compile(r"not found|no such|does not exist|doesn't exist|not exist", re.IGNORECASE)
-
-
-class RemoteError(spi.PluginError):
-    """The plugin answered with a JSON-RPC error object (``message`` is its text)."""
-
-    def __init__(self, prefix: str, *, code: Any, message: str, data: Any) -> None:
-        super().__init__(f"{prefix}: {message}")
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP/1.1 over a unix socket (the plugins directory's sockets)."""
-
-    def __init__(self, path: str, *, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-class _Broken(Exception):
-    """A connection failed; ``retry`` says whether the request surely did not reach the plugin,
-    ``garbled`` that the plugin answered, but not as a plugin answers (else the connection
-    went: the plugin is unavailable, for now)."""
-
-    def __init__(self, message: str, *, retry: bool, garbled: bool = False) -> None:
-        super().__init__(message)
-        self.retry = retry
-        self.garbled = garbled
-
-
-class Transport:
-    """JSON-RPC calls to one plugin address over kept-open HTTP/1.1 connections (thread-safe).
-
-    ``address`` is a unix socket path (optionally ``unix://``), ``tcp://host:port`` or
-    ``http://host:port``, as :mod:`infrakit.rpc.discovery` finds them.
-    """
-
-    def __init__(
-        self,
-        *,
-        address: str,
-        name: str | None = None,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.address = address
-        self.name = name or address
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
-        self._label = f"plugin {self.name!r} at {address}" if name else f"plugin at {address}"
-        self._ids = itertools.count(1)
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self._unix: str | None = None
-        self._host = ""
-        self._port = 0
-        if address.startswith(("tcp://", "http://")):
-            hostport = address.split("://", 1)[1].rstrip("/")
-            host, _, port = hostport.rpartition(":")
-            try:
-                self._host, self._port = host.strip("[]") or "127.0.0.1", int(port)
-            except ValueError:
-                raise spi.PluginError(f"{self._label}: not a host:port address") from None
-        else:
-            self._unix = address.removeprefix("unix://")
-
-    def __repr__(self) -> str:
-        return f"Transport({self._label})"
-
-    def call(self, method: str, params: Mapping[str, Any]) -> Any:
-        """The ``result`` of ``method``; raise ``RemoteError`` or ``PluginError``."""
-        request_id = next(self._ids)
-        body = json.dumps(
-            {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}, separators=(",", ":")
-        ).encode()
-        for attempt in range(2):
-            connection, reused = self._take()
-            try:
-                status, reason, data, keep = self._exchange(connection, body)
-            except _Broken as broken:
-                connection.close()
-                if attempt == 0 and reused and (broken.retry or method in _IDEMPOTENT):
-                    continue  # a kept connection the plugin had closed: once more on a fresh one
-                failure = spi.PluginError if broken.garbled else spi.PluginUnavailable
-                raise failure(f"{self._label}: {method}: {broken}") from None
-            if keep:
-                self._give(connection)
-            else:
-                connection.close()
-            return self._result(method, request_id, status, reason, data)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def close(self) -> None:
-        """Close the kept connections (the transport stays usable: it reconnects)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
-
-    # -- connections ----------------------------------------------------------------------
-
-    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
-        while True:
-            with self._lock:
-                connection = self._idle.pop() if self._idle else None
-            if connection is None:
-                if self._unix is not None:
-                    return _UnixConnection(self._unix, timeout=self.connect_timeout), False
-                return http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout), False
-            if not _dropped(connection):
-                return connection, True
-            connection.close()
-
-    def _give(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < _POOL:
-                self._idle.append(connection)
-                return
-        connection.close()
-
-    def _exchange(self, connection: http.client.HTTPConnection, body: bytes) -> tuple[int, str, bytes, bool]:
-        """Send one request, read the whole answer before a deadline."""
-        deadline = time.monotonic() + self.timeout
-        if connection.sock is None:
-            self._connect(connection)
-        sock = connection.sock
-        assert sock is not None
-        try:
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
-            connection.request("POST", "/", body, {"Content-Type": "application/json"})
-        except (TimeoutError, OSError) as error:
-            # The request did not get through whole: the plugin cannot have acted on it.
-            raise _Broken(f"cannot send the request ({_describe(error)})", retry=True) from None
-        try:
-            try:
-                response = connection.getresponse()
-            except http.client.RemoteDisconnected:
-                raise  # a clean close: the plugin may have read the request, and acted on it
-            except ConnectionResetError as error:
-                # Reset before any answer: the plugin closed the connection with our request
-                # unread (a kept connection it had just closed), so it did not act on it.
-                raise _Broken(f"the connection was reset ({_describe(error)})", retry=True) from None
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                sock.settimeout(remaining)
-                chunk = response.read(_CHUNK)
-                if not chunk:
-                    if response.length:  # read(amt) ends quietly at EOF short of Content-Length
-                        raise http.client.IncompleteRead(b"".join(chunks), response.length)
-                    break
-                size += len(chunk)
-                if size > _MAX_ANSWER:
-                    raise _Broken(f"the answer is larger than {_MAX_ANSWER >> 20} MiB", retry=False, garbled=True)
-                chunks.append(chunk)
-        except TimeoutError:
-            raise _Broken(
-                f"no answer within {self.timeout:g} s (the call may still complete on the plugin's side)", retry=False
-            ) from None
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
-            raise _Broken(f"the connection closed before a complete answer ({_describe(error)})", retry=False) from None
-        except http.client.IncompleteRead:
-            raise _Broken("the connection closed in the middle of the answer", retry=False) from None
-        except http.client.HTTPException as error:
-            raise _Broken(
-                f"the answer is not HTTP ({type(error).__name__}: {_short(str(error))})", retry=False, garbled=True
-            ) from None
-        except OSError as error:
-            raise _Broken(f"reading the answer failed ({_describe(error)})", retry=False) from None
-        return response.status, response.reason, b"".join(chunks), not response.will_close
-
-    def _connect(self, connection: http.client.HTTPConnection) -> None:
-        try:
-            connection.connect()
-        except FileNotFoundError:
-            raise spi.PluginUnavailable(f"{self._label}: no socket there: the plugin is not running") from None
-        except ConnectionRefusedError:
-            hint = (
-                "a stale socket: its daemon is gone; start the plugin again (it replaces the socket)"
-                if self._unix is not None
-                else "nothing listens there: is the plugin running?"
-            )
-            raise spi.PluginUnavailable(f"{self._label}: connection refused ({hint})") from None
-        except TimeoutError:
-            raise spi.PluginUnavailable(f"{self._label}: no connection within {self.connect_timeout:g} s") from None
-        except OSError as error:
-            raise spi.PluginUnavailable(f"{self._label}: cannot connect ({_describe(error)})") from None
-
-    # -- answers --------------------------------------------------------------------------
-
-    def _result(self, method: str, request_id: int, status: int, reason: str, data: bytes) -> Any:
-        prefix = f"{self._label}: {method}"
-        if status != 200:
-            raise spi.PluginError(f"{prefix}: HTTP {status} {reason}: {_short(data.decode('utf-8', 'replace'))}")
-        if not data.strip():
-            raise spi.PluginError(f"{prefix}: empty answer (expected a JSON-RPC response)")
-        try:
-            answer = json.loads(data)
-        except ValueError:
-            raise spi.PluginError(
-                f"{prefix}: the answer is not JSON: {_short(data.decode('utf-8', 'replace'))}"
-            ) from None
-        if not isinstance(answer, dict) or ("result" not in answer and "error" not in answer):
-            raise spi.PluginError(f"{prefix}: not a JSON-RPC response: {_short(json.dumps(answer))}")
-        if "id" in answer and answer["id"] != request_id and str(answer["id"]) != str(request_id):
-            raise spi.PluginError(f"{prefix}: the answer is for another request (id {answer['id']!r})")
-        error = answer.get("error")
-        if error is not None:
-            if isinstance(error, dict) and isinstance(error.get("message"), str):
-                raise RemoteError(prefix, code=error.get("code"), message=error["message"], data=error.get("data"))
-            raise RemoteError(prefix, code=None, message=_short(json.dumps(error)), data=None)
-        result = answer.get("result")
-        if result is None:
-            raise spi.PluginError(f"{prefix}: the result is null")
-        return result
-
-
-def _dropped(connection: http.client.HTTPConnection) -> bool:
-    """Whether a kept connection was closed by the plugin (or has unexpected bytes waiting)."""
-    sock = connection.sock
-    if sock is None:
-        return True
-    try:
-        # A socket with a timeout waits for data before recv whatever the flags: poll instead.
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)  # readable while idle: closed by the plugin (EOF), or bytes nobody asked for
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return "timed out"
-    if isinstance(error, OSError) and error.errno is not None:
-        return error.strerror or errno.errorcode.get(error.errno, str(error.errno))
-    return str(error) or type(error).__name__
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Remote:
@@ -414,7 +134,13 @@ class _Remote:
             ) from None
 
     def _refused(self, error: RemoteError, *, field: str) -> specs.SpecError:
-        """A validation refusal as a SpecError: our own servers send ``field: message``."""
+        """A validation refusal as a SpecError: our own servers send ``field: message``.
+
+        InfraKit's ``no-plugin:<type>`` (a sub-type the plugin does not serve) is about the
+        plugin's name, not its properties.
+        """
+        if error.message.startswith("no-plugin:"):
+            return specs.SpecError(field.rpartition(".")[0] + ".plugin", f"plugin {self.name!r}: {error.message}")
         head, sep, rest = error.message.partition(": ")
         if sep and (head == field or head.startswith((f"{field}.", f"{field}["))):
             return specs.SpecError(head, rest)
@@ -495,7 +221,9 @@ class RemoteInstancePlugin(_Remote):
                 return False
             return True
 
-        watcher = _Watcher(self, emit=emit)
+        from infrakit.rpc import feeds  # the stream reader, only for a process that watches
+
+        watcher = feeds.Watcher(self, emit=emit, poll=POLL_INTERVAL)
         thread = threading.Thread(target=watcher.run, name=f"changes-{self.name}", daemon=True)
         thread.start()
         try:
@@ -503,155 +231,6 @@ class RemoteInstancePlugin(_Remote):
                 yield await queue.get()
         finally:
             watcher.stop()
-
-
-class _Watcher:
-    """The thread behind :meth:`RemoteInstancePlugin.changes`: an event stream, or polling."""
-
-    def __init__(self, plugin: RemoteInstancePlugin, *, emit: Callable[[frozenset[str] | None], bool]) -> None:
-        self.plugin = plugin
-        self.emit = emit
-        self.stopped = threading.Event()
-        self._connection: http.client.HTTPConnection | None = None
-        self._lock = threading.Lock()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        with self._lock:
-            connection = self._connection
-        if connection is not None and connection.sock is not None:
-            with contextlib.suppress(OSError):
-                connection.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read
-
-    def run(self) -> None:
-        delay = _RECONNECT[0]
-        failures = 0
-        while not self.stopped.is_set():
-            try:
-                connected = self._stream()
-                if connected is None:  # the plugin publishes no change events
-                    connected = self._poll()
-                if connected:
-                    delay, failures = _RECONNECT[0], 0
-                    if not self.stopped.is_set():
-                        # The stream ended: the daemon may be gone. Its groups look now (and
-                        # say PluginUnavailable if it is), not at their next poll.
-                        self.emit(None)
-            except Exception as error:  # a dead daemon, a malformed stream: try again, never give up
-                failures += 1
-                if failures == 1:
-                    log.info("change feed of plugin %r: %s (retrying)", self.plugin.name, error)
-                    self.emit(None)  # its groups look now: their status says what is wrong
-            self.stopped.wait(delay)
-            delay = min(delay * 2, _RECONNECT[1])
-
-    def _open(self) -> http.client.HTTPConnection:
-        transport = self.plugin.transport
-        if transport._unix is not None:
-            connection: http.client.HTTPConnection = _UnixConnection(transport._unix, timeout=transport.connect_timeout)
-        else:
-            connection = http.client.HTTPConnection(transport._host, transport._port, timeout=transport.connect_timeout)
-        transport._connect(connection)
-        return connection
-
-    def _stream(self) -> bool | None:
-        """Read the event stream until it ends; whether it was opened (``None``: there is none)."""
-        connection = self._open()
-        with self._lock:
-            self._connection = connection
-        try:
-            if self.stopped.is_set():
-                return False
-            connection.request("GET", f"/events?topic={wire.CHANGES_TOPIC}", headers={"Accept": "text/event-stream"})
-            response = connection.getresponse()
-            if response.status != 200:  # 404, or 405 from a server that knows only POST: no events
-                return None
-            assert connection.sock is not None
-            connection.sock.settimeout(None)  # events come when they come; the kernel tells of a dead peer
-            if not self.emit(None):
-                return True
-            body = _Dechunker() if response.chunked else None
-            buffer = b""
-            while not self.stopped.is_set():
-                # The raw stream (http.client's own chunked reading does not take a stream
-                # that never ends), de-chunked here.
-                chunk = response.fp.read1(_CHUNK) if response.fp is not None else b""
-                if not chunk:
-                    return True
-                buffer += body.feed(chunk) if body is not None else chunk
-                *blocks, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
-                for block in blocks:
-                    changed = _event_ids(block)
-                    if changed is not _IGNORED and not self.emit(changed):  # type: ignore[arg-type]
-                        return True
-            return True
-        finally:
-            with self._lock:
-                self._connection = None
-            connection.close()
-
-    def _poll(self) -> bool:
-        """Describe every :data:`POLL_INTERVAL`, telling what differs; until a failure."""
-        seen: dict[str, Mapping[str, str]] | None = None
-        while not self.stopped.is_set():
-            now = {d.id: d.tags for d in self.plugin.describe({})}
-            if seen is None:
-                if not self.emit(None):
-                    return True
-            else:
-                changed = {i for i in now.keys() | seen.keys() if now.get(i) != seen.get(i)}
-                if changed and not self.emit(frozenset(changed)):
-                    return True
-            seen = now
-            self.stopped.wait(POLL_INTERVAL)
-        return True
-
-
-_IGNORED: Final = object()
-
-
-class _Dechunker:
-    """HTTP/1.1 chunked transfer coding, decoded incrementally."""
-
-    def __init__(self) -> None:
-        self.pending = b""
-
-    def feed(self, data: bytes) -> bytes:
-        self.pending += data
-        out = []
-        while True:
-            line_end = self.pending.find(b"\r\n")
-            if line_end < 0:
-                break
-            try:
-                size = int(self.pending[:line_end].split(b";", 1)[0].strip() or b"0", 16)
-            except ValueError:
-                raise spi.PluginError("the event stream is not valid chunked HTTP") from None
-            if size == 0:  # the last chunk: the stream is over
-                self.pending = b""
-                break
-            end = line_end + 2 + size
-            if len(self.pending) < end + 2:
-                break
-            out.append(self.pending[line_end + 2 : end])
-            self.pending = self.pending[end + 2 :]
-        return b"".join(out)
-
-
-def _event_ids(block: bytes) -> object:
-    """The IDs an SSE event block names (``None``: anything), or ``_IGNORED``."""
-    data = b"\n".join(line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:"))
-    if not data:
-        return _IGNORED
-    try:
-        event = json.loads(data)
-    except ValueError:
-        return None  # cannot tell what changed: anything may have
-    payload = wire.field(event, "Data") if isinstance(event, Mapping) else None
-    ids = wire.field(payload, "IDs") if isinstance(payload, Mapping) else None
-    if isinstance(ids, list) and all(isinstance(i, str) for i in ids):
-        return frozenset(ids)
-    return None
 
 
 class RemoteFlavorPlugin(_Remote):

@@ -4,25 +4,22 @@ A blocking iterator of decoded events (InfraKit's ``event.Event`` JSON: ``Topic`
 ``Type``, ``ID``, ``Timestamp``, ``Data``) from one plugin address, for the CLI's
 ``event tail``.  The server frames each event as a server-sent event (``data: <JSON>``
 and a blank line, :mod:`infrakit.rpc.server`), chunked: the chunks are decoded here as
-the change-feed watcher does (:mod:`infrakit.rpc.client`).  Standard library only.
+the change-feed watcher does (:mod:`infrakit.rpc.feeds`: bounded, never a traceback).  Standard library only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import socket
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from typing import Any
 
 from infrakit.plugins import spi
-from infrakit.rpc import client
+from infrakit.rpc import client, feeds
 
 __all__ = ["Stream", "subscribe"]
-
-_CHUNK: Final = 1 << 16
 
 
 class Stream:
@@ -33,16 +30,14 @@ class Stream:
         self.topic = topic
         self.label = f"plugin {name!r} at {address}"
         transport = client.Transport(address=address, name=name, connect_timeout=connect_timeout)
-        unix = address.removeprefix("unix://") if not address.startswith(("tcp://", "http://")) else None
-        if unix is not None:
-            self._connection: http.client.HTTPConnection = client._UnixConnection(unix, timeout=connect_timeout)
-        else:
-            host, port = transport._host, transport._port
-            self._connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
-        transport._connect(self._connection)  # one-line errors: not running, stale socket, refused
+        # One-line errors: not running, stale socket, refused.
+        self._connection: http.client.HTTPConnection = transport.connection()
+        # Kept: a stream without a length (read until closed) takes the socket from the connection.
+        self._sock = self._connection.sock
         query = urllib.parse.urlencode({"topic": topic})
         try:
-            self._connection.request("GET", f"/events?{query}", headers={"Accept": "text/event-stream"})
+            headers = {**transport.headers, "Accept": "text/event-stream"}
+            self._connection.request("GET", f"/events?{query}", headers=headers)
             self._response = self._connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             self.close()
@@ -53,34 +48,28 @@ class Stream:
             if self._response.status == 404 and text.startswith("invalid topic"):
                 raise spi.PluginError(f"{self.label}: {text}")
             raise spi.PluginError(f"{self.label}: publishes no events (HTTP {self._response.status})")
-        assert self._connection.sock is not None
-        self._connection.sock.settimeout(None)  # events come when they come
+        assert self._sock is not None
+        self._sock.settimeout(None)  # events come when they come
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
-        body = client._Dechunker() if self._response.chunked else None
-        buffer = b""
+        reader = feeds.EventReader(chunked=bool(self._response.chunked))
         while True:
             try:
-                chunk = self._response.fp.read1(_CHUNK) if self._response.fp is not None else b""
+                chunk = self._response.fp.read1(feeds.CHUNK) if self._response.fp is not None else b""
+                found = reader.feed(chunk)
             except (OSError, ValueError, AttributeError):
                 return  # closed (by close(), or the daemon stopped)
+            except spi.PluginError as error:
+                raise spi.PluginError(f"{self.label}: {error}") from None
             if not chunk:
                 return
-            buffer += body.feed(chunk) if body is not None else chunk
-            *blocks, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
-            for block in blocks:
-                data = b"\n".join(line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:"))
-                if not data:
-                    continue
-                try:
-                    event = json.loads(data)
-                except ValueError:
-                    continue  # not ours to guess at
-                if isinstance(event, Mapping):
+            for data in found:
+                event = feeds.decode(data)  # None: too deep, too long, not JSON: not ours to guess at
+                if event is not None:
                     yield event
 
     def close(self) -> None:
-        sock = self._connection.sock
+        sock = self._sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read

@@ -8,12 +8,16 @@ refuses a value of the wrong shape with :class:`WireError` naming where it is
 (``Spec.Tags.tier``) and what was expected: the server answers that as a JSON-RPC
 error, the client as a :class:`~infrakit.plugins.spi.PluginError`.
 
+Every JSON document from a peer is decoded by :func:`loads`, bounded in depth, so no
+peer can make a reader recurse until it crashes.
+
 Pure: no I/O, no HTTP; the server (aiohttp) and the client (http.client) share it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -27,8 +31,11 @@ __all__ = [
     "HANDSHAKE_IMPLEMENTS",
     "HANDSHAKE_TYPES",
     "INSTANCE",
+    "MAX_DEPTH",
+    "MAX_EVENT",
     "METADATA",
     "InterfaceSpec",
+    "ParseError",
     "WireError",
     "allocation_from_wire",
     "allocation_to_wire",
@@ -39,6 +46,7 @@ __all__ = [
     "go_list",
     "health_from_wire",
     "health_to_wire",
+    "loads",
     "obj",
     "optional_string",
     "path_from_wire",
@@ -78,6 +86,16 @@ Its events' ``Data`` is ``{"IDs": [...]}``, or ``{"All": true}`` when anything m
 changed; a client heals from it instead of polling (InfraKit's own daemons publish
 nothing there, and are polled)."""
 
+MAX_DEPTH: Final = 100
+"""Containers a message may nest, envelope included (a Group's properties nest at most 32).
+
+Every JSON document a peer sends (a request, an answer, an event) is refused beyond it,
+so no value deep enough to exhaust a recursive reader (a parser, an encoder, a schema
+check: about 1,000 frames) ever reaches one."""
+
+MAX_EVENT: Final = 1 << 20
+"""Bytes of one server-sent event (its ``data:`` lines); a longer one is skipped unread."""
+
 HANDSHAKE_IMPLEMENTS: Final = "Handshake.Implements"
 HANDSHAKE_TYPES: Final = "Handshake.Types"
 
@@ -92,6 +110,43 @@ class WireError(ValueError):
         super().__init__(f"{where}: {message}" if where else message)
         self.where = where
         self.message = message
+
+
+class ParseError(ValueError):
+    """A peer's bytes that are not JSON we read: malformed, or nested beyond :data:`MAX_DEPTH`.
+
+    ``deep`` tells which: the text says it in one line either way.
+    """
+
+    def __init__(self, message: str, *, deep: bool = False) -> None:
+        super().__init__(message)
+        self.deep = deep
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode one JSON document from a peer; :class:`ParseError` for anything else.
+
+    Never a ``RecursionError`` (the parser's own limit, reached by a body of 100,000
+    ``[``, is reported as too deep) and never a value nested deeper than
+    :data:`MAX_DEPTH` (checked without recursion).  Sizes are bounded by the callers,
+    which read the bytes.
+    """
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ParseError(f"nested more than {MAX_DEPTH} levels deep", deep=True) from None
+    except ValueError as error:  # malformed, not UTF-8, an integer of more than 4,300 digits
+        raise ParseError(str(error)) from None
+    if type(value) is dict or type(value) is list:
+        stack: list[tuple[Any, int]] = [(value, 1)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise ParseError(f"nested more than {MAX_DEPTH} levels deep", deep=True)
+            for child in node.values() if type(node) is dict else node:
+                if type(child) is dict or type(child) is list:
+                    stack.append((child, depth + 1))
+    return value
 
 
 # -- scalars and containers (Go's decoding rules) ------------------------------------------

@@ -73,6 +73,15 @@ def test_the_metrics_default_is_loopback() -> None:
     assert option.default == "127.0.0.1:9090"
 
 
+@pytest.mark.parametrize(
+    ("name", "default"), [("liveness", "http://127.0.0.1:8080/healthz"), ("readiness", "http://127.0.0.1:8081/readyz")]
+)
+def test_the_probe_defaults_are_loopback_too(name: str, default: str) -> None:
+    # Issue 19, F12: they were 0.0.0.0; the manifests pass every interface explicitly (test_manifests).
+    option = next(p for p in operator_main.main.params if p.name == name)
+    assert option.default == default
+
+
 @pytest.mark.parametrize("address", ["9090", "localhost", "host:port", ":70000"])
 def test_a_bad_metrics_bind_address_names_the_option(address: str) -> None:
     with pytest.raises(click.BadParameter, match="expected HOST:PORT"):

@@ -2,7 +2,8 @@
 
 What goes in: our services served in-process (:func:`serving`), hand-made HTTP answers
 (:class:`FakePlugin`: the misbehaving plugins a client must survive), daemons started as
-subprocesses, and a Go plugin built from ``goplugin/main.go``.  What comes out: raw
+subprocesses, a Go plugin built from ``goplugin/main.go`` and a Go client making its
+calls as InfraKit v0.5's CLI does (``goclient/main.go``).  What comes out: raw
 JSON-RPC answers (:func:`rpc`) or our client's results and errors.
 
 Unix socket paths are limited to 107 bytes, so sockets live in a short directory under
@@ -36,6 +37,7 @@ import pytest
 from infrakit.rpc import server
 
 GOPLUGIN_SOURCE = Path(__file__).parent / "goplugin" / "main.go"
+GOCLIENT_SOURCE = Path(__file__).parent / "goclient" / "main.go"
 
 
 @pytest.fixture
@@ -63,8 +65,12 @@ def serving(
     directory: Path,
     name: str = "plugin",
     listen: tuple[str, int] | None = None,
+    **options: Any,
 ) -> Iterator[str]:
-    """Serve ``services`` from a thread with its own event loop; yield the address to dial."""
+    """Serve ``services`` from a thread with its own event loop; yield the address to dial.
+
+    ``options`` go to :func:`infrakit.rpc.server.serve` (``access``, ``limits``).
+    """
     ready = threading.Event()
     found: dict[str, Any] = {}
 
@@ -78,7 +84,13 @@ def serving(
                 ready.set()
 
             await server.serve(
-                services, name=name, stop=found["stop"], directory=directory, listen=listen, on_ready=on_ready
+                services,
+                name=name,
+                stop=found["stop"],
+                directory=directory,
+                listen=listen,
+                on_ready=on_ready,
+                **options,
             )
 
         try:
@@ -278,23 +290,34 @@ def start_daemon(kind: str, *args: str, env: dict[str, str] | None = None) -> Da
 # -- the Go plugin -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def goplugin() -> Path:
-    """The Go test plugin, built from source (cached under ~/.cache/infrakit by source hash)."""
+def _go_build(source: Path, name: str) -> Path:
+    """``source`` built with the Go toolchain (standard library only), cached under ~/.cache/infrakit by hash."""
     go = shutil.which("go")
     if go is None:
-        pytest.skip("the Go toolchain is not installed: cannot build the Go test plugin")
+        pytest.skip(f"the Go toolchain is not installed: cannot build the Go test {name}")
     version = subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout
-    digest = hashlib.sha256(GOPLUGIN_SOURCE.read_bytes() + version.encode()).hexdigest()[:16]
-    cached = Path.home() / ".cache" / "infrakit" / "goplugin" / digest / "goplugin"
+    digest = hashlib.sha256(source.read_bytes() + version.encode()).hexdigest()[:16]
+    cached = Path.home() / ".cache" / "infrakit" / name / digest / name
     if cached.exists():
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
-    scratch = cached.parent / f".goplugin-{os.getpid()}"
+    scratch = cached.parent / f".{name}-{os.getpid()}"
     env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
     built = subprocess.run(
-        [go, "build", "-o", str(scratch), str(GOPLUGIN_SOURCE)], capture_output=True, text=True, env=env, check=False
+        [go, "build", "-o", str(scratch), str(source)], capture_output=True, text=True, env=env, check=False
     )
     assert built.returncode == 0, built.stderr
     os.replace(scratch, cached)
     return cached
+
+
+@pytest.fixture(scope="session")
+def goplugin() -> Path:
+    """The Go test plugin, built from source (cached under ~/.cache/infrakit by source hash)."""
+    return _go_build(GOPLUGIN_SOURCE, "goplugin")
+
+
+@pytest.fixture(scope="session")
+def goclient() -> Path:
+    """A client making its calls as InfraKit v0.5's CLI does (``goclient/main.go``), built from source."""
+    return _go_build(GOCLIENT_SOURCE, "goclient")

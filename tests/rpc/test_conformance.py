@@ -211,7 +211,9 @@ def test_instance_not_found_is_an_error_flagged_for_clients(instance_socket: str
 
 
 def test_a_sub_type_we_do_not_serve(instance_socket: str) -> None:
-    assert error(rpc(instance_socket, "Instance.DescribeInstances", {"Type": "ec2", "Tags": {}})) == "no-plugin:ec2"
+    # InfraKit's words first (a client may match them), then what they mean.
+    message = error(rpc(instance_socket, "Instance.DescribeInstances", {"Type": "ec2", "Tags": {}}))
+    assert message == "no-plugin:ec2: this plugin has no sub-type 'ec2' (it serves: .)"
 
 
 def test_params_keys_match_case_insensitively_as_go_does(instance_socket: str) -> None:
@@ -390,10 +392,14 @@ def test_http_level_refusals(instance_socket: str) -> None:
     status, _, body = http_request(instance_socket, method="GET")
     assert (status, body) == (405, b"rpc: POST method required, received GET")
     status, _, body = http_request(instance_socket, body=b"{}", headers={"Content-Type": "text/xml"})
-    assert (status, body) == (415, b"rpc: unrecognized Content-Type: text/xml")
-    # No content type at all is accepted, as gorilla does with one codec.
+    assert (status, body) == (415, b"rpc: unrecognized Content-Type: text/xml; send application/json")
+    # No content type at all is refused too (gorilla took it as JSON-RPC, as a web page may send it:
+    # issue 19, F12); application/json with parameters is taken.
     message = json.dumps({"jsonrpc": "2.0", "method": "Handshake.Types", "params": {}, "id": 1}).encode()
     status, _, body = http_request(instance_socket, body=message, headers={})
+    assert (status, body) == (415, b"rpc: unrecognized Content-Type: (none); send application/json")
+    headers = {"Content-Type": "Application/JSON; charset=utf-8"}
+    status, _, body = http_request(instance_socket, body=message, headers=headers)
     assert status == 200 and json.loads(body)["result"] == {"Types": {"Instance/0.5.0": ["."]}}
 
 

@@ -1,0 +1,366 @@
+"""Plugin objects as JSON-RPC services: the method tables of InfraKit's interfaces.
+
+A :class:`Service` is one interface (``Instance/0.5.0``...) bound to one of our plugin
+objects: a table of JSON-RPC methods, each decoding its Go-shaped params
+(:mod:`infrakit.rpc.wire`), calling the plugin (in a worker thread: plugin calls
+block), and encoding the answer as v0.5's Go server does.  :func:`instance_service`
+and :func:`flavor_service` route a call's ``Type`` to a sub-type's plugin as InfraKit's
+``PluginServerWithTypes`` does; :func:`group_services` serves the group runtime (the
+:class:`GroupService` protocol) as ``Group/0.1.0`` + ``Metadata/0.1.0``.
+:mod:`infrakit.rpc.server` puts services behind its HTTP endpoint.  No aiohttp here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+from infrakit.core import instances
+from infrakit.plugins import spi
+from infrakit.rpc import wire
+
+__all__ = [
+    "EventSource",
+    "EventSubscription",
+    "GroupService",
+    "Handler",
+    "Service",
+    "WireEvent",
+    "flavor_service",
+    "group_services",
+    "instance_service",
+]
+
+
+Handler = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+class WireEvent(Protocol):
+    def to_wire(self) -> dict[str, Any]:
+        """The event as InfraKit's ``event.Event`` JSON (Topic, Type, ID, Timestamp, Data)."""
+        ...
+
+
+class EventSubscription(Protocol):
+    """One subscriber's bounded buffer (``infrakit.runtime.events.Subscription``)."""
+
+    dropped: int
+
+    def drain(self) -> Sequence[WireEvent]:
+        """The events buffered so far; never blocks."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EventSource(Protocol):
+    """Events a plugin publishes (``infrakit.runtime.events.Broker``): topics and subscriptions.
+
+    ``wake`` is called (from any thread, without blocking) when events are buffered.
+    """
+
+    def topics(self) -> list[str]: ...
+
+    def accepts(self, topic: str) -> bool:
+        """Whether ``topic`` may be subscribed to though none of :meth:`topics` is under it (yet)."""
+        ...
+
+    def subscribe(self, topics: Sequence[str], *, wake: Callable[[], None]) -> EventSubscription: ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Service:
+    """One interface served: ``methods`` by wire name (``Provision``), run in a thread.
+
+    ``examples`` gives, per method, the zero-valued params and result v0.5 shows in
+    ``/info/api.json``.  Calls are serialised by ``lock`` unless the plugin is known to
+    be thread-safe: our plugin objects keep small unsynchronised caches.
+    """
+
+    interface: wire.InterfaceSpec
+    methods: Mapping[str, Handler]
+    examples: Mapping[str, tuple[dict[str, Any], dict[str, Any]]]
+    types: tuple[str, ...] = (".",)
+    lock: threading.Lock | None = dataclasses.field(default_factory=threading.Lock)
+    feeds: Mapping[str, Callable[[], AsyncIterator[Any]]] = dataclasses.field(default_factory=dict)
+    """Topic -> a change feed whose items are published as events on that topic."""
+    events: EventSource | None = None
+    """Events published by the plugin itself (the group runtime's broker), on its own topics."""
+
+
+# -- services -------------------------------------------------------------------------------
+
+
+def _router(default: Any, types: Mapping[str, Any] | None) -> Callable[[Mapping[str, Any]], tuple[str, Any]]:
+    """The plugin a request's ``Type`` names, as InfraKit's typed servers pick it (``""``: the default).
+
+    An unknown sub-type is refused with InfraKit's ``no-plugin:<type>``, then what it means.
+    """
+    typed = {"": default, **(types or {})}
+    served = ", ".join([".", *sorted(types or {})])
+
+    def route(params: Mapping[str, Any]) -> tuple[str, Any]:
+        kind = wire.string(wire.field(params, "Type"), "Type")
+        found = typed.get(kind)
+        if found is None:
+            raise spi.PluginError(f"no-plugin:{kind}: this plugin has no sub-type {kind!r} (it serves: {served})")
+        return kind, found
+
+    return route
+
+
+_ZERO_SPEC: Final = {"Properties": None, "Tags": None, "Init": "", "LogicalID": None, "Attachments": None}
+_ZERO_DESCRIPTION: Final = {"ID": "", "LogicalID": None, "Tags": None}
+_ZERO_ALLOCATION: Final = {"Size": 0, "LogicalIDs": None}
+
+
+def instance_service(
+    plugin: spi.InstancePlugin,
+    *,
+    concurrent: bool = False,
+    properties: Callable[[instances.Description], Any] | None = None,
+    types: Mapping[str, spi.InstancePlugin] | None = None,
+) -> Service:
+    """``Instance/0.5.0`` backed by ``plugin``, and by ``types`` for the sub-types they name.
+
+    ``properties`` gives an instance's ``Properties`` when ``DescribeInstances`` asks for
+    them (v0.5's file plugin answers its spec); a plugin that reports changes
+    (``spi.Watching``) has them published on :data:`wire.CHANGES_TOPIC` (the default
+    plugin's).  A call's ``Type`` picks the plugin (``instance-x/large`` is served by
+    ``types["large"]``), as InfraKit's ``PluginServerWithTypes``.
+    """
+    route = _router(plugin, types)
+
+    def validate(params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, target = route(params)
+        target.validate(wire.field(params, "Properties"))
+        return {"Type": kind, "OK": True}
+
+    def provision(params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, target = route(params)
+        instance_id = target.provision(wire.spec_from_wire(wire.field(params, "Spec"), "Spec"))
+        return {"Type": kind, "ID": instance_id}
+
+    def label(params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, target = route(params)
+        instance_id = wire.string(wire.field(params, "Instance"), "Instance")
+        target.label(instance_id, wire.tags(wire.field(params, "Labels"), "Labels"))
+        return {"Type": kind, "OK": True}
+
+    def destroy(params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, target = route(params)
+        target.destroy(wire.string(wire.field(params, "Instance"), "Instance"))
+        return {"Type": kind, "OK": True}
+
+    def describe(params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, target = route(params)
+        detailed = wire.boolean(wire.field(params, "Properties"), "Properties")
+        found = target.describe(wire.tags(wire.field(params, "Tags"), "Tags"))
+        listed = []
+        for description in found:
+            entry = wire.description_to_wire(description)
+            if detailed and properties is not None and not kind:
+                entry["Properties"] = properties(description)
+            listed.append(entry)
+        return {"Type": kind, "Descriptions": wire.go_list(listed)}
+
+    ok = {"Type": "", "OK": False}
+    return Service(
+        interface=wire.INSTANCE,
+        methods={
+            "Validate": validate,
+            "Provision": provision,
+            "Label": label,
+            "Destroy": destroy,
+            "DescribeInstances": describe,
+        },
+        examples={
+            "DescribeInstances": (
+                {"Type": "", "Tags": None, "Properties": False},
+                {"Type": "", "Descriptions": None},
+            ),
+            "Destroy": ({"Type": "", "Instance": ""}, ok),
+            "Label": ({"Type": "", "Instance": "", "Labels": None}, ok),
+            "Provision": ({"Type": "", "Spec": _ZERO_SPEC}, {"Type": "", "ID": None}),
+            "Validate": ({"Type": "", "Properties": None}, ok),
+        },
+        types=(".", *sorted(types or {})),
+        lock=None if concurrent else threading.Lock(),
+        feeds={wire.CHANGES_TOPIC: _changes_feed(plugin)} if isinstance(plugin, spi.Watching) else {},
+    )
+
+
+def _changes_feed(plugin: spi.Watching) -> Callable[[], AsyncIterator[Any]]:
+    async def feed() -> AsyncIterator[Any]:
+        async for changed in plugin.changes():
+            yield {"All": True} if changed is None else {"IDs": sorted(changed)}
+
+    return feed
+
+
+def flavor_service(
+    plugin: spi.FlavorPlugin, *, concurrent: bool = False, types: Mapping[str, spi.FlavorPlugin] | None = None
+) -> Service:
+    """``Flavor/0.1.0`` backed by ``plugin``, and by ``types`` for the sub-types they name."""
+    route = _router(plugin, types)
+
+    def validate(params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, target = route(params)
+        allocation = wire.allocation_from_wire(wire.field(params, "Allocation"), "Allocation")
+        target.validate(wire.field(params, "Properties"), allocation)
+        return {"Type": kind, "OK": True}
+
+    def prepare(params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, target = route(params)
+        spec = wire.spec_from_wire(wire.field(params, "Spec"), "Spec")
+        allocation = wire.allocation_from_wire(wire.field(params, "Allocation"), "Allocation")
+        index = wire.obj(wire.field(params, "Index"), "Index")  # our flavors do not use it: checked only
+        wire.string(wire.field(index, "Group"), "Index.Group")
+        wire.uint(wire.field(index, "Sequence"), "Index.Sequence")
+        prepared = target.prepare(wire.field(params, "Properties"), spec, allocation)
+        return {"Type": kind, "Spec": wire.spec_to_wire(prepared)}
+
+    def healthy(params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, target = route(params)
+        description = wire.description_from_wire(wire.field(params, "Instance"), "Instance")
+        health = target.healthy(wire.field(params, "Properties"), description)
+        return {"Type": kind, "Health": wire.health_to_wire(health)}
+
+    def drain(params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, target = route(params)
+        description = wire.description_from_wire(wire.field(params, "Instance"), "Instance")
+        target.drain(wire.field(params, "Properties"), description)
+        return {"Type": kind, "OK": True}
+
+    ok = {"Type": "", "OK": False}
+    on_instance = {"Type": "", "Properties": None, "Instance": _ZERO_DESCRIPTION}
+    return Service(
+        interface=wire.FLAVOR,
+        methods={"Validate": validate, "Prepare": prepare, "Healthy": healthy, "Drain": drain},
+        examples={
+            "Drain": (on_instance, ok),
+            "Healthy": (on_instance, {"Type": "", "Health": 0}),
+            "Prepare": (
+                {
+                    "Type": "",
+                    "Properties": None,
+                    "Spec": _ZERO_SPEC,
+                    "Allocation": _ZERO_ALLOCATION,
+                    "Index": {"Group": "", "Sequence": 0},
+                },
+                {"Type": "", "Spec": _ZERO_SPEC},
+            ),
+            "Validate": ({"Type": "", "Properties": None, "Allocation": _ZERO_ALLOCATION}, ok),
+        },
+        types=(".", *sorted(types or {})),
+        lock=None if concurrent else threading.Lock(),
+    )
+
+
+class GroupService(Protocol):
+    """What the group runtime offers the ``Group/0.1.0`` and ``Metadata/0.1.0`` servers.
+
+    Methods block (they run in a worker thread) and raise ``SpecError`` for a bad
+    document or ``PluginError`` for anything else; the message is what the caller sees.
+    """
+
+    def commit(self, document: Mapping[str, Any], *, pretend: bool) -> str:
+        """Commit (or with ``pretend``, only plan) InfraKit's ``{"ID", "Properties"}``; the plan text."""
+        ...
+
+    def free(self, group_id: str) -> None:
+        """Stop managing the group, leaving its instances."""
+
+    def describe(self, group_id: str) -> tuple[list[instances.Description], bool]:
+        """The group's instances and whether it has converged."""
+        ...
+
+    def destroy(self, group_id: str) -> None:
+        """Destroy the group's instances and forget it."""
+
+    def inspect(self) -> list[dict[str, Any]]:
+        """The committed specs, as ``[{"ID", "Properties"}]``."""
+        ...
+
+    def metadata_list(self, path: tuple[str, ...]) -> list[str]:
+        """The children of ``path`` (``()`` is the root), e.g. ``("specs",) -> ["cattle"]``."""
+        ...
+
+    def metadata_get(self, path: tuple[str, ...]) -> Any:
+        """The value at ``path`` (any JSON), None if there is none."""
+
+
+def group_services(service: GroupService, *, events: EventSource | None = None) -> list[Service]:
+    """``Group/0.1.0`` and ``Metadata/0.1.0`` backed by ``service`` (which must be thread-safe).
+
+    ``events``: the runtime's events, served as InfraKit's event endpoint (``Event.List``
+    and ``GET /events?topic=``), not advertised by the handshake (v0.5's group plugin did not).
+    """
+
+    def group_id(params: Mapping[str, Any]) -> str:
+        value = wire.string(wire.field(params, "ID"), "ID")
+        if not value:
+            raise spi.PluginError("Group ID must not be blank")  # v0.5's words
+        return value
+
+    def commit(params: Mapping[str, Any]) -> dict[str, Any]:
+        spec = wire.obj(wire.field(params, "Spec"), "Spec")
+        document = {"ID": group_id(spec), "Properties": wire.field(spec, "Properties")}
+        pretend = wire.boolean(wire.field(params, "Pretend"), "Pretend")
+        return {"Details": service.commit(document, pretend=pretend)}
+
+    def free(params: Mapping[str, Any]) -> dict[str, Any]:
+        service.free(group_id(params))
+        return {"OK": True}
+
+    def describe(params: Mapping[str, Any]) -> dict[str, Any]:
+        found, converged = service.describe(group_id(params))
+        listed = wire.go_list([wire.description_to_wire(d) for d in found])
+        return {"Description": {"Instances": listed, "Converged": bool(converged)}}
+
+    def destroy(params: Mapping[str, Any]) -> dict[str, Any]:
+        service.destroy(group_id(params))
+        return {"OK": True}
+
+    def inspect(params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"Groups": wire.go_list(service.inspect())}
+
+    def metadata_list(params: Mapping[str, Any]) -> dict[str, Any]:
+        path = wire.path_from_wire(wire.field(params, "Path"), "Path")
+        return {"Nodes": wire.go_list(sorted(service.metadata_list(path)))}
+
+    def metadata_get(params: Mapping[str, Any]) -> dict[str, Any]:
+        path = wire.path_from_wire(wire.field(params, "Path"), "Path")
+        return {"Value": service.metadata_get(path)}
+
+    by_id = {"ID": ""}
+    ok = {"OK": False}
+    return [
+        Service(
+            interface=wire.GROUP,
+            methods={
+                "CommitGroup": commit,
+                "FreeGroup": free,
+                "DescribeGroup": describe,
+                "DestroyGroup": destroy,
+                "InspectGroups": inspect,
+            },
+            examples={
+                "CommitGroup": ({"Spec": {"ID": "", "Properties": None}, "Pretend": False}, {"Details": ""}),
+                "DescribeGroup": (by_id, {"Description": {"Instances": None, "Converged": False}}),
+                "DestroyGroup": (by_id, ok),
+                "FreeGroup": (by_id, ok),
+                "InspectGroups": ({}, {"Groups": None}),
+            },
+            lock=None,
+            events=events,
+        ),
+        Service(
+            interface=wire.METADATA,
+            methods={"List": metadata_list, "Get": metadata_get},
+            examples={"Get": ({"Path": "."}, {"Value": None}), "List": ({"Path": "."}, {"Nodes": None})},
+            lock=None,
+        ),
+    ]
