@@ -50,7 +50,7 @@ def read_description(name: str, document: Any) -> instances.Description | str:
         return "is not an instance document (a JSON object whose ID is its name)"
     logical_id = document.get("LogicalID")
     if logical_id is not None and not _text(logical_id):
-        return f"has a LogicalID that is {_kind(logical_id)}, not a string or null"
+        return f"has a LogicalID that {_wrong(logical_id, 'a string or null')}"
     tags = document.get("Tags")
     if tags is None:
         tags = {}
@@ -58,7 +58,7 @@ def read_description(name: str, document: Any) -> instances.Description | str:
         return f"has Tags that are {instances.kind(tags)}, not a mapping of strings to strings"
     for key, value in tags.items():
         if not _text(value):  # keys of a decoded JSON object are strings
-            return f"has a tag {key!r} whose value is {_kind(value)}, not a string"
+            return f"has a tag {key!r} whose value {_wrong(value, 'a string')}"
         if not _text(key):
             return "has a tag whose key is a string with an unpaired surrogate (not valid Unicode)"
     created = document.get("CreatedAt")
@@ -93,11 +93,12 @@ def check_readable(spec: instances.InstanceSpec) -> None:
         instances.check_json(attachment.type, field=f"Attachments[{index}].Type")
 
 
-def _kind(value: Any) -> str:
-    """What a value read from a file is, for a warning ("a number"; a string that is not valid text)."""
+def _wrong(value: Any, wanted: str) -> str:
+    """What is wrong with a value read from a file, for a warning: "is a number, not a string",
+    or, for a string that is not valid text, "holds an unpaired surrogate (not valid Unicode)"."""
     if type(value) is str:
-        return "a string with an unpaired surrogate (not valid Unicode)"
-    return instances.kind(value)
+        return "holds an unpaired surrogate (not valid Unicode)"
+    return f"is {instances.kind(value)}, not {wanted}"
 
 
 def _text(value: Any) -> bool:
