@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.dockerfixtures import _unavailable
+from tools.docker import engine as engines
 
 
 @pytest.fixture
@@ -30,6 +31,7 @@ def own_state_dir() -> Iterator[Path]:
     try:
         yield path
     finally:
+        engines.Daemon(path).stop()  # whatever a failed test left running there
         shutil.rmtree(path, ignore_errors=True)
 
 
