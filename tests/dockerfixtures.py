@@ -108,6 +108,8 @@ def _made(config: pytest.Config, what: str) -> Any:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Take the engine and make the images up front if a selected test needs them."""
+    if session.config.option.collectonly:
+        return
     needed = {
         "busybox": ("busybox_images", "docker_images"),
         "python": ("docker_images",),

@@ -294,6 +294,9 @@ class Daemon:
                 ids = engine.docker("ps", "--all", "--quiet", timeout=30).stdout.split()
                 if ids:
                     engine.docker("rm", "--force", "--volumes", *ids, timeout=60)
+                # Untagged images a week old: replaced builds. Younger ones are kept, as the last
+                # build's stages (untagged, yet its cache) are among them.
+                engine.docker("image", "prune", "--force", "--filter=until=168h", timeout=120)
         if pid is not None:
             _signal(pid, signal.SIGTERM)
             if not _wait_gone(pid, timeout):

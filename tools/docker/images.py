@@ -182,6 +182,10 @@ def base_image(engine: Engine, *, timings: Timings | None = None) -> str:
             )
         with timings.step("remove rootfs"):
             subprocess.run(_as_root(["rm", "-rf", "--one-file-system", str(rootfs)]), check=False, timeout=300)
+    listing = engine.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", BASE_REPO).stdout.split()
+    stale = [ref for ref in listing if ref != tag]
+    if stale:
+        engine.docker("image", "rm", *stale, check=False)  # bases made from an older recipe or mirror
     return tag
 
 

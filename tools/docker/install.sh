@@ -18,6 +18,7 @@ if ! command -v dockerd >/dev/null || ! command -v containerd >/dev/null || ! co
   packages+=(docker.io)
 fi
 command -v debootstrap >/dev/null || packages+=(debootstrap)
+have_package debian-archive-keyring || packages+=(debian-archive-keyring)  # debootstrap checks signatures
 have_package busybox-static || packages+=(busybox-static)
 command -v unshare >/dev/null || packages+=(util-linux)
 
