@@ -1,5 +1,7 @@
-# syntax=docker/dockerfile:1
-# The operator image: `docker build -t infrakit-operator:dev .` (make image).
+# The operator image: `docker build -t infrakit-operator:dev .`, or `make image` (tools/docker),
+# which also builds it where no registry can be reached.
+# No `# syntax=` line: it would make BuildKit pull a frontend image, and the builder's own
+# Dockerfile frontend (BuildKit's or the classic builder's) understands everything below.
 # Runs as UID 65532 with a read-only root filesystem; it writes only to the instance
 # volume (/var/lib/infrakit/instances) and /tmp (an emptyDir in manifests/).
 # Stages: build (a venv from pyproject.toml), dev (Tilt's live-update target), and the
@@ -18,8 +20,17 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY crds/ crds/
 COPY infrakit/ infrakit/
-RUN pip --python /opt/venv/bin/python install . \
- && /opt/venv/bin/infrakit-operator --help >/dev/null
+# wheels/ is in the context only when `make image` builds offline (tools/docker/operator_image.py:
+# every dependency built into a wheel on the host): pip then never reaches an index. The
+# `wheel[s]` pattern lets a plain `docker build .`, which has none, copy just pyproject.toml.
+COPY pyproject.toml wheel[s] /wheels/
+# kubernetes/aio (68 MB of the venv's 190) is the client's asyncio twin, which neither
+# infrakit nor kopf imports (kopf talks to the API with aiohttp).
+RUN if ls /wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links=/wheels; fi \
+ && pip --python /opt/venv/bin/python install "$@" . \
+ && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio \
+ && /opt/venv/bin/infrakit-operator --help >/dev/null \
+ && /opt/venv/bin/infrakit-local --help >/dev/null
 
 FROM ${PYTHON_IMAGE} AS base
 # USER: kopf names itself with getpass.getuser(), which fails for a UID without a
@@ -31,8 +42,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     USER=infrakit \
     INFRAKIT_INSTANCE_DIR=/var/lib/infrakit/instances
 # The slim image ships no bytecode for the standard library; compile it now (best effort), as a
-# read-only root filesystem would make every start compile it again in memory.
-RUN (python -m compileall -q /usr/local/lib/python3.11 || true) \
+# read-only root filesystem would make every start compile it again in memory. The stdlib is in
+# /usr/local/lib on the official image and in /usr/lib on Debian's python3 (the stand-in).
+RUN (python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" || true) \
  && groupadd --system --gid 65532 infrakit \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin infrakit \
