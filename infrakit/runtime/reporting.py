@@ -17,21 +17,34 @@ A report never fails a sync: a broker that cannot publish is logged and skipped.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from infrakit import logs
-from infrakit.core import instances, planning, specs
+from infrakit.core import instances, planning, specs, status
 from infrakit.runtime import engine, events, stores
 
-__all__ = ["LOGGED_IDS", "Reporter"]
+__all__ = ["LOGGED_IDS", "Reporter", "Synced"]
 
 log = logging.getLogger("infrakit.runtime.syncing")
 
 LOGGED_IDS: Final = 20
 """Instance IDs named in one structured log field (the counts are exact past them)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Synced:
+    """What one sync saw and did: all a report is made from."""
+
+    record: stores.Record
+    spec: specs.GroupSpec
+    observed: Sequence[planning.Member]  # as the sync found them
+    final: Sequence[planning.Member]  # as it left them
+    steps: Sequence[engine.Step]
+    lost: Sequence[str]
 
 
 class Reporter:
@@ -55,23 +68,16 @@ class Reporter:
 
     # -- a sync that acted -------------------------------------------------------------------
 
-    def synced(
-        self,
-        record: stores.Record,
-        spec: specs.GroupSpec,
-        *,
-        observed: Sequence[planning.Member],
-        final: Sequence[planning.Member],
-        steps: Sequence[engine.Step],
-        lost: Sequence[str],
-    ) -> None:
-        self._events(record, spec, steps, lost)
-        self._topics(record, spec, observed=observed, final=final, steps=steps, lost=lost)
+    def synced(self, sync: Synced) -> None:
+        self._events(sync)
+        self._topics(sync)
 
-    def failed(self, record: stores.Record, *, reason: str, message: str) -> None:
-        """A new failure (called once per distinct cause, not per retry)."""
-        self.store.event(record, reason=reason, message=message, warning=True, force=True)
-        self.emit(record, "error", "error", {"Reason": reason, "Message": message})
+    def failed(self, record: stores.Record, failure: status.Failure) -> None:
+        """A failure, told once per distinct cause (the previous status says which was told), not per retry."""
+        if _ready_message(record.status) == failure.message:
+            return
+        self.store.event(record, reason=failure.reason, message=failure.message, warning=True, force=True)
+        self.emit(record, "error", "error", {"Reason": failure.reason, "Message": failure.message})
 
     def torn_down(self, record: stores.Record, steps: Sequence[engine.Step]) -> None:
         message = f"destroyed {len(steps)} instances of the deleted group"
@@ -91,10 +97,9 @@ class Reporter:
 
     # -- the store's events ------------------------------------------------------------------
 
-    def _events(
-        self, record: stores.Record, spec: specs.GroupSpec, steps: Sequence[engine.Step], lost: Sequence[str]
-    ) -> None:
+    def _events(self, sync: Synced) -> None:
         """Events (cluster) or log lines (local) naming what was done, aggregated."""
+        record, spec, steps, lost = sync.record, sync.spec, sync.steps, sync.lost
         if steps:
             done = collections.Counter(s.action for s in steps)
             log.log(
@@ -149,24 +154,16 @@ class Reporter:
 
     # -- the broker's topics -----------------------------------------------------------------
 
-    def _topics(
-        self,
-        record: stores.Record,
-        spec: specs.GroupSpec,
-        *,
-        observed: Sequence[planning.Member],
-        final: Sequence[planning.Member],
-        steps: Sequence[engine.Step],
-        lost: Sequence[str],
-    ) -> None:
+    def _topics(self, sync: Synced) -> None:
         """Topics from what this sync computed: its steps, the lost, the newly unhealthy, the roll."""
+        record, spec, observed, final, steps = sync.record, sync.spec, sync.observed, sync.final, sync.steps
         unhealthy = frozenset(m.id for m in final if m.health is instances.Health.UNHEALTHY)
         with self._lock:
             announced = self._unhealthy.get(record.key, frozenset())
             self._unhealthy[record.key] = unhealthy
         if self.publisher is None:
             return
-        for instance_id in lost:
+        for instance_id in sync.lost:
             self.emit(record, "instance/lost", "Lost", {"InstanceID": instance_id, "LogicalID": None, "Reason": "Lost"})
         for done in steps:
             if done.action == "provision":
@@ -189,6 +186,14 @@ class Reporter:
             )
         if (outdated or rolled) and not remaining:
             self.emit(record, "update/completed", "UpdateCompleted", {**update, "Size": len(final)})
+
+
+def _ready_message(previous: Mapping[str, Any]) -> str | None:
+    for condition in previous.get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            message = condition.get("message")
+            return message if isinstance(message, str) else None
+    return None
 
 
 def instance_data(step: engine.Step, *, reason: str | None = None) -> dict[str, Any]:

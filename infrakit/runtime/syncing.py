@@ -317,7 +317,11 @@ class Syncer:
         if not final and record.guarded and not scope.plan.provisions:
             self.store.unguard(record)
         scope.reported = True
-        self.reporter.synced(record, spec, observed=observed, final=final, steps=progress.steps, lost=scope.lost)
+        self.reporter.synced(
+            reporting.Synced(
+                record=record, spec=spec, observed=observed, final=final, steps=progress.steps, lost=scope.lost
+            )
+        )
         blocked = scope.plan.blocked and not spec.paused
         return scope.result(requeue_after=WAIT_FOR_HEALTH if blocked else None)
 
@@ -464,7 +468,11 @@ class Syncer:
                 log.warning("group %s: recording its members failed: %s", _name(record.key), _describe(error))
             if not scope.reported:  # cut short: what was lost and done so far is still news
                 final = progress.sorted_members()
-                self.reporter.synced(record, spec, observed=final, final=final, steps=progress.steps, lost=scope.lost)
+                self.reporter.synced(
+                    reporting.Synced(
+                        record=record, spec=spec, observed=final, final=final, steps=progress.steps, lost=scope.lost
+                    )
+                )
         if not scope.write:
             return
         if (
@@ -480,8 +488,8 @@ class Syncer:
                 progress.observed = True
             except Exception:  # noqa: S110 - the first failure is the one reported
                 pass
-        if failure is not None and failure.reason != "Interrupted" and _ready_message(record.status) != failure.message:
-            self.reporter.failed(record, reason=failure.reason, message=failure.message)
+        if failure is not None and failure.reason != "Interrupted":
+            self.reporter.failed(record, failure)
         if progress.observed and spec is not None and not record.deleting:
             new = status.compute(
                 spec,
@@ -521,14 +529,6 @@ def _describe(error: BaseException) -> str:
         where = f" {error.filename}" if error.filename else ""
         return f"{error.strerror}{where}"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _ready_message(previous: Mapping[str, Any]) -> str | None:
-    for condition in previous.get("conditions") or []:
-        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
-            message = condition.get("message")
-            return message if isinstance(message, str) else None
-    return None
 
 
 def _name(key: stores.Key) -> str:
