@@ -146,6 +146,9 @@ def _plugin_chunks(workdir: Workdir, sizes: Sizes, prepared: instances.InstanceS
         else:
             took_plugin, took_floor = measure.timed(provision), measure.timed(floor)
         ratios.append(took_plugin / took_floor)
+    made = len(_instance_files(plugin_dir))  # the rounds time what they check: every file written
+    if made != chunk * sizes.chunk_rounds:
+        raise RuntimeError(f"the plugin's rounds left {made} instance files, not {chunk * sizes.chunk_rounds}")
     shutil.rmtree(plugin_dir)
     shutil.rmtree(floor_dir)
     return ratios
@@ -162,6 +165,9 @@ def _cli_commit(workdir: Workdir, size: int) -> float:
         seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"infrakit-local commit failed: {done.stderr}")
+    made = _instance_files(base / "home" / "instances")  # the row times what it checks: every instance made
+    if len(made) != size:
+        raise RuntimeError(f"infrakit-local commit of {size} instances left {len(made)} instance files")
     shutil.rmtree(base)
     return seconds
 
