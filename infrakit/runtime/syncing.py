@@ -27,7 +27,6 @@ Blocking (plugins are); the runtime runs it in a thread, the local commit direct
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import datetime
@@ -36,8 +35,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from infrakit import faults, logs, plugins
-from infrakit.core import instances, planning, specs, status
-from infrakit.runtime import engine, events, owners, reporting, stores
+from infrakit.core import planning, specs, status
+from infrakit.runtime import collecting, engine, events, owners, reporting, stores
 
 __all__ = ["PLUGIN_UNAVAILABLE", "RETRY_CONFLICT", "WAIT_FOR_HEALTH", "Prepared", "Result", "Scope", "Syncer", "now"]
 
@@ -403,51 +402,8 @@ class Syncer:
             )
 
     def collect_dangling(self, plugin: plugins.InstancePlugin, *, only: stores.Key | None = None) -> int:
-        """Destroy the instances in ``plugin`` whose group is gone from the store.
-
-        Only instances provably of groups this store owns: its cluster's (their cluster
-        tag), in namespaces it serves, not marked orphaned, and only after the store's
-        source of truth confirms the group is gone.
-        """
-        cluster = self.store.cluster
-        if not self.store.collects_garbage or not cluster:
-            return 0
-        query = {instances.TAG_CLUSTER: cluster}
-        if only is not None:
-            query.update({instances.TAG_NAMESPACE: only[0], instances.TAG_GROUP: only[1]})
-        found: dict[stores.Key, list[instances.Description]] = collections.defaultdict(list)
-        for description in plugin.describe(query):
-            tags = description.tags
-            namespace, group = tags.get(instances.TAG_NAMESPACE), tags.get(instances.TAG_GROUP)
-            if tags.get(instances.TAG_CLUSTER) != cluster or not namespace or not group:
-                continue
-            if tags.get(instances.TAG_ORPHANED) == "true":
-                continue
-            found[(namespace, group)].append(description)
-        known = set(self.store.keys())
-        destroyed = 0
-        for key, dangling in sorted(found.items()):
-            if key in known or not self.store.owns(key) or self.store.exists(key):
-                continue
-            for description in dangling:
-                try:
-                    plugin.destroy(description.id)
-                except plugins.InstanceNotFound:
-                    continue
-                destroyed += 1
-            log.warning(
-                "group %s is gone: destroyed %d instances it left behind (%s)",
-                _name(key),
-                len(dangling),
-                reporting.ids([d.id for d in dangling]),
-                extra=logs.fields(
-                    key,
-                    reason="Collected",
-                    count=len(dangling),
-                    instances=[d.id for d in dangling[: reporting.LOGGED_IDS]],
-                ),
-            )
-        return destroyed
+        """Destroy the instances in ``plugin`` whose group is gone (:func:`collecting.collect`)."""
+        return collecting.collect(self.store, plugin, only=only)
 
     # -- the one status write -------------------------------------------------------------
 
