@@ -76,9 +76,10 @@ class LocalStore:
 
     def write_status(self, record: stores.Record, status: Mapping[str, Any]) -> None:
         """Within the sync's session the record is what the store holds (every writer of a
-        group holds its lock): it is written back with its new status, not read again.
-        One that is not there (a commit that failed before it recorded anything) stays so."""
-        if not self.exists(record.key):
+        group holds its lock): it is written back with its new status, not parsed again.
+        Unless it is not the one stored: a commit that failed (or was interrupted) before it
+        recorded its spec leaves the store as it was, status included."""
+        if self.store.generation(record.name) != record.generation:
             return
         self.store.write(record.name, record.manifest, status, options=record.options)
 

@@ -321,6 +321,19 @@ class Store:
             )
         return stored
 
+    def generation(self, name: str) -> int | None:
+        """The generation of the stored record of ``name`` (None: none, or not readable), read
+        without checking the record whole: for a writer that holds the group's lock and the
+        record it read, to know that record is still the one stored."""
+        path = self.path(name)
+        try:
+            document = _read_document(path, files.read_nofollow(path, limit=_MAX_RECORD))
+        except (OSError, Damaged):
+            return None
+        metadata = document.get("metadata") if isinstance(document, Mapping) else None
+        found = metadata.get("generation", 1) if isinstance(metadata, Mapping) else None
+        return found if isinstance(found, int) and not isinstance(found, bool) else None
+
     def _relative(self, options: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(options)
         directory = out.get("dir")

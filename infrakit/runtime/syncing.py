@@ -198,7 +198,6 @@ class Syncer:
             try:
                 if record is None:
                     record = self.store.get(key)
-                faults.hit("sync-start")  # a stall here works from the record as it was read
             except specs.SpecError as error:  # a damaged record: this group only, and nowhere to write
                 log.error("group %s: %s", _name(key), error, extra=logs.fields(key, reason=status.INVALID_SPEC))
                 return Result(key=key, failure=status.Failure(reason=status.INVALID_SPEC, message=str(error)))
@@ -207,6 +206,7 @@ class Syncer:
                 return Result(key=key, gone=True)
             scope = Scope(record=record, act=act)
             try:
+                faults.hit("sync-start")  # a stall here works from the record as it was read
                 return self._sync(scope, prepared=prepared, should_stop=should_stop, on_step=on_step, on_plan=on_plan)
             except stores.Conflict as conflict:
                 log.info(

@@ -117,3 +117,47 @@ def test_ctrl_c_exits_130_and_says_where_the_group_stands(home: Path, tmp_path: 
     )
     ready = next(c for c in yaml.safe_load(inspected.stdout)["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and "interrupted" in ready["message"] + ready["reason"]
+
+
+def test_ctrl_c_before_a_commit_recorded_its_spec_leaves_the_store_as_it_was(home: Path, tmp_path: Path) -> None:
+    """A re-commit stopped while it was still looking (before it recorded the new spec) must not
+    record the new spec by writing the interrupted status into it."""
+    env = {**os.environ, "INFRAKIT_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "infrakit.cli", "commit", str(EXAMPLES / "cattle.yaml")], env=env, check=True)
+    record = home / "groups" / "cattle.yaml"
+    before = record.read_bytes()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infrakit.cli", "commit", str(EXAMPLES / "cattle2.yaml")],
+        env={**env, "INFRAKIT_FAILPOINTS": "sync-start=stall-after:1:60"},  # stalls as its sync begins
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lock = os.open(home / ".lock", os.O_RDWR)
+    try:
+        deadline = time.monotonic() + 60
+        while _free(lock, "cattle"):  # the commit holds the group's lock once it has begun
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the commit never took the group's lock"
+            time.sleep(0.01)
+    finally:
+        os.close(lock)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert record.read_bytes() == before
+
+
+def _free(fd: int, name: str) -> bool:
+    """Whether group ``name``'s lock (a byte of the store's lock file) is free now."""
+    import fcntl
+    import hashlib
+    import struct
+
+    offset = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=7).digest(), "big")
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0))
+    except OSError:
+        return False
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0))
+    return True
