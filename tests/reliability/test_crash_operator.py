@@ -64,7 +64,10 @@ def crash_and_recover(
     if before is not None:
         # The starting state, made in-process by the same engine (saves an operator start).
         (spec,) = documents.load_groups(before)
-        spec = dataclasses.replace(spec, namespace=groups.namespace)
+        # As the operator makes them: in this namespace, of this cluster (its identity is the
+        # kube-system namespace's UID); an instance that names no cluster is none of its own.
+        uid = groups.cluster.kubectl("get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}").stdout
+        spec = dataclasses.replace(spec, namespace=groups.namespace, cluster=uid.strip())
         registry = plugins.Registry(defaults={"instance-file": {"dir": str(tmp / "instances")}})
         engine.reconcile(spec, engine.resolve(spec, registry))
         groups.apply(before)
