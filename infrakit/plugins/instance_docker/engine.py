@@ -195,9 +195,9 @@ class Engine:
                 sent = {**(headers or {}), **({"Content-Type": "application/json"} if data is not None else {})}
                 connection.request(method, self._target(path, query), body=data, headers=sent)
                 response = connection.getresponse()
-            except TimeoutError:
-                raise spi.PluginUnavailable(
-                    f"Docker engine at {self.url}: {method} {path}: no answer within {timeout:g} s"
+            except TimeoutError:  # the engine answers a pull only once it has reached the registry
+                raise spi.PluginError(
+                    f"Docker engine at {self.url}: {method} {path}: not done within {timeout:g} s"
                 ) from None
             except (OSError, http.client.HTTPException) as error:
                 raise self._unavailable(f"{method} {path}: {_describe(error)}") from None

@@ -345,6 +345,8 @@ class DockerPlugin:
 
     def _connect(self, container: str, network: str) -> None:
         try:
+            # Docker accepts a connection to a network that does not exist, and fails the start.
+            self.engine.get(f"/networks/{network}")
             self.engine.post(f"/networks/{network}/connect", {"Container": container})
         except engines.EngineError as error:
             raise spi.PluginError(
