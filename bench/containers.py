@@ -156,8 +156,8 @@ def heal(workdir: Workdir, sizes: Sizes) -> list[Row]:
             runner.terminate()
             runner.wait(15)
         events = engine.docker(
-            "events", "--since", since, "--until", str(int(time.time()) + 1), "--filter", f"label=infrakit.group={name}",
-            "--format", "{{.TimeNano}} {{.Action}} {{.Actor.ID}}",
+            "events", "--since", since, "--until", str(int(time.time()) + 1),
+            "--filter", f"label=infrakit.group={name}", "--format", "{{.TimeNano}} {{.Action}} {{.Actor.ID}}",
         ).stdout.split("\n")  # fmt: skip
     finally:
         _clean(engine, f"infrakit.group={name}")
@@ -188,7 +188,9 @@ def roll(workdir: Workdir, sizes: Sizes) -> list[Row]:
     try:
         _cli(env, "commit", str(_write(base / "v1.json", _group(name, images["1"], count))))
         old = set(_running(engine, f"infrakit.group={name}"))
-        rolled = measure.timed(lambda: _cli(env, "commit", str(_write(base / "v2.json", _group(name, images["2"], count)))))
+        rolled = measure.timed(
+            lambda: _cli(env, "commit", str(_write(base / "v2.json", _group(name, images["2"], count))))
+        )
         now = _running(engine, f"infrakit.group={name}")
         images_now = {engine.docker("inspect", "-f", "{{.Config.Image}}", c).stdout.strip() for c in now}
         if len(now) != count or old & set(now) or images_now != {images["2"]}:

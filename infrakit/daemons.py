@@ -432,6 +432,8 @@ if __name__ == "__main__":  # python -m infrakit.daemons group-default|instance-
         "flavor-vanilla": flavor_vanilla_main,
     }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit("usage: python -m infrakit.daemons group-default|instance-file|instance-docker|flavor-vanilla [options]")
+        sys.exit(
+            "usage: python -m infrakit.daemons group-default|instance-file|instance-docker|flavor-vanilla [options]"
+        )
     chosen = commands[sys.argv.pop(1)]
     chosen()

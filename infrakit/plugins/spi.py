@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from infrakit.core import instances, specs
 
 __all__ = [
+    "TAG_HEALTH",
     "FlavorFactory",
     "FlavorPlugin",
     "InstanceFactory",
@@ -32,7 +33,6 @@ __all__ = [
     "InstancePlugin",
     "PluginError",
     "PluginUnavailable",
-    "TAG_HEALTH",
     "Watching",
 ]
 

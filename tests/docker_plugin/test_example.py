@@ -9,6 +9,7 @@ heals in the background.  Whatever the README leaves running or made is stopped 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,7 +28,9 @@ DEADLINE = 30.0
 
 
 @pytest.mark.timeout(300)
-def test_the_containers_example(docker_host: str, busybox_images: dict[str, str], docker: Docker, tmp_path: Path) -> None:
+def test_the_containers_example(
+    docker_host: str, busybox_images: dict[str, str], docker: Docker, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -59,8 +62,6 @@ def test_the_containers_example(docker_host: str, busybox_images: dict[str, str]
     finally:
         pid = home / "run.pid"
         if pid.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid.read_text()), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
         docker.remove_labelled("infrakit.group=web")

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -251,7 +250,7 @@ def test_a_container_removed_behind_a_rolls_back(
 
         def behind_its_back(step: engine.Step) -> None:
             if step.action == "provision" and not removed:  # mid-roll: an outdated one vanishes
-                outdated = sorted(before - {s for s in removed})
+                outdated = sorted(before - set(removed))
                 victim = outdated[-1]
                 docker("rm", "-f", victim)
                 removed.append(victim)

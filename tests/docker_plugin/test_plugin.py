@@ -23,7 +23,9 @@ def spec(properties: Any, **changes: Any) -> instances.InstanceSpec:
     return instances.InstanceSpec(properties=properties, tags=dict(GROUP), **changes)
 
 
-def test_provision_describe_destroy(plugin: instance_docker.DockerPlugin, busybox: dict[str, Any], docker: Docker) -> None:
+def test_provision_describe_destroy(
+    plugin: instance_docker.DockerPlugin, busybox: dict[str, Any], docker: Docker
+) -> None:
     first = plugin.provision(spec(busybox))
     second = plugin.provision(spec({**busybox, "Tags": {"tier": "web"}}))
     assert len(first) == 12 and len(second) == 12
@@ -264,7 +266,11 @@ def test_without_an_engine_it_is_unavailable_in_one_line(
     make_plugin: Callable[..., instance_docker.DockerPlugin], busybox: dict[str, Any], tmp_path: Path
 ) -> None:
     plugin = make_plugin(url=f"unix://{tmp_path}/docker.sock", retries=0)
-    for call in (lambda: plugin.describe({}), lambda: plugin.provision(spec(busybox)), lambda: plugin.destroy("a" * 12)):
+    for call in (
+        lambda: plugin.describe({}),
+        lambda: plugin.provision(spec(busybox)),
+        lambda: plugin.destroy("a" * 12),
+    ):
         with pytest.raises(spi.PluginUnavailable) as failure:
             call()
         assert "\n" not in str(failure.value)

@@ -144,15 +144,18 @@ def test_infrakits_cli_drives_our_daemon(stage: Stage) -> None:
     stage.groups.append(group)
     spec = stage.root / "spec.json"
     spec.write_text(json.dumps({
-        "Properties": {"Config": {"Image": stage.image, "Cmd": ["sleep", "600"]}, "HostConfig": {"NetworkMode": "none"}},
+        "Properties": {"Config": {"Image": stage.image, "Cmd": ["sleep", "600"]},
+                       "HostConfig": {"NetworkMode": "none"}},
         "Tags": {"infrakit.group": group}, "Init": "echo hello > /www/init.txt",
     }))  # fmt: skip
     assert "instance-docker" in stage.run(str(IKBIN / "infrakit"), "plugin", "ls")
     made = stage.run(str(IKBIN / "infrakit"), "instance-docker", "provision", f"file://{spec}").strip()
-    assert stage.containers(group) and stage.containers(group)[0].startswith(made)
+    assert stage.containers(group)
+    assert stage.containers(group)[0].startswith(made)
     assert stage.docker("exec", made, "cat", "/www/init.txt").strip() == "hello"  # the Init, inside
     listed = stage.run(str(IKBIN / "infrakit"), "instance-docker", "describe", "--tags", f"infrakit.group={group}")
-    assert made in listed and f"infrakit.group={group}" in listed
+    assert made in listed
+    assert f"infrakit.group={group}" in listed
     assert stage.run(str(IKBIN / "infrakit"), "instance-docker", "destroy", made).strip() == f"destroyed {made}"
     assert stage.containers(group) == []
 
@@ -162,7 +165,10 @@ def test_our_group_daemon_drives_infrakits_plugin_and_heals_through_it(stage: St
     stage.start("our-group", str(OURS / "infrakit-group-default"))
     name = f"iop{uuid.uuid4().hex[:6]}"
     ours, _ = stage.group(name)
-    assert stage.run(str(OURS / "infrakit-local"), "commit", str(ours)).strip() == f"Committed {name}: Managing 2 instances"
+    assert (
+        stage.run(str(OURS / "infrakit-local"), "commit", str(ours)).strip()
+        == f"Committed {name}: Managing 2 instances"
+    )
     first = stage.containers(name)
     assert len(first) == 2
     stage.docker("kill", first[0])
@@ -179,7 +185,10 @@ def test_each_adopts_what_the_other_made(stage: Stage) -> None:
     stage.start("orig-group", str(IKBIN / "infrakit-group-default"))
     theirs_name = f"iop{uuid.uuid4().hex[:6]}"
     ours_spec, theirs_spec = stage.group(theirs_name)
-    assert stage.run(ik, "group", "commit", f"file://{theirs_spec}").strip() == f"Committed {theirs_name}: Managing 2 instances"
+    assert (
+        stage.run(ik, "group", "commit", f"file://{theirs_spec}").strip()
+        == f"Committed {theirs_name}: Managing 2 instances"
+    )
     made = wait_for(lambda: (c := stage.containers(theirs_name)) and len(c) == 2 and c, what="InfraKit's group")
     shas = {stage.docker("inspect", "-f", '{{index .Config.Labels "infrakit.config_sha"}}', c).strip() for c in made}
     for name in ("orig-group", "orig-flavor-vanilla", "orig-instance-docker"):
@@ -198,9 +207,10 @@ def test_each_adopts_what_the_other_made(stage: Stage) -> None:
     stage.start("orig-instance-docker", str(IKBIN / "infrakit-instance-docker"), "--url", stage.env["DOCKER_HOST"])
     stage.start("orig-flavor-vanilla", str(IKBIN / "infrakit-flavor-vanilla"))
     stage.start("orig-group", str(IKBIN / "infrakit-group-default"))
-    assert stage.run(ik, "group", "commit", f"file://{theirs_spec}").strip() == f"Committed {mine}: Managing 2 instances"
-    # InfraKit's group acts on its own ticks: give it two of them (10 s apart by default? its poll
-    # is 10 s; the commit's own first pass has run once it answered), then nothing may have changed.
+    assert (
+        stage.run(ik, "group", "commit", f"file://{theirs_spec}").strip() == f"Committed {mine}: Managing 2 instances"
+    )
+    # InfraKit's group made its first pass before it answered the commit: nothing was replaced.
     described = stage.run(ik, "group", "describe", mine)
     assert all(c[:12] in described for c in mine_made)
     assert stage.containers(mine) == mine_made

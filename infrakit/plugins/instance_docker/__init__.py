@@ -28,7 +28,9 @@ def create(options: Mapping[str, Any]) -> DockerPlugin:
 
     try:
         return DockerPlugin(
-            engine=engine.Engine(options.get("url") or None, version=str(options.get("version") or engine.DEFAULT_VERSION)),
+            engine=engine.Engine(
+                options.get("url") or None, version=str(options.get("version") or engine.DEFAULT_VERSION)
+            ),
             namespace=parse_namespace(options.get("namespace")),
             labels_dir=Path(options["labels_dir"]) if options.get("labels_dir") else labels_dir(),
             pull_timeout=float(options.get("pull_timeout", 300.0)),

@@ -73,7 +73,9 @@ class LabelStore:
                     recorded[container] = {**recorded.get(container, {}), **labels}
                     data = json.dumps(recorded, indent=1, sort_keys=True).encode("utf-8")
                     if len(data) > MAX_FILE:
-                        raise spi.PluginError(f"the Docker plugin's labels in {self.path} would exceed {MAX_FILE} bytes")
+                        raise spi.PluginError(
+                            f"the Docker plugin's labels in {self.path} would exceed {MAX_FILE} bytes"
+                        )
                     files.atomic_write(self.path, data, durable=True, mode=0o600)
                     self._key = None
         except OSError as error:

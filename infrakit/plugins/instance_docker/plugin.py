@@ -512,4 +512,3 @@ def _strings(value: Any) -> dict[str, str]:
 def _short(text: str, limit: int = 240) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-

@@ -85,7 +85,9 @@ def parse(properties: Any) -> Request:
         raise specs.SpecError(f"{FIELD}.Config.Image", "must name an image (such as busybox:1.36)")
     host_config = properties.get("HostConfig")
     if host_config is not None and not isinstance(host_config, Mapping):
-        raise specs.SpecError(f"{FIELD}.HostConfig", f"must be Docker's host config (a mapping), got {_kind(host_config)}")
+        raise specs.SpecError(
+            f"{FIELD}.HostConfig", f"must be Docker's host config (a mapping), got {_kind(host_config)}"
+        )
     labels = {**_labels(config.get("Labels"), "Config.Labels"), **_labels(properties.get("Tags"), "Tags")}
     networks = []
     attachments = properties.get("NetworkAttachments")
@@ -142,7 +144,8 @@ def health_of(container: Mapping[str, Any]) -> str:
     bringing it back) is unhealthy.
     """
     state = container.get("State")
-    text = container.get("Status") if isinstance(container.get("Status"), str) else ""
+    status = container.get("Status")
+    text = status if isinstance(status, str) else ""
     if state == "running":
         if "(unhealthy)" in text:
             return "unhealthy"
@@ -169,7 +172,8 @@ def _labels(value: Any, field: str) -> dict[str, str]:
 
 
 def _check_size(properties: Mapping[str, Any]) -> None:
-    depth, stack = 0, [(properties, 1)]
+    depth = 0
+    stack: list[tuple[Any, int]] = [(properties, 1)]
     while stack:
         node, level = stack.pop()
         depth = max(depth, level)
@@ -187,4 +191,3 @@ def _check_size(properties: Mapping[str, Any]) -> None:
 
 def _kind(value: Any) -> str:
     return instances.kind(value)
-
