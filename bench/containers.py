@@ -28,7 +28,7 @@ from typing import Any
 from bench import measure
 from bench.measure import Row, Sizes, Workdir
 
-S = "7. containers"
+S = "9. containers"
 
 
 def _engine() -> tuple[Any, Any, dict[str, str]]:
