@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
 .PHONY: help install tutorial test lint unit controlplane controlplane-up controlplane-down bench bench-smoke bench-scale \
-        docker-install docker-images docker-up docker-down kind-up kind-e2e kind-down dev image clean
+        docker-install docker-images docker-up docker-down interop kind-up kind-e2e kind-down dev image clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -70,6 +70,11 @@ docker-up: $(STAMP) docker-install ## Start our dockerd (kept until docker-down)
 
 docker-down: $(STAMP) ## Stop our dockerd unless a test session still uses it
 	$(BIN)/python -m tools.docker down
+
+# Interop with InfraKit v0.5's own binaries (never in CI: they are built from a fetched source):
+# bash ../shared/tools/build-infrakit-v0.5.sh GIT_DIR puts them in ~/.cache/infrakit-orig/bin ($$IKBIN).
+interop: $(STAMP) docker-install ## InfraKit's CLI drives our instance-docker daemon, ours drives its plugin, each adopts the other's containers
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -p tests.dockerfixtures -p no:cacheprovider tools/interop
 
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

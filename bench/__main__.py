@@ -12,12 +12,13 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cli, cluster, local, measure, report, rpc
+from bench import cli, cluster, containers, local, measure, report, rpc
 from bench.measure import Row, Sizes, Workdir
 
 LOCAL = ("provision", "curve", "roll", "heal-local", "heal-stuck", "rpc-provision", "rpc-heal", "cli", "cli-commit")
+DOCKER = ("docker-provision", "docker-heal", "docker-roll")
 CLUSTER = ("heal-operator", "fleet", "roll-operator")
-ALL = LOCAL + CLUSTER
+ALL = LOCAL + DOCKER + CLUSTER
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             attempt("cli", lambda: cli.latency(workdir, sizes))
         if "cli-commit" in chosen:
             attempt("cli-commit", lambda: cli.commit(workdir, sizes))
+        for name, scenario in zip(DOCKER, (containers.provision, containers.heal, containers.roll), strict=True):
+            if name in chosen:
+                attempt(name, lambda scenario=scenario: scenario(workdir, sizes))  # type: ignore[misc]
         wanted = [(name, run) for name, run in cluster.scenarios() if name in chosen]
         if wanted:
             session: cluster.Session | None = None

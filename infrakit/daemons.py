@@ -1,5 +1,5 @@
 """The plugin daemons of InfraKit's tutorial: ``infrakit-group-default``, ``infrakit-instance-file``,
-``infrakit-flavor-vanilla``.
+``infrakit-flavor-vanilla``; and ``infrakit-instance-docker``, InfraKit's docker example, with its flags.
 
 ``infrakit-group-default`` serves ``Group/0.1.0`` and ``Metadata/0.1.0`` as ``group``
 over the local store (``--home``, as ``infrakit-local``) and runs the reconcile runtime
@@ -29,6 +29,8 @@ __all__ = [
     "flavor_vanilla_main",
     "group_default",
     "group_default_main",
+    "instance_docker",
+    "instance_docker_main",
     "instance_file",
     "instance_file_main",
 ]
@@ -178,6 +180,83 @@ def instance_file(
             properties=functools.partial(resolving.file_properties, folder),
         )
     ]
+    _serve(services=services, name=name, listen=listen, token=token, log_level=log_level, log_format=log_format)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url",
+    envvar="DOCKER_HOST",
+    default="unix:///var/run/docker.sock",
+    show_default=True,
+    help="Docker API URL ($DOCKER_HOST): unix:///path or tcp://host:port (TLS with $DOCKER_TLS_VERIFY).",
+)
+@click.option("--version", "api_version", default="1.25", show_default=True, help="Docker API version.")
+@click.option(
+    "--namespace-tags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Tags every container carries and every describe filters by (repeatable, or comma-separated).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    default=2,
+    show_default=True,
+    help="Retries of an idempotent Docker API call while the engine cannot be reached.",
+)
+@click.option(
+    "--labels-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where labels added after creation are recorded (Docker's are immutable) "
+    "[default: $INFRAKIT_HOME/instance-docker].",
+)
+@click.option(
+    "--pull-timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True, help="Seconds a pull may take."
+)
+@click.option(
+    "--init-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds the Init script may run in a new container.",
+)
+@_common("instance-docker")
+def instance_docker(
+    url: str,
+    api_version: str,
+    namespace_tags: tuple[str, ...],
+    retries: int,
+    labels_dir: Path | None,
+    pull_timeout: float,
+    init_timeout: float,
+    name: str,
+    listen: tuple[str, int] | None,
+    token: str | None,
+    log_level: int,
+    log_format: str,
+) -> None:
+    """Serve the Docker instance plugin (Instance/0.5.0): each instance a container."""
+    from infrakit.plugins import instance_docker as plugin
+    from infrakit.plugins import spi
+    from infrakit.rpc import server
+
+    try:
+        made = plugin.create(
+            {
+                "url": url,
+                "version": api_version,
+                "namespace": plugin.parse_namespace(",".join(namespace_tags)),
+                "labels_dir": str(labels_dir.absolute()) if labels_dir is not None else None,
+                "pull_timeout": pull_timeout,
+                "init_timeout": init_timeout,
+                "retries": retries,
+            }
+        )
+    except (ValueError, spi.PluginError) as error:
+        raise click.UsageError(str(error)) from None
+    services = [server.instance_service(made, concurrent=True)]
     _serve(services=services, name=name, listen=listen, token=token, log_level=log_level, log_format=log_format)
 
 
@@ -335,19 +414,26 @@ def instance_file_main() -> None:
     instance_file(prog_name="infrakit-instance-file")
 
 
+def instance_docker_main() -> None:
+    instance_docker(prog_name="infrakit-instance-docker")
+
+
 def flavor_vanilla_main() -> None:
     flavor_vanilla(prog_name="infrakit-flavor-vanilla")
 
 
-if __name__ == "__main__":  # python -m infrakit.daemons group-default|instance-file|flavor-vanilla [options]
+if __name__ == "__main__":  # python -m infrakit.daemons group-default|instance-file|instance-docker|flavor-vanilla
     import sys
 
     commands = {
         "group-default": group_default_main,
         "instance-file": instance_file_main,
+        "instance-docker": instance_docker_main,
         "flavor-vanilla": flavor_vanilla_main,
     }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit("usage: python -m infrakit.daemons group-default|instance-file|flavor-vanilla [options]")
+        sys.exit(
+            "usage: python -m infrakit.daemons group-default|instance-file|instance-docker|flavor-vanilla [options]"
+        )
     chosen = commands[sys.argv.pop(1)]
     chosen()

@@ -59,7 +59,10 @@ INSTANCE_GROUP: Final = "infrakit.instance"
 FLAVOR_GROUP: Final = "infrakit.flavor"
 
 _BUILTIN: Final = {
-    INSTANCE_GROUP: {"instance-file": "infrakit.plugins.instance_file:create"},
+    INSTANCE_GROUP: {
+        "instance-file": "infrakit.plugins.instance_file:create",
+        "instance-docker": "infrakit.plugins.instance_docker:create",
+    },
     FLAVOR_GROUP: {"flavor-vanilla": "infrakit.plugins.flavor_vanilla:create"},
 }
 

@@ -1,4 +1,4 @@
-"""The vanilla flavor plugin: init lines, tags and attachments, always healthy.
+"""The vanilla flavor plugin: init lines, tags and attachments; healthy unless the instance plugin says not.
 
 Properties (InfraKit's ``vanilla.Spec``)::
 
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from infrakit.core import instances, specs
+from infrakit.plugins import spi
 
 __all__ = ["VanillaPlugin", "create"]
 
@@ -71,6 +72,13 @@ class VanillaPlugin:
         )
 
     def healthy(self, properties: Any, description: instances.Description) -> instances.Health:
+        # What the instance plugin observed, when it says (the Docker plugin: the container's
+        # state and healthcheck); otherwise healthy, as InfraKit's vanilla flavor.
+        observed = description.tags.get(spi.TAG_HEALTH)
+        if observed == "unhealthy":
+            return instances.Health.UNHEALTHY
+        if observed == "starting":
+            return instances.Health.UNKNOWN
         return instances.Health.HEALTHY
 
     def drain(self, properties: Any, description: instances.Description) -> None:

@@ -20,11 +20,12 @@ runtime failures raise :class:`PluginError`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from infrakit.core import instances, specs
 
 __all__ = [
+    "TAG_HEALTH",
     "FlavorFactory",
     "FlavorPlugin",
     "InstanceFactory",
@@ -34,6 +35,12 @@ __all__ = [
     "PluginUnavailable",
     "Watching",
 ]
+
+TAG_HEALTH: Final = "infrakit.health"
+"""A tag an instance plugin may report in its descriptions: the instance's health as the
+plugin observes it (``healthy``, ``unhealthy`` or ``starting``; the Docker plugin reports a
+container's state and healthcheck so).  It is an observation, never stored: a flavor
+judges health, and the vanilla flavor takes this verdict when it is there."""
 
 
 class PluginError(RuntimeError):
