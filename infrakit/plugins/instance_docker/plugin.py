@@ -113,10 +113,16 @@ class DockerPlugin:
             props.check_name(spec.logical_id)
         tags = {**dict(spec.tags), **self.namespace}
         tags.pop(spi.TAG_HEALTH, None)  # an observation, never a label
-        self._ensure_image(request.image)
-        self._clear_remains(tags)
+        if spec.logical_id is not None:
+            self._clear_remains(tags)  # a pet's exited predecessor holds its name
         body = props.container_body(request, tags)
-        created = self._create(body, spec.logical_id, tags)
+        # Created first, the image looked for only if Docker has none (a pull is rare; a look
+        # before every create is one more round trip on the way from a kill to its replacement).
+        try:
+            created = self._create(body, spec.logical_id, tags)
+        except _NoImage:
+            self._ensure_image(request.image)
+            created = self._create(body, spec.logical_id, tags)
         try:
             for network in request.networks:
                 self._connect(created, network)
@@ -129,6 +135,8 @@ class DockerPlugin:
         except BaseException:
             self._remove_quietly(created, force=True)
             raise
+        if spec.logical_id is None:
+            self._clear_remains(tags)  # cattle: the exited ones go once the replacement runs
         return created[:12]
 
     def label(self, instance_id: str, labels: Mapping[str, str]) -> None:
@@ -308,6 +316,8 @@ class DockerPlugin:
             try:
                 answer = self.engine.post("/containers/create", body, query={"name": name})
             except engines.EngineError as error:
+                if error.status == 404 and "image" in error.message.lower():
+                    raise _NoImage(error.message) from None
                 if error.status == 409 and attempt == 0 and logical_id is not None and self._free_name(name, tags):
                     continue
                 if error.status == 409 and logical_id is None:
@@ -497,6 +507,10 @@ def _token() -> str:
     import secrets
 
     return secrets.token_hex(6)
+
+
+class _NoImage(Exception):
+    """Docker has no such image (yet): pull it, then create again."""
 
 
 def _owner(tags: Mapping[str, str]) -> tuple[str, ...]:
