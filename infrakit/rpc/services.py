@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, Protocol
 
 from infrakit.core import instances
 from infrakit.plugins import spi
-from infrakit.rpc import wire
+from infrakit.rpc import broker, wire
 
 __all__ = [
-    "EventSource",
-    "EventSubscription",
     "GroupService",
     "Handler",
     "Service",
-    "WireEvent",
     "flavor_service",
     "group_services",
     "instance_service",
@@ -35,39 +32,6 @@ __all__ = [
 
 
 Handler = Callable[[Mapping[str, Any]], dict[str, Any]]
-
-
-class WireEvent(Protocol):
-    def to_wire(self) -> dict[str, Any]:
-        """The event as InfraKit's ``event.Event`` JSON (Topic, Type, ID, Timestamp, Data)."""
-        ...
-
-
-class EventSubscription(Protocol):
-    """One subscriber's bounded buffer (``infrakit.runtime.events.Subscription``)."""
-
-    dropped: int
-
-    def drain(self) -> Sequence[WireEvent]:
-        """The events buffered so far; never blocks."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class EventSource(Protocol):
-    """Events a plugin publishes (``infrakit.runtime.events.Broker``): topics and subscriptions.
-
-    ``wake`` is called (from any thread, without blocking) when events are buffered.
-    """
-
-    def topics(self) -> list[str]: ...
-
-    def accepts(self, topic: str) -> bool:
-        """Whether ``topic`` may be subscribed to though none of :meth:`topics` is under it (yet)."""
-        ...
-
-    def subscribe(self, topics: Sequence[str], *, wake: Callable[[], None]) -> EventSubscription: ...
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -86,8 +50,8 @@ class Service:
     lock: threading.Lock | None = dataclasses.field(default_factory=threading.Lock)
     feeds: Mapping[str, Callable[[], AsyncIterator[Any]]] = dataclasses.field(default_factory=dict)
     """Topic -> a change feed whose items are published as events on that topic."""
-    events: EventSource | None = None
-    """Events published by the plugin itself (the group runtime's broker), on its own topics."""
+    events: broker.Broker | None = None
+    """The broker of the plugin's own events (the group runtime's), served with its change feeds."""
 
 
 # -- services -------------------------------------------------------------------------------
@@ -195,7 +159,7 @@ def instance_service(
 def _changes_feed(plugin: spi.Watching) -> Callable[[], AsyncIterator[Any]]:
     async def feed() -> AsyncIterator[Any]:
         async for changed in plugin.changes():
-            yield {"All": True} if changed is None else {"IDs": sorted(changed)}
+            yield wire.CHANGED_ALL if changed is None else {"IDs": sorted(changed)}
 
     return feed
 
@@ -292,7 +256,7 @@ class GroupService(Protocol):
         """The value at ``path`` (any JSON), None if there is none."""
 
 
-def group_services(service: GroupService, *, events: EventSource | None = None) -> list[Service]:
+def group_services(service: GroupService, *, events: broker.Broker | None = None) -> list[Service]:
     """``Group/0.1.0`` and ``Metadata/0.1.0`` backed by ``service`` (which must be thread-safe).
 
     ``events``: the runtime's events, served as InfraKit's event endpoint (``Event.List``
