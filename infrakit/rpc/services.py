@@ -32,6 +32,7 @@ __all__ = [
 
 
 Handler = Callable[[Mapping[str, Any]], dict[str, Any]]
+_Method = tuple[Handler, dict[str, Any], dict[str, Any]]  # a handler, and its example params and result
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -131,24 +132,18 @@ def instance_service(
         return {"Type": kind, "Descriptions": wire.go_list(listed)}
 
     ok = {"Type": "", "OK": False}
-    return Service(
-        interface=wire.INSTANCE,
-        methods={
-            "Validate": validate,
-            "Provision": provision,
-            "Label": label,
-            "Destroy": destroy,
-            "DescribeInstances": describe,
-        },
-        examples={
+    return _service(
+        wire.INSTANCE,
+        {
+            "Validate": (validate, {"Type": "", "Properties": None}, ok),
+            "Provision": (provision, {"Type": "", "Spec": _ZERO_SPEC}, {"Type": "", "ID": None}),
+            "Label": (label, {"Type": "", "Instance": "", "Labels": None}, ok),
+            "Destroy": (destroy, {"Type": "", "Instance": ""}, ok),
             "DescribeInstances": (
+                describe,
                 {"Type": "", "Tags": None, "Properties": False},
                 {"Type": "", "Descriptions": None},
             ),
-            "Destroy": ({"Type": "", "Instance": ""}, ok),
-            "Label": ({"Type": "", "Instance": "", "Labels": None}, ok),
-            "Provision": ({"Type": "", "Spec": _ZERO_SPEC}, {"Type": "", "ID": None}),
-            "Validate": ({"Type": "", "Properties": None}, ok),
         },
         types=(".", *sorted(types or {})),
         lock=None if concurrent else threading.Lock(),
@@ -200,23 +195,20 @@ def flavor_service(
 
     ok = {"Type": "", "OK": False}
     on_instance = {"Type": "", "Properties": None, "Instance": _ZERO_DESCRIPTION}
-    return Service(
-        interface=wire.FLAVOR,
-        methods={"Validate": validate, "Prepare": prepare, "Healthy": healthy, "Drain": drain},
-        examples={
-            "Drain": (on_instance, ok),
-            "Healthy": (on_instance, {"Type": "", "Health": 0}),
-            "Prepare": (
-                {
-                    "Type": "",
-                    "Properties": None,
-                    "Spec": _ZERO_SPEC,
-                    "Allocation": _ZERO_ALLOCATION,
-                    "Index": {"Group": "", "Sequence": 0},
-                },
-                {"Type": "", "Spec": _ZERO_SPEC},
-            ),
-            "Validate": ({"Type": "", "Properties": None, "Allocation": _ZERO_ALLOCATION}, ok),
+    prepared = {
+        "Type": "",
+        "Properties": None,
+        "Spec": _ZERO_SPEC,
+        "Allocation": _ZERO_ALLOCATION,
+        "Index": {"Group": "", "Sequence": 0},
+    }
+    return _service(
+        wire.FLAVOR,
+        {
+            "Validate": (validate, {"Type": "", "Properties": None, "Allocation": _ZERO_ALLOCATION}, ok),
+            "Prepare": (prepare, prepared, {"Type": "", "Spec": _ZERO_SPEC}),
+            "Healthy": (healthy, on_instance, {"Type": "", "Health": 0}),
+            "Drain": (drain, on_instance, ok),
         },
         types=(".", *sorted(types or {})),
         lock=None if concurrent else threading.Lock(),
@@ -301,30 +293,36 @@ def group_services(service: GroupService, *, events: broker.Broker | None = None
 
     by_id = {"ID": ""}
     ok = {"OK": False}
+    committed = {"Spec": {"ID": "", "Properties": None}, "Pretend": False}
     return [
-        Service(
-            interface=wire.GROUP,
-            methods={
-                "CommitGroup": commit,
-                "FreeGroup": free,
-                "DescribeGroup": describe,
-                "DestroyGroup": destroy,
-                "InspectGroups": inspect,
-            },
-            examples={
-                "CommitGroup": ({"Spec": {"ID": "", "Properties": None}, "Pretend": False}, {"Details": ""}),
-                "DescribeGroup": (by_id, {"Description": {"Instances": None, "Converged": False}}),
-                "DestroyGroup": (by_id, ok),
-                "FreeGroup": (by_id, ok),
-                "InspectGroups": ({}, {"Groups": None}),
+        _service(
+            wire.GROUP,
+            {
+                "CommitGroup": (commit, committed, {"Details": ""}),
+                "FreeGroup": (free, by_id, ok),
+                "DescribeGroup": (describe, by_id, {"Description": {"Instances": None, "Converged": False}}),
+                "DestroyGroup": (destroy, by_id, ok),
+                "InspectGroups": (inspect, {}, {"Groups": None}),
             },
             lock=None,
             events=events,
         ),
-        Service(
-            interface=wire.METADATA,
-            methods={"List": metadata_list, "Get": metadata_get},
-            examples={"Get": ({"Path": "."}, {"Value": None}), "List": ({"Path": "."}, {"Nodes": None})},
+        _service(
+            wire.METADATA,
+            {
+                "List": (metadata_list, {"Path": "."}, {"Nodes": None}),
+                "Get": (metadata_get, {"Path": "."}, {"Value": None}),
+            },
             lock=None,
         ),
     ]
+
+
+def _service(interface: wire.InterfaceSpec, methods: Mapping[str, _Method], **options: Any) -> Service:
+    """A :class:`Service` from its methods, each with the example params and result v0.5 shows."""
+    return Service(
+        interface=interface,
+        methods={name: handler for name, (handler, _, _) in methods.items()},
+        examples={name: (params, result) for name, (_, params, result) in methods.items()},
+        **options,
+    )

@@ -169,17 +169,11 @@ def field(document: Mapping[str, Any], key: str) -> Any:
 
 
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
+    """What a value is, in the words of Go's JSON errors."""
+    return next((name for kinds, name in _KINDS if isinstance(value, kinds)), "object")
+
+
+_KINDS: Final = ((type(None), "null"), (bool, "boolean"), (int | float, "number"), (str, "string"), (list, "array"))
 
 
 def _refuse(where: str, value: Any, want: str) -> WireError:
