@@ -111,7 +111,12 @@ class Directory:
         """
         with self._lock:
             self._open()
-            if self._arm() is None:
+            try:
+                armed = self._arm()
+            except OSError:
+                self._close_unused()
+                raise
+            if armed is None:
                 self._close_unused()
                 return None
             listener = Listener(self)
