@@ -242,3 +242,11 @@ def test_without_inotify_the_feed_compares_listings(tmp_path: Path, monkeypatch:
             seen |= await asyncio.wait_for(anext(changes), PATIENCE) or set()
 
     watch(plugin, scenario)
+
+
+def test_a_directory_that_cannot_be_watched_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    """(Its listing then goes by timestamps.)  Was: the descriptor stayed open, with no watch, for ever."""
+    plugin = FilePlugin(directory=tmp_path / ("x" * 300))  # a name too long to watch
+    with pytest.raises(OSError, match="too long"):
+        plugin._watch.listen()
+    assert not watching(plugin)
