@@ -8,17 +8,9 @@ shared by the listing and the change feeds).  Whom it trusts in the directory is
 :mod:`infrakit.plugins.permissions`.
 """
 
-from infrakit.plugins.instance_file.plugin import (
-    MAX_FILE,
-    MAX_PROPERTIES,
-    NAME,
-    RACY_NS,
-    REVALIDATE,
-    REVALIDATE_JOURNALED,
-    FilePlugin,
-    create,
-    stored_spec,
-)
+from infrakit.plugins.instance_file.documents import MAX_FILE
+from infrakit.plugins.instance_file.listing import RACY_NS, REVALIDATE, REVALIDATE_JOURNALED
+from infrakit.plugins.instance_file.plugin import MAX_PROPERTIES, NAME, FilePlugin, create, stored_spec
 
 __all__ = [
     "MAX_FILE",

@@ -139,25 +139,25 @@ class Listing:
 class Catalog:
     """One directory's listing and the policy that keeps it exact (see the module docstring).
 
-    ``warn(name, problem)`` warns once about a file; ``check(info)`` judges the directory
-    itself (raising ``PluginError`` for one others could rewrite).  Thread-safe.
+    ``shown`` is the directory as the user named it (for messages), ``mode`` the one it is
+    made with; ``warn(name, problem)`` warns once about a file; ``check(info)`` judges the
+    directory itself (raising ``PluginError`` for one others could rewrite).  Thread-safe.
     """
 
     def __init__(
         self,
+        directory: directories.Directory,
         *,
         shown: Path,
-        directory: directories.Directory,
-        uid: int,
-        directory_mode: int,
+        mode: int,
         warn: Callable[[str, str], None],
         check: Callable[[os.stat_result], None],
     ) -> None:
-        self.shown = shown  # the directory as the user named it, for messages
         self.directory = directory
         self.root = directory.root
-        self.uid = uid
-        self.directory_mode = directory_mode
+        self.shown = shown  # the directory as the user named it, for messages
+        self.mode = mode  # the directory's, when it is made to be watched
+        self.uid = os.geteuid()  # only this user's files are instances (see permissions)
         self.warn = warn
         self.check = check
         self.described = False  # described at all (then provisioning keeps a journal)
@@ -231,7 +231,7 @@ class Catalog:
                 if not self.described:
                     return False  # `instance-file provision`: no describe to come
                 try:
-                    os.makedirs(self.root, mode=self.directory_mode, exist_ok=True)  # now, to be watched
+                    os.makedirs(self.root, mode=self.mode, exist_ok=True)  # now, to be watched
                     info = os.stat(self.root)
                 except OSError:
                     return False  # the write will say why

@@ -53,18 +53,8 @@ from infrakit.plugins import permissions, spi
 from infrakit.plugins.instance_file import directory as directories
 from infrakit.plugins.instance_file import documents, listing
 from infrakit.plugins.instance_file.documents import MAX_FILE
-from infrakit.plugins.instance_file.listing import RACY_NS, REVALIDATE, REVALIDATE_JOURNALED
 
-__all__ = [
-    "MAX_FILE",
-    "MAX_PROPERTIES",
-    "RACY_NS",
-    "REVALIDATE",
-    "REVALIDATE_JOURNALED",
-    "FilePlugin",
-    "create",
-    "stored_spec",
-]
+__all__ = ["MAX_PROPERTIES", "NAME", "FilePlugin", "create", "stored_spec"]
 
 NAME: Final = "instance-file"
 
@@ -148,12 +138,7 @@ class FilePlugin:
         self._warned: set[tuple[str, str]] = set()
         self._watch = directories.Directory(self._root)  # the one watch: listing and change feeds
         self._catalog = listing.Catalog(
-            shown=self.directory,
-            directory=self._watch,
-            uid=self._uid,
-            directory_mode=self._directory_mode,
-            warn=self._warn,
-            check=self._check_directory,
+            self._watch, shown=self.directory, mode=self._directory_mode, warn=self._warn, check=self._check_directory
         )
         self._spec: _Rendering | None = None  # the spec provision rendered last
         self._renderings: dict[str, str] = {}  # compact JSON -> its indented rendering, nested one level
