@@ -27,6 +27,7 @@ import click
 
 from infrakit.commands import _common
 from infrakit.commands._common import Context
+from infrakit.rpc.broker import matches
 
 __all__ = ["REASON_TOPICS", "event", "format_event"]
 
@@ -63,7 +64,7 @@ def list_topics(obj: Context, topic: str, output: str) -> None:
             found = [f"{GROUP_PLUGIN}/{t}" for n in names for t in _group_topics(n)]
         else:
             found = _local_topics(obj, here)
-        shown = sorted(t for t in set(found) if _under(wanted, t))
+        shown = sorted(t for t in set(found) if matches(wanted, t))
         if output == "table":
             for line in shown:
                 click.echo(line)
@@ -135,10 +136,6 @@ def _print(item: Mapping[str, Any], *, output: str) -> None:
 
 def _clean(topic: str) -> str:
     return "/".join(part for part in topic.split("/") if part not in ("", "."))
-
-
-def _under(wanted: str, topic: str) -> bool:
-    return not wanted or topic == wanted or topic.startswith(f"{wanted}/")
 
 
 def _group_topics(name: str) -> list[str]:
@@ -286,7 +283,7 @@ class _ClusterEvents:
                 if change["type"] not in ("ADDED", "MODIFIED"):
                     continue
                 converted = cluster_event(item)
-                if any(_under(wanted, converted["Topic"]) for wanted in self.topics):
+                if any(matches(wanted, converted["Topic"]) for wanted in self.topics):
                     yield converted
 
     def close(self) -> None:

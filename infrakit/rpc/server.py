@@ -113,14 +113,12 @@ def make_app(
             {name: (service.lock, handler) for name, handler in service.methods.items()}
         )
     sources = [service.events for service in services if service.events is not None]
-    broker = publishing.Broker(
-        {topic: feed for service in services for topic, feed in service.feeds.items()},
-        source=sources[0] if sources else None,
-    )
-    if broker.feeds or broker.source is not None:
+    feeds = {topic: feed for service in services for topic, feed in service.feeds.items()}
+    events = publishing.Publishing(feeds, events=sources[0] if sources else None) if feeds or sources else None
+    if events is not None:
         # Callable, but not advertised in the handshake: v0.5's file plugin published no
         # events, and `plugin ls` lists what ours implements exactly as the tutorial shows.
-        table.setdefault(wire.EVENT.name, {}).update({"List": (None, broker.listing)})
+        table.setdefault(wire.EVENT.name, {}).update({"List": (None, events.listing)})
     implements = {"APIs": [s.interface.to_wire() for s in services]}
     types = {"Types": {s.interface.encode(): list(s.types) for s in services}}
 
@@ -182,10 +180,10 @@ def make_app(
     app[guarding.GATE] = gate
     app.router.add_get("/info/api.json", get_api)
     app.router.add_get("/info/functions.json", get_functions)
-    if broker.feeds or broker.source is not None:
-        app.router.add_get("/events", broker.stream)
-        app.on_startup.append(broker.start)
-        app.on_shutdown.append(broker.stop)
+    if events is not None:
+        app.router.add_get("/events", events.stream)
+        app.on_startup.append(events.start)
+        app.on_shutdown.append(events.stop)
     app.router.add_route("*", "/{tail:.*}", rpc)
     return app
 

@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, Protocol
 
 from infrakit.core import instances
 from infrakit.plugins import spi
-from infrakit.rpc import wire
+from infrakit.rpc import broker, wire
 
 __all__ = [
-    "EventSource",
-    "EventSubscription",
     "GroupService",
     "Handler",
     "Service",
-    "WireEvent",
     "flavor_service",
     "group_services",
     "instance_service",
@@ -35,39 +32,7 @@ __all__ = [
 
 
 Handler = Callable[[Mapping[str, Any]], dict[str, Any]]
-
-
-class WireEvent(Protocol):
-    def to_wire(self) -> dict[str, Any]:
-        """The event as InfraKit's ``event.Event`` JSON (Topic, Type, ID, Timestamp, Data)."""
-        ...
-
-
-class EventSubscription(Protocol):
-    """One subscriber's bounded buffer (``infrakit.runtime.events.Subscription``)."""
-
-    dropped: int
-
-    def drain(self) -> Sequence[WireEvent]:
-        """The events buffered so far; never blocks."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class EventSource(Protocol):
-    """Events a plugin publishes (``infrakit.runtime.events.Broker``): topics and subscriptions.
-
-    ``wake`` is called (from any thread, without blocking) when events are buffered.
-    """
-
-    def topics(self) -> list[str]: ...
-
-    def accepts(self, topic: str) -> bool:
-        """Whether ``topic`` may be subscribed to though none of :meth:`topics` is under it (yet)."""
-        ...
-
-    def subscribe(self, topics: Sequence[str], *, wake: Callable[[], None]) -> EventSubscription: ...
+_Method = tuple[Handler, dict[str, Any], dict[str, Any]]  # a handler, and its example params and result
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -86,8 +51,8 @@ class Service:
     lock: threading.Lock | None = dataclasses.field(default_factory=threading.Lock)
     feeds: Mapping[str, Callable[[], AsyncIterator[Any]]] = dataclasses.field(default_factory=dict)
     """Topic -> a change feed whose items are published as events on that topic."""
-    events: EventSource | None = None
-    """Events published by the plugin itself (the group runtime's broker), on its own topics."""
+    events: broker.Broker | None = None
+    """The broker of the plugin's own events (the group runtime's), served with its change feeds."""
 
 
 # -- services -------------------------------------------------------------------------------
@@ -167,24 +132,18 @@ def instance_service(
         return {"Type": kind, "Descriptions": wire.go_list(listed)}
 
     ok = {"Type": "", "OK": False}
-    return Service(
-        interface=wire.INSTANCE,
-        methods={
-            "Validate": validate,
-            "Provision": provision,
-            "Label": label,
-            "Destroy": destroy,
-            "DescribeInstances": describe,
-        },
-        examples={
+    return _service(
+        wire.INSTANCE,
+        {
+            "Validate": (validate, {"Type": "", "Properties": None}, ok),
+            "Provision": (provision, {"Type": "", "Spec": _ZERO_SPEC}, {"Type": "", "ID": None}),
+            "Label": (label, {"Type": "", "Instance": "", "Labels": None}, ok),
+            "Destroy": (destroy, {"Type": "", "Instance": ""}, ok),
             "DescribeInstances": (
+                describe,
                 {"Type": "", "Tags": None, "Properties": False},
                 {"Type": "", "Descriptions": None},
             ),
-            "Destroy": ({"Type": "", "Instance": ""}, ok),
-            "Label": ({"Type": "", "Instance": "", "Labels": None}, ok),
-            "Provision": ({"Type": "", "Spec": _ZERO_SPEC}, {"Type": "", "ID": None}),
-            "Validate": ({"Type": "", "Properties": None}, ok),
         },
         types=(".", *sorted(types or {})),
         lock=None if concurrent else threading.Lock(),
@@ -195,7 +154,7 @@ def instance_service(
 def _changes_feed(plugin: spi.Watching) -> Callable[[], AsyncIterator[Any]]:
     async def feed() -> AsyncIterator[Any]:
         async for changed in plugin.changes():
-            yield {"All": True} if changed is None else {"IDs": sorted(changed)}
+            yield wire.CHANGED_ALL if changed is None else {"IDs": sorted(changed)}
 
     return feed
 
@@ -236,23 +195,20 @@ def flavor_service(
 
     ok = {"Type": "", "OK": False}
     on_instance = {"Type": "", "Properties": None, "Instance": _ZERO_DESCRIPTION}
-    return Service(
-        interface=wire.FLAVOR,
-        methods={"Validate": validate, "Prepare": prepare, "Healthy": healthy, "Drain": drain},
-        examples={
-            "Drain": (on_instance, ok),
-            "Healthy": (on_instance, {"Type": "", "Health": 0}),
-            "Prepare": (
-                {
-                    "Type": "",
-                    "Properties": None,
-                    "Spec": _ZERO_SPEC,
-                    "Allocation": _ZERO_ALLOCATION,
-                    "Index": {"Group": "", "Sequence": 0},
-                },
-                {"Type": "", "Spec": _ZERO_SPEC},
-            ),
-            "Validate": ({"Type": "", "Properties": None, "Allocation": _ZERO_ALLOCATION}, ok),
+    prepared = {
+        "Type": "",
+        "Properties": None,
+        "Spec": _ZERO_SPEC,
+        "Allocation": _ZERO_ALLOCATION,
+        "Index": {"Group": "", "Sequence": 0},
+    }
+    return _service(
+        wire.FLAVOR,
+        {
+            "Validate": (validate, {"Type": "", "Properties": None, "Allocation": _ZERO_ALLOCATION}, ok),
+            "Prepare": (prepare, prepared, {"Type": "", "Spec": _ZERO_SPEC}),
+            "Healthy": (healthy, on_instance, {"Type": "", "Health": 0}),
+            "Drain": (drain, on_instance, ok),
         },
         types=(".", *sorted(types or {})),
         lock=None if concurrent else threading.Lock(),
@@ -292,7 +248,7 @@ class GroupService(Protocol):
         """The value at ``path`` (any JSON), None if there is none."""
 
 
-def group_services(service: GroupService, *, events: EventSource | None = None) -> list[Service]:
+def group_services(service: GroupService, *, events: broker.Broker | None = None) -> list[Service]:
     """``Group/0.1.0`` and ``Metadata/0.1.0`` backed by ``service`` (which must be thread-safe).
 
     ``events``: the runtime's events, served as InfraKit's event endpoint (``Event.List``
@@ -337,30 +293,36 @@ def group_services(service: GroupService, *, events: EventSource | None = None) 
 
     by_id = {"ID": ""}
     ok = {"OK": False}
+    committed = {"Spec": {"ID": "", "Properties": None}, "Pretend": False}
     return [
-        Service(
-            interface=wire.GROUP,
-            methods={
-                "CommitGroup": commit,
-                "FreeGroup": free,
-                "DescribeGroup": describe,
-                "DestroyGroup": destroy,
-                "InspectGroups": inspect,
-            },
-            examples={
-                "CommitGroup": ({"Spec": {"ID": "", "Properties": None}, "Pretend": False}, {"Details": ""}),
-                "DescribeGroup": (by_id, {"Description": {"Instances": None, "Converged": False}}),
-                "DestroyGroup": (by_id, ok),
-                "FreeGroup": (by_id, ok),
-                "InspectGroups": ({}, {"Groups": None}),
+        _service(
+            wire.GROUP,
+            {
+                "CommitGroup": (commit, committed, {"Details": ""}),
+                "FreeGroup": (free, by_id, ok),
+                "DescribeGroup": (describe, by_id, {"Description": {"Instances": None, "Converged": False}}),
+                "DestroyGroup": (destroy, by_id, ok),
+                "InspectGroups": (inspect, {}, {"Groups": None}),
             },
             lock=None,
             events=events,
         ),
-        Service(
-            interface=wire.METADATA,
-            methods={"List": metadata_list, "Get": metadata_get},
-            examples={"Get": ({"Path": "."}, {"Value": None}), "List": ({"Path": "."}, {"Nodes": None})},
+        _service(
+            wire.METADATA,
+            {
+                "List": (metadata_list, {"Path": "."}, {"Nodes": None}),
+                "Get": (metadata_get, {"Path": "."}, {"Value": None}),
+            },
             lock=None,
         ),
     ]
+
+
+def _service(interface: wire.InterfaceSpec, methods: Mapping[str, _Method], **options: Any) -> Service:
+    """A :class:`Service` from its methods, each with the example params and result v0.5 shows."""
+    return Service(
+        interface=interface,
+        methods={name: handler for name, (handler, _, _) in methods.items()},
+        examples={name: (params, result) for name, (_, params, result) in methods.items()},
+        **options,
+    )

@@ -19,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 from infrakit.core import instances, specs
 
 __all__ = [
+    "CHANGED_ALL",
     "CHANGES_TOPIC",
     "EVENT",
     "FLAVOR",
@@ -85,6 +87,9 @@ CHANGES_TOPIC: Final = "instance/changes"
 Its events' ``Data`` is ``{"IDs": [...]}``, or ``{"All": true}`` when anything may have
 changed; a client heals from it instead of polling (InfraKit's own daemons publish
 nothing there, and are polled)."""
+
+CHANGED_ALL: Final[Mapping[str, Any]] = MappingProxyType({"All": True})
+"""A change event's ``Data`` when anything may have changed (also what a subscriber that fell behind gets)."""
 
 MAX_DEPTH: Final = 100
 """Containers a message may nest, envelope included (a Group's properties nest at most 32).
@@ -164,17 +169,11 @@ def field(document: Mapping[str, Any], key: str) -> Any:
 
 
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
+    """What a value is, in the words of Go's JSON errors."""
+    return next((name for kinds, name in _KINDS if isinstance(value, kinds)), "object")
+
+
+_KINDS: Final = ((type(None), "null"), (bool, "boolean"), (int | float, "number"), (str, "string"), (list, "array"))
 
 
 def _refuse(where: str, value: Any, want: str) -> WireError:

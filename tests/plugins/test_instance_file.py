@@ -13,8 +13,9 @@ import hypothesis.strategies
 import pytest
 
 from infrakit.core import instances
-from infrakit.plugins import InstanceNotFound, PluginError, instance_documents
+from infrakit.plugins import InstanceNotFound, PluginError
 from infrakit.plugins.instance_file import FilePlugin
+from infrakit.plugins.instance_file import documents as instance_documents
 
 SPEC = instances.InstanceSpec(
     properties={"Note": "n"},

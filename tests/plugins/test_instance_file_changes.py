@@ -8,6 +8,11 @@ periodic resync.  Timeouts here only keep a broken watcher from hanging the suit
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import json
+import os
+import random
 import shutil
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +22,7 @@ import pytest
 
 from infrakit.core import instances
 from infrakit.plugins.instance_file import FilePlugin
+from infrakit.plugins.instance_file import directory as directories
 
 SPEC = instances.InstanceSpec(properties={"Note": "n"}, tags={instances.TAG_GROUP: "g"})
 PATIENCE = 10.0  # seconds: an upper bound against hanging, never a speed assertion
@@ -38,7 +44,15 @@ async def until(changes: Changes, wanted: str | None) -> list[frozenset[str] | N
     return seen
 
 
+def watching(plugin: FilePlugin) -> bool:
+    """Whether the plugin holds an inotify descriptor (the one watch of its directory)."""
+    return plugin._watch._notify is not None
+
+
 def watch(plugin: FilePlugin, scenario: Callable[[Changes], Awaitable[None]]) -> None:
+    """Run ``scenario`` on the plugin's change feed; once it ends, nothing of the watch is left."""
+    threads = set(threading.enumerate())
+
     async def main() -> None:
         changes = plugin.changes()
         try:
@@ -47,7 +61,10 @@ def watch(plugin: FilePlugin, scenario: Callable[[Changes], Awaitable[None]]) ->
             await changes.aclose()
 
     asyncio.run(main())
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("infrakit-watch")]
+    assert set(threading.enumerate()) <= threads, "a watch thread outlived its feed"
+    listing = plugin._catalog._listing
+    journaled = listing is not None and listing.journal is not None
+    assert watching(plugin) == journaled, "the feed's watch outlived it (only the listing's journal keeps it)"
 
 
 def test_a_deleted_or_created_instance_is_named(tmp_path: Path) -> None:
@@ -138,3 +155,98 @@ def test_cancelling_a_wait_stops_the_watch_thread(tmp_path: Path) -> None:
         assert waiting.cancelled()
 
     watch(plugin, scenario)
+
+
+# -- one watch, many listeners (issue 20, item 4) ------------------------------------------------
+
+
+def inotify_descriptors() -> int:
+    """The inotify descriptors this process holds (collect first: a plugin dropped by a test holds one)."""
+    gc.collect()
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    return count
+
+
+def foreign(directory: Path) -> str:
+    """An instance file another program wrote (not announced by the plugin)."""
+    name = f"instance-{random.randrange(2**63)}"
+    body = {"ID": name, "LogicalID": None, "Tags": {instances.TAG_GROUP: "g"}, "Spec": {}}
+    (directory / name).write_text(json.dumps(body, indent=2, sort_keys=True))
+    return name
+
+
+def test_the_listing_and_the_feed_share_one_watch_and_each_sees_every_event(tmp_path: Path) -> None:
+    """Was: two inotify readers (a watchfiles thread and the listing's journal) consumed each event."""
+    plugin = FilePlugin(directory=tmp_path)
+    first, second = foreign(tmp_path), foreign(tmp_path)
+    plugin.describe({})
+    plugin.describe({})  # long-lived: the listing listens
+    assert watching(plugin)
+    held = inotify_descriptors()
+
+    async def scenario(changes: Changes) -> None:
+        assert await asyncio.wait_for(anext(changes), PATIENCE) is None
+        assert inotify_descriptors() == held, "the feed opened a second watch"
+        (tmp_path / first).unlink()
+        # The describe reads the event first (the loop is not running meanwhile): the feed still gets it.
+        assert [d.id for d in plugin.describe({})] == [second]
+        await until(changes, first)
+        (tmp_path / second).unlink()
+        await until(changes, second)  # the feed reads this one first: the listing still gets it
+        assert plugin.describe({}) == []
+
+    watch(plugin, scenario)
+
+
+def test_a_listener_nobody_drains_holds_a_bounded_number_of_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feed reads every event, also for a listing that does not describe for a while: past the bound
+    its listener is lost (memory stays bounded), and its next describe lists everything, exactly."""
+    monkeypatch.setattr(directories, "MAX_PENDING", 5)
+    plugin = FilePlugin(directory=tmp_path)
+    plugin.describe({})
+    plugin.describe({})
+
+    async def scenario(changes: Changes) -> None:
+        assert await asyncio.wait_for(anext(changes), PATIENCE) is None
+        made = [foreign(tmp_path) for _ in range(8)]
+        seen: set[str] = set()
+        while not set(made) <= seen:  # (the feed's own listener may be lost too: "anything changed")
+            item = await asyncio.wait_for(anext(changes), PATIENCE)
+            if item is None:
+                break
+            seen |= item
+        listing = plugin._catalog._listing
+        assert listing is not None and listing.journal is not None and listing.journal.lost
+        assert sorted(d.id for d in plugin.describe({})) == sorted(made)
+
+    watch(plugin, scenario)
+
+
+def test_without_inotify_the_feed_compares_listings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not Linux (no inotify): the feed still names what changed, from a listing every second."""
+    monkeypatch.setattr(directories.Directory, "attach", lambda self, loop, wake: False)
+    plugin = FilePlugin(directory=tmp_path)
+    doomed = foreign(tmp_path)
+
+    async def scenario(changes: Changes) -> None:
+        assert await asyncio.wait_for(anext(changes), PATIENCE) is None
+        (tmp_path / doomed).unlink()
+        made = foreign(tmp_path)
+        seen: set[str] = set()
+        while not {doomed, made} <= seen:
+            seen |= await asyncio.wait_for(anext(changes), PATIENCE) or set()
+
+    watch(plugin, scenario)
+
+
+def test_a_directory_that_cannot_be_watched_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    """(Its listing then goes by timestamps.)  Was: the descriptor stayed open, with no watch, for ever."""
+    plugin = FilePlugin(directory=tmp_path / ("x" * 300))  # a name too long to watch
+    with pytest.raises(OSError, match="too long"):
+        plugin._watch.listen()
+    assert not watching(plugin)

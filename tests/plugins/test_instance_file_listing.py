@@ -1,11 +1,12 @@
 """A long-lived file plugin's ``describe`` is exact: it says what a fresh read of the directory says.
 
 The plugin keeps what it parsed and, once it has described twice, a journal of the
-directory's changes (inotify) so that a describe costs O(changes), not a listing of
-100,000 files (issue 14).  Whatever happens to the directory between two describes (the
-plugin's own writes, another program creating, replacing, editing in place, chmodding,
-renaming or removing files, symlinks, the directory itself removed or replaced, the
-journal overflowing), a describe must return exactly what a plugin that never saw the
+directory's changes (a listener of its one inotify watch, ``instance_file.directory``)
+so that a describe costs O(changes), not a listing of 100,000 files (issue 14).
+Whatever happens to the directory between two describes (the plugin's own writes,
+another program creating, replacing, editing in place, chmodding, renaming or removing
+files, symlinks, the directory itself removed or replaced, the journal overflowing, a
+change feed reading the same watch), a describe must return exactly what a plugin that never saw the
 directory before returns.  Both ways are checked: with the journal, and with timestamps
 only (where no inotify watch can be had).
 """
@@ -13,6 +14,7 @@ only (where no inotify watch can be had).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
@@ -24,10 +26,17 @@ from pathlib import Path
 import pytest
 
 from infrakit.core import instances
-from infrakit.plugins import PluginError, instance_file, instance_listings
-from infrakit.plugins.instance_file import FilePlugin
+from infrakit.plugins import PluginError
+from infrakit.plugins.instance_file import FilePlugin, listing
+from infrakit.plugins.instance_file import directory as directories
+from tests.plugins.test_instance_file_changes import watching
 
 GROUPS = ("a", "b", "c")
+
+
+def no_watch(self: directories.Directory) -> None:
+    """Where no inotify watch can be had (not Linux, none left): timestamps only."""
+    raise OSError(errno.ENOSPC, "no watch left")
 
 
 def spec(group: str, note: str = "n") -> instances.InstanceSpec:
@@ -234,7 +243,7 @@ def test_a_long_lived_describe_says_what_a_fresh_read_says(tmp_path: Path, seed:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_without_a_journal_timestamps_keep_it_exact(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(instance_listings.Journal, "open", classmethod(lambda cls, root: None))
+    monkeypatch.setattr(directories.Directory, "listen", no_watch)
     run(tmp_path, seed, steps=40)
 
 
@@ -243,14 +252,14 @@ def test_an_overflowing_journal_starts_again_and_stays_exact(
     tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The kernel drops the queue past ``max_queued_events``: ``drain`` says so, the plugin lists again."""
-    drain = instance_listings.Journal.drain
+    drain = directories.Listener.drain
     rng = random.Random(seed)
 
-    def sometimes_overflowing(self: instance_listings.Journal) -> set[str] | None:
+    def sometimes_overflowing(self: directories.Listener) -> directories.Drained | None:
         drained = drain(self)
         return None if rng.random() < 0.3 else drained
 
-    monkeypatch.setattr(instance_listings.Journal, "drain", sometimes_overflowing)
+    monkeypatch.setattr(directories.Listener, "drain", sometimes_overflowing)
     run(tmp_path, seed, steps=40)
 
 
@@ -259,18 +268,20 @@ def test_the_journal_is_kept_only_by_a_plugin_that_describes_again(tmp_path: Pat
     plugin = FilePlugin(directory=tmp_path)
     ids = [plugin.provision(spec("a")) for _ in range(3)]
     plugin.describe({})
-    assert plugin._listing is not None and plugin._listing.journal is None
+    assert plugin._catalog._listing is not None and plugin._catalog._listing.journal is None
+    assert not watching(plugin), "a one-shot describe opens no watch"
     plugin.describe({})
-    assert plugin._listing.journal is not None, "a plugin describing again keeps a journal (Linux)"
+    assert plugin._catalog._listing.journal is not None, "a plugin describing again keeps a journal (Linux)"
+    assert watching(plugin)
     scans = 0
-    scan = plugin._scan
+    scan = plugin._catalog._scan
 
     def counting(*args: object, **kwargs: object) -> None:
         nonlocal scans
         scans += 1
         scan(*args, **kwargs)  # type: ignore[arg-type]
 
-    plugin._scan = counting  # type: ignore[method-assign]
+    plugin._catalog._scan = counting  # type: ignore[method-assign]
     (tmp_path / ids[0]).unlink()
     plugin.provision(spec("b"))
     assert [d.id for d in plugin.describe({instances.TAG_GROUP: "a"})] == sorted(ids[1:])
@@ -283,13 +294,13 @@ def test_what_the_plugin_wrote_is_not_read_back_unless_something_else_touched_it
     plugin.describe({})
     plugin.describe({})  # long-lived: the journal is armed
     reads: list[str] = []
-    load = plugin._load
+    load = plugin._catalog.load
 
-    def counting(path: str, name: str, started_ns: int) -> instance_listings.Entry | None:
+    def counting(path: str, name: str, started_ns: int) -> listing.Entry | None:
         reads.append(name)
         return load(path, name, started_ns)
 
-    plugin._load = counting  # type: ignore[method-assign]
+    plugin._catalog.load = counting  # type: ignore[method-assign]
     untouched, edited, replaced = (plugin.provision(spec("a")) for _ in range(3))
     data = (tmp_path / edited).read_bytes()
     with (tmp_path / edited).open("r+b") as handle:  # same size, same inode: only the event tells
@@ -308,13 +319,13 @@ def test_a_commit_does_not_read_back_what_it_provisioned(tmp_path: Path) -> None
     assert plugin.describe({}) == []
     ids = sorted(plugin.provision(spec("a")) for _ in range(5))
     reads: list[str] = []
-    load = plugin._load
+    load = plugin._catalog.load
 
-    def counting(path: str, name: str, started_ns: int) -> instance_listings.Entry | None:
+    def counting(path: str, name: str, started_ns: int) -> listing.Entry | None:
         reads.append(name)
         return load(path, name, started_ns)
 
-    plugin._load = counting  # type: ignore[method-assign]
+    plugin._catalog.load = counting  # type: ignore[method-assign]
     assert [d.id for d in plugin.describe({instances.TAG_GROUP: "a"})] == ids
     assert reads == []
     assert snapshot(plugin, None) == fresh(tmp_path / "new", None)
@@ -326,13 +337,13 @@ def test_what_the_journal_cannot_see_is_seen_all_the_same(tmp_path: Path, monkey
     ids = sorted(plugin.provision(spec("a")) for _ in range(3))
     plugin.describe({})
     plugin.describe({})  # journaled from here
-    monkeypatch.setattr(instance_listings.Journal, "drain", lambda self: {})  # blind from here
+    monkeypatch.setattr(directories.Listener, "drain", lambda self: directories.Drained({}, {}))  # blind from here
     (tmp_path / ids[0]).unlink()  # the directory's mtime says so
     assert [d.id for d in plugin.describe({})] == ids[1:]
     path = tmp_path / ids[1]
     path.write_bytes(path.read_bytes().replace(b'"infrakit.group": "a"', b'"infrakit.group": "b"'))
     assert len(plugin.describe({instances.TAG_GROUP: "a"})) == 2  # an edit in place: unseen for now...
-    monkeypatch.setattr(instance_file, "REVALIDATE_JOURNALED", 0.0)
+    monkeypatch.setattr(listing, "REVALIDATE_JOURNALED", 0.0)
     assert [d.id for d in plugin.describe({instances.TAG_GROUP: "b"})] == [ids[1]]  # ...until the next full check
 
 
@@ -342,19 +353,19 @@ def test_a_change_racing_a_describe_costs_no_full_listing(tmp_path: Path, monkey
     plugin.describe({})
     plugin.provision(spec("a"))
     plugin.describe({})  # exact from here
-    drain = instance_listings.Journal.drain
+    drain = directories.Listener.drain
     racing = [True]
 
-    def drain_racing(self: instance_listings.Journal) -> dict[str, int] | None:
+    def drain_racing(self: directories.Listener) -> directories.Drained | None:
         if racing.pop() if racing else False:
             name = f"instance-{random.randrange(2**63)}"
             (tmp_path / name).write_bytes(document(name, "a"))  # after describe's stat, before the drain
         return drain(self)
 
-    monkeypatch.setattr(instance_listings.Journal, "drain", drain_racing)
+    monkeypatch.setattr(directories.Listener, "drain", drain_racing)
     scans = []
-    scan = plugin._scan
-    monkeypatch.setattr(plugin, "_scan", lambda *a, **k: (scans.append(1), scan(*a, **k)))
+    scan = plugin._catalog._scan
+    monkeypatch.setattr(plugin._catalog, "_scan", lambda *a, **k: (scans.append(1), scan(*a, **k)))
     first = snapshot(plugin, "a")
     second = snapshot(plugin, "a")
     assert first == second == fresh(tmp_path, "a") and len(first) == 2
@@ -391,7 +402,9 @@ def test_provisions_racing_describes_leave_nothing_behind(tmp_path: Path) -> Non
     done.set()
     reader.join()
     assert snapshot(plugin, "a") == fresh(tmp_path, "a") and len(snapshot(plugin, "a")) == 601
-    assert plugin._own == {}
+    assert plugin._watch.pending == {}
+    assert plugin._catalog._listing is not None and plugin._catalog._listing.journal is not None
+    assert plugin._catalog._listing.journal.drain() == directories.Drained({}, {})
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "timestamps"])
@@ -403,8 +416,8 @@ def test_a_change_made_through_a_hard_link_is_seen(
     the file was read, is not seen until the next full check: only the plugin's user or root can make
     one to a 0600 file, and the kernel tells a directory's watch nothing of it.)"""
     if not journal:
-        monkeypatch.setattr(instance_listings.Journal, "open", classmethod(lambda cls, root: None))
-    monkeypatch.setattr(instance_listings, "RACY_NS", 0)  # every entry trusted at once: only the stat can tell
+        monkeypatch.setattr(directories.Directory, "listen", no_watch)
+    monkeypatch.setattr(listing, "RACY_NS", 0)  # every entry trusted at once: only the stat can tell
     directory = tmp_path / "instances"
     plugin = FilePlugin(directory=directory)
     plugin.describe({})

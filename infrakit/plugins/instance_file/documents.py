@@ -7,7 +7,20 @@ tags: what the planner compares); :func:`recover` describes an undecodable file 
 two ends when they are exactly what this plugin writes; :func:`measure` tells how many
 bytes properties take once indented in a file (what ``validate`` bounds), and
 :func:`check_readable` refuses what no reader would get back as written.  Pure functions
-over bytes and values: :mod:`infrakit.plugins.instance_file` does the I/O.
+over bytes and values: :mod:`.plugin` and :mod:`.listing` do the I/O.
+
+A file named as an instance that cannot be decoded (larger than :data:`MAX_FILE`, damaged
+in the middle, written by an older version with other limits) may still be one of ours,
+and forgetting it would make its group provision a replacement on every pass.  Our files
+are ``json.dumps(indent=2, sort_keys=True)`` of ``CreatedAt, ID, LogicalID, Spec,
+Tags``: the head names the instance and the last member is its ``Tags``.  So when the
+first :data:`HEAD` bytes are exactly that head (with the file's own name as ``ID``) and
+the last :data:`TAIL` bytes end in exactly ``"Tags": {...}`` (strings to strings), the
+file is described from those two ends (:func:`recover`): a member of its group, never
+replaced, removed by the group's ``destroy`` (which needs only its name), warned about
+once.  Anything else (truncated at the end, another format, a decodable document of the
+wrong types) is not a member: its group provisions one replacement, once, and the file
+is left alone.
 """
 
 from __future__ import annotations
@@ -21,17 +34,24 @@ from typing import Any, Final
 from infrakit.core import instances, specs
 
 __all__ = [
+    "HEAD",
     "INSTANCE_ID",
     "MAX_DEPTH",
+    "MAX_FILE",
     "PROPERTIES_INDENT",
+    "TAIL",
     "check_readable",
     "compact",
     "encode_new",
     "measure",
     "read_description",
+    "reason",
     "recover",
 ]
 
+MAX_FILE: Final = 8 << 20  # bytes: the read limit, so also the largest file provision or label writes
+HEAD: Final = 8192  # bytes read to recover an undecodable file's identity (ID, LogicalID, CreatedAt)
+TAIL: Final = 65536  # bytes read to recover its Tags
 INSTANCE_ID: Final = re.compile(r"instance-[0-9]{1,19}")  # always fullmatch: "$" would let a trailing newline in
 MAX_DEPTH: Final = specs.MAX_PROPERTY_DEPTH  # what the core accepts; deeper risks the encoder's recursion
 PROPERTIES_INDENT: Final = 4  # in a file, the properties' lines are indented 4 more than on their own
@@ -91,6 +111,12 @@ def check_readable(spec: instances.InstanceSpec) -> None:
     for index, attachment in enumerate(spec.attachments):
         instances.check_json(attachment.id, field=f"Attachments[{index}].ID")
         instances.check_json(attachment.type, field=f"Attachments[{index}].Type")
+
+
+def reason(error: BaseException) -> str:
+    """An exception's text, short enough for a one-line warning or refusal."""
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _wrong(value: Any, wanted: str) -> str:
