@@ -40,6 +40,7 @@ def test_tutorial(
         "INTERFACE        LISTEN       NAME",
         "Group/0.1.0      (built-in)   group",
         "Metadata/0.1.0   (built-in)   group",
+        "Instance/0.5.0   (built-in)   instance-docker",
         "Instance/0.5.0   (built-in)   instance-file",
         "Flavor/0.1.0     (built-in)   flavor-vanilla",
     ]
