@@ -163,22 +163,9 @@ def field(document: Mapping[str, Any], key: str) -> Any:
     return None
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _refuse(where: str, value: Any, want: str) -> WireError:
-    return WireError(where, f"cannot decode {_kind(value)} as {want}")
+    # JSON's name of what came, from the core's one classifier (a decoded value always has one).
+    return WireError(where, f"cannot decode {specs.json_type(value) or 'object'} as {want}")
 
 
 def obj(value: Any, where: str) -> Mapping[str, Any]:
