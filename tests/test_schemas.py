@@ -102,7 +102,7 @@ def test_the_core_validates_against_the_schema_it_is_given(restore_schema: None)
 
 
 def test_without_a_schema_the_core_says_so(restore_schema: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(validation, "_source", None)
+    monkeypatch.setattr(validation, "_load", None)
     for cached in (validation.spec_schema, validation._fast_check, validation._violations):
         cached.cache_clear()
     with pytest.raises(LookupError, match=r"no Group schema was provided to the core: import infrakit\.schemas"):

@@ -15,7 +15,6 @@ spec it does not accept is given to the full validator, whose first violation
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -33,13 +32,9 @@ Violations = Callable[[Mapping[str, Any]], Callable[[Any], Iterable[Violation]]]
 (with the API server's ``pattern``: :func:`.schema.end_of_text`)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class _Source:
-    load: Load
-    violations: Violations
-
-
-_source: _Source | None = None
+# What the adapter gave (module globals, not a dataclass: that costs ~0.5 ms of start-up).
+_load: Load | None = None
+_list_violations: Violations | None = None
 
 
 def provide(*, load: Load, violations: Violations) -> None:
@@ -47,26 +42,26 @@ def provide(*, load: Load, violations: Violations) -> None:
 
     The last call wins; what was derived from an earlier source is forgotten.
     """
-    global _source  # noqa: PLW0603 - one schema per process, chosen by its adapter
-    _source = _Source(load, violations)
+    global _load, _list_violations  # one schema per process, chosen by its adapter
+    _load, _list_violations = load, violations
     spec_schema.cache_clear()
     _fast_check.cache_clear()
     _violations.cache_clear()
 
 
-def _provided() -> _Source:
-    if _source is None:
+def _provided() -> tuple[Load, Violations]:
+    if _load is None or _list_violations is None:
         raise LookupError(
             "no Group schema was provided to the core: import infrakit.schemas (the packaged CRD's) "
             "or call infrakit.core.specs.provide()"
         )
-    return _source
+    return _load, _list_violations
 
 
 @functools.cache
 def spec_schema() -> dict[str, Any]:
     """The strict schema of a Group's ``spec`` (unknown fields refused)."""
-    return schema.strict(_provided().load()["properties"]["spec"])
+    return schema.strict(_provided()[0]()["properties"]["spec"])
 
 
 @functools.cache
@@ -76,7 +71,7 @@ def _fast_check() -> schema.Check | None:
 
 @functools.cache
 def _violations() -> Callable[[Any], Iterable[Violation]]:
-    return _provided().violations(spec_schema())
+    return _provided()[1](spec_schema())
 
 
 def validate_spec(spec: Any) -> None:
