@@ -1,12 +1,20 @@
 """InfraKit's Group / Instance / Flavor system as a Kubernetes operator, with a local mode.
 
-Layers, lowest first (kept so by the import-linter contracts in ``pyproject.toml``):
+Layers, lowest first (every module is in one; the import-linter contracts in
+``pyproject.toml`` keep each importing only downwards):
 
-* ``infrakit.core``     pure decisions: specs, the config hash, the planner, status;
-* ``infrakit.plugins``  the instance and flavor SPIs and the built-in plugins;
-* ``infrakit.engine``   carries the core's plans out through the plugins;
-* ``infrakit.local`` / ``infrakit.operator``  the two adapters (YAML store, kopf);
-* ``infrakit.cli``      ``infrakit-local``, over either adapter.
+* ``core`` | ``faults`` | ``logs``  pure decisions (specs, the config hash, the planner,
+  status); failpoints for the crash tests; log set-up;
+* ``files`` | ``schemas``  atomic, symlink-safe files; the CRD's schema, read, cached and
+  given to the core;
+* ``plugins``   the instance and flavor SPIs and the built-in plugins;
+* ``rpc``       InfraKit's plugin protocol, both ends;
+* ``runtime``   the one reconcile runtime: the sync of a group, its queue and engine;
+* ``local`` | ``cluster``  the two adapters (the YAML store; the Kubernetes API);
+* ``options``   the click options of the long-running controllers;
+* ``operator``  kopf's handlers over the runtime;
+* ``commands``, then ``cli`` | ``daemons``  ``infrakit-local`` and the plugin daemons;
+* ``controlplane`` | ``testing``  test tooling (the product imports neither).
 """
 
 import atexit

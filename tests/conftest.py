@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+# The core validates Groups against the schema its adapter provides (the packaged CRD's);
+# every mode imports it, and so do the tests, which also call the core directly.
+from infrakit import schemas  # noqa: F401 - imported for its effect: the core is given the schema
+
 pytest_plugins = ["tests.clusterfixtures", "tests.dockerfixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -7,3 +7,7 @@ CLI's view of a cluster (``infrakit-local --context``).
 """
 
 # Submodules are imported by their users, not here: the kubernetes client is slow to import.
+
+# The Group schema, for the core to validate every Group of this mode against: the
+# packaged CRD's (read, and cached, by this adapter; the core reads no file).
+from infrakit import schemas as schemas

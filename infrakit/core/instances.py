@@ -14,6 +14,11 @@ from typing import Any, Final
 
 from infrakit.core import specs
 
+# The one rule for what a plugin stores or sends (an instance file, an RPC answer) is the
+# documents' rule: written, a value JSON cannot carry is not JSON to other readers, or
+# comes back as something else.  Re-exported for the plugins, which speak of instances.
+from infrakit.core.specs import check_json
+
 __all__ = [
     "BOOTSTRAP_SHA",
     "MAX_FLAVOR_BYTES",
@@ -162,32 +167,19 @@ def check_spec(spec: InstanceSpec) -> None:
                 raise specs.SpecError(f"Attachments[{index}].{key}", f"must be a string, got {kind(value)}")
 
 
-def check_json(value: Any, *, field: str) -> None:
-    """Raise ``ValueError`` (a ``SpecError`` naming the path under ``field``) unless ``value`` is JSON
-    that any reader reads back as written: no NaN or infinity, no number beyond a float64, no
-    unpaired surrogate in a string or key, string keys only.
-
-    For what a plugin stores or sends (an instance file, an RPC answer): written, such a value
-    is not JSON to other readers, or comes back as something else.
-    """
-    specs.check_json(value, field=field)
-
-
 def kind(value: Any) -> str:
     """What a JSON-like value is, for error messages ("got a list")."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
+    return _KINDS.get(specs.json_type(value)) or f"a {type(value).__name__}"
+
+
+_KINDS: Final[dict[str | None, str]] = {
+    "null": "null",
+    "boolean": "a boolean",
+    "number": "a number",
+    "string": "a string",
+    "object": "a mapping",
+    "array": "a list",
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

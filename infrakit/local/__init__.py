@@ -6,3 +6,7 @@ store to the runtime, ``controller`` is what the CLI's commands do, ``running`` 
 """
 
 # Submodules are imported by their users, not here: the CLI imports only what a command needs.
+
+# The Group schema, for the core to validate every Group of this mode against: the
+# packaged CRD's (read, and cached, by this adapter; the core reads no file).
+from infrakit import schemas as schemas

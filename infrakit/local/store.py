@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from infrakit import files
+from infrakit import files, schemas
 from infrakit.core import specs
 
 __all__ = ["ORPHAN_ANNOTATION", "Damaged", "Store", "StoredGroup"]
@@ -202,7 +202,7 @@ def _status_schema() -> dict[str, Any]:
     Fields it does not know (an older version's ``instances`` list, say) are let through, as
     the API server prunes them on its next write and so does the next sync here.
     """
-    schema: dict[str, Any] = _plain(specs.crd_schema()["properties"]["status"])
+    schema: dict[str, Any] = _plain(schemas.crd_schema()["properties"]["status"])
     schema.pop("additionalProperties", None)
     return schema
 

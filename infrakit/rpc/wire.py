@@ -168,16 +168,9 @@ def field(document: Mapping[str, Any], key: str) -> Any:
     return None
 
 
-def _kind(value: Any) -> str:
-    """What a value is, in the words of Go's JSON errors."""
-    return next((name for kinds, name in _KINDS if isinstance(value, kinds)), "object")
-
-
-_KINDS: Final = ((type(None), "null"), (bool, "boolean"), (int | float, "number"), (str, "string"), (list, "array"))
-
-
 def _refuse(where: str, value: Any, want: str) -> WireError:
-    return WireError(where, f"cannot decode {_kind(value)} as {want}")
+    # JSON's name of what came, from the core's one classifier (a decoded value always has one).
+    return WireError(where, f"cannot decode {specs.json_type(value) or 'object'} as {want}")
 
 
 def obj(value: Any, where: str) -> Mapping[str, Any]:

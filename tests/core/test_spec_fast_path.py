@@ -1,34 +1,29 @@
 """The compiled schema check accepts exactly what jsonschema accepts, so errors never change.
 
-``specs._compile`` decides "valid" without importing jsonschema (CLI start-up); anything it
-does not accept goes to ``jsonschema.Draft4Validator``, which words the error.  A document
-it wrongly accepted would skip validation, so these tests compare the two on the CRD's own
-schema, on generated documents near and far from valid, and on schemas using every
-keyword it knows (and some it must refuse to compile).
+``specs.compile_check`` decides "valid" without importing jsonschema (CLI start-up); anything
+it does not accept goes to ``jsonschema.Draft4Validator`` (``infrakit.schemas.violations``),
+whose errors the core words.  A document it wrongly accepted would skip validation, so
+these tests compare the two on the CRD's own schema, on generated documents near and far
+from valid, and on schemas using every keyword it knows (and some it must refuse to compile).
 """
 
 from __future__ import annotations
 
 import copy
 import decimal
-import json
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infrakit.core import specs
 from tests.corpus import good
 
-SCHEMA = specs._spec_schema()
+SCHEMA = specs.validation.spec_schema()
 VALIDATOR = jsonschema.Draft4Validator(SCHEMA)
-FAST = specs._compile(SCHEMA)
+FAST = specs.compile_check(SCHEMA)
 
 scalars = st.one_of(
     st.none(),
@@ -135,14 +130,14 @@ def test_the_errors_are_jsonschemas() -> None:
     ],
 )
 def test_same_verdict_on_each_keyword(schema: dict[str, Any], documents: list[Any]) -> None:
-    check = specs._compile(schema)
+    check = specs.compile_check(schema)
     assert check is not None
     for document in documents:
         assert check(document) == jsonschema_accepts(schema, document), document
 
 
 def test_numbers_it_does_not_know_go_to_jsonschema() -> None:
-    check = specs._compile({"type": "number", "maximum": 3})
+    check = specs.compile_check({"type": "number", "maximum": 3})
     assert check is not None
     assert check(decimal.Decimal(2)) is False  # "not sure": jsonschema decides (it accepts)
     assert check(float("nan")) is False  # the same: jsonschema decides
@@ -162,64 +157,13 @@ def test_numbers_it_does_not_know_go_to_jsonschema() -> None:
     ],
 )
 def test_unknown_keywords_are_left_to_jsonschema(schema: dict[str, Any]) -> None:
-    assert specs._compile(schema) is None
+    assert specs.compile_check(schema) is None
 
 
 def test_a_schema_it_cannot_compile_still_validates(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(specs, "_fast_check", lambda: None)
+    monkeypatch.setattr(specs.validation, "_fast_check", lambda: None)
     document = copy.deepcopy(good())
     document["spec"]["paused"] = "yes"
     with pytest.raises(specs.SpecError, match=r"spec\.paused: must be true or false"):
         specs.parse_document(document)
     assert specs.parse_document(good()).name == "bad"
-
-
-# -- the CRD schema, cached as JSON ------------------------------------------------------------
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("INFRAKIT_CACHE", str(tmp_path))
-    specs.crd_schema.cache_clear()
-    yield tmp_path / "schema"
-    specs.crd_schema.cache_clear()
-
-
-def parsed_crd() -> dict[str, Any]:
-    crd = yaml.safe_load(Path(specs.CRD_PATH).read_text("utf-8"))
-    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    return schema
-
-
-def test_the_schema_is_cached_and_read_back_without_yaml(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert specs.crd_schema() == parsed_crd()
-    (written,) = cache.iterdir()
-    assert written.name.startswith("crd-") and written.suffix == ".json"
-    specs.crd_schema.cache_clear()
-    expected = parsed_crd()
-    monkeypatch.setitem(sys.modules, "yaml", None)  # importing yaml now fails: no YAML parse possible
-    assert specs.crd_schema() == expected
-
-
-@pytest.mark.parametrize(
-    "content",
-    ["", "not json", "{}", '{"source": "other", "schema": {"properties": {"spec": {}}}}', '{"source": "%s"}', "[]"],
-)
-def test_a_bad_cache_is_not_used(cache: Path, content: str) -> None:
-    specs.crd_schema()
-    (written,) = cache.iterdir()
-    source = json.loads(written.read_text())["source"]
-    written.write_text(content.replace("%s", source))
-    specs.crd_schema.cache_clear()
-    assert specs.crd_schema() == parsed_crd()
-    assert json.loads(written.read_text())["source"] == source  # and it is written again
-
-
-def test_an_unwritable_cache_is_not_needed(cache: Path) -> None:
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text("a file where the directory should be")
-    assert specs.crd_schema() == parsed_crd()
-    document = good()
-    document["spec"]["allocation"] = {"size": -1}
-    with pytest.raises(specs.SpecError, match=r"spec\.allocation\.size: must be at least 0"):
-        specs.parse_document(document)

@@ -6,11 +6,10 @@ import copy
 import datetime
 
 import pytest
-import yaml
 
 from infrakit.core import hashing, specs
 from infrakit.local import documents
-from tests.conftest import EXAMPLES, REPO_ROOT
+from tests.conftest import EXAMPLES
 from tests.corpus import good
 
 
@@ -72,11 +71,6 @@ def test_namespace_default_for_the_operator() -> None:
     explicit = good()
     explicit["metadata"]["namespace"] = "dev"
     assert specs.parse_document(explicit, namespace="prod").namespace == "dev"
-
-
-def test_local_schema_is_the_crd_schema() -> None:
-    crd = yaml.safe_load((REPO_ROOT / "crds" / "infrakit.io_groups.yaml").read_text())
-    assert specs.crd_schema() == crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 def test_status_in_a_manifest_is_ignored() -> None:
@@ -218,7 +212,7 @@ def test_infrakit_id_with_a_trailing_newline_is_refused() -> None:
     ],
 )
 def test_crd_patterns_have_re2_semantics(pattern: str, text: str, matches: bool) -> None:
-    assert bool(specs._end_of_text(pattern).search(text)) is matches
+    assert bool(specs.schema.end_of_text(pattern).search(text)) is matches
 
 
 _MANIFEST = """apiVersion: infrakit.io/v1alpha1
