@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
+
 from infrakit.cli import render
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from infrakit.groups import spi
     from infrakit.local import groups as local_groups
 
-__all__ = ["Context"]
+__all__ = ["Context", "pass_context"]
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -238,3 +240,7 @@ class Context:
                     f"(infrakit-group-default --listen), or {target.fix}"
                 ) from None
         return self.group_address
+
+
+pass_context = click.make_pass_decorator(Context)
+"""A command's :class:`Context`, as its first argument."""

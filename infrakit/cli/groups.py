@@ -18,15 +18,13 @@ import click
 
 from infrakit import options
 from infrakit.cli import grants, render
-from infrakit.cli.context import Context
+from infrakit.cli.context import Context, pass_context
 from infrakit.core import specs
 
 if TYPE_CHECKING:
     from infrakit.runtime import engine
 
 __all__ = ["commit", "commit_all", "describe", "destroy", "free", "inspect", "list_groups", "run"]
-
-pass_context = click.make_pass_decorator(Context)
 
 _TEMPLATE_SUFFIXES: Final = (".tpl", ".j2", ".jinja")
 

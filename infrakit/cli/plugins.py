@@ -21,12 +21,10 @@ import click
 
 from infrakit import plugins
 from infrakit.cli import groups, render
-from infrakit.cli.context import Context
+from infrakit.cli.context import Context, pass_context
 from infrakit.core import instances, specs
 
 __all__ = ["group_commands", "info_command", "plugin", "plugin_group"]
-
-pass_context = click.make_pass_decorator(Context)
 
 _MAX_INPUT: Final = 1 << 20  # infrakit.local.documents.MAX_BYTES, without importing PyYAML to know it
 

@@ -136,9 +136,7 @@ def test_ctrl_c_exits_130_and_says_where_the_group_stands(home: Path, tmp_path: 
     ],
     ids=lambda given: " ".join(given) if isinstance(given, list) else str(given),
 )
-def test_every_command_fails_in_one_json_object_under_log_format_json(
-    home: Path, args: list[str], code: int
-) -> None:
+def test_every_command_fails_in_one_json_object_under_log_format_json(home: Path, args: list[str], code: int) -> None:
     """Was: the event, metadata, remote, template and playbook commands, and click's usage
     errors, printed `Error: ...` as text whatever --log-format said."""
     import json
