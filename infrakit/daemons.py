@@ -71,7 +71,7 @@ def _token(ctx: click.Context, param: click.Parameter, value: Path | None) -> st
 
 def _common(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        options = [
+        made = [
             click.option(
                 "--name",
                 default=default_name,
@@ -95,23 +95,9 @@ def _common(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., A
                 "caller ($INFRAKIT_TOKEN_FILE; our clients send the one that variable names). InfraKit's "
                 "own CLI sends none.",
             ),
-            click.option(
-                "--log",
-                "log_level",
-                type=click.IntRange(0, 5),
-                default=4,
-                show_default=True,
-                help="0 panic .. 5 debug.",
-            ),
-            click.option(
-                "--log-format",
-                type=click.Choice(["term", "json"]),
-                default="term",
-                show_default=True,
-                help="Log format.",
-            ),
         ]
-        for option in reversed(options):
+        function = options.log(function)  # listed last
+        for option in reversed(made):
             function = option(function)
         return function
 
@@ -138,12 +124,9 @@ def _file_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--dir",
-    "directory",
-    envvar="INFRAKIT_INSTANCE_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
+@options.directory(
+    name="directory",
+    file_okay=False,
     help="Directory of the instance files, created (0700) on first use ($INFRAKIT_INSTANCE_DIR) "
     "[default: $INFRAKIT_HOME/instances, as infrakit-local; never a shared temporary directory]. "
     "Refused if other users may write in it.",
@@ -280,20 +263,8 @@ def flavor_vanilla(
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--home",
-    envvar="INFRAKIT_HOME",
-    type=click.Path(path_type=Path),
-    default=lambda: Path.home() / ".infrakit",
-    show_default="~/.infrakit",
-    help="State directory ($INFRAKIT_HOME): the store shared with infrakit-local.",
-)
-@click.option(
-    "--dir",
-    "instance_dir",
-    envvar="INFRAKIT_INSTANCE_DIR",
-    type=click.Path(path_type=Path),
-    default=None,
+@options.home(what=": the store shared with infrakit-local")
+@options.directory(
     help="Instance directory of the built-in file plugin for groups committed here "
     "($INFRAKIT_INSTANCE_DIR) [default: HOME/instances]; a running instance-file daemon has its own.",
 )

@@ -96,6 +96,45 @@ def test_read_only_commands_load_no_framework_no_yaml(committed: Path, args: tup
     assert heavy(modules, READ_ONLY - allowed_here) == []
 
 
+# The runtime's sync and the local controller decide and act: a command that only reads needs neither.
+SYNC = frozenset(
+    {
+        "infrakit.local.controller",
+        "infrakit.local.records",
+        "infrakit.local.ledger",
+        "infrakit.runtime.syncing",
+        "infrakit.runtime.running",
+        "infrakit.runtime.queueing",
+        "infrakit.runtime.events",
+        "infrakit.runtime.reporting",
+        "infrakit.runtime.owners",
+        "infrakit.runtime.stores",
+    }
+)
+
+
+@pytest.fixture
+def furnished(committed: Path) -> Path:
+    """The committed home, with two remotes and a playbook added (as a user's home has them)."""
+    imported(committed, "remote", "add", "lab", "unix:///tmp")
+    imported(committed, "remote", "add", "daemon", "tcp://127.0.0.1:24864")
+    imported(committed, "playbook", "add", "stack", str(EXAMPLES / "playbook-stack"))
+    return committed
+
+
+@pytest.mark.parametrize("args", [("ls",), ("describe", "cattle"), ("inspect", "cattle")], ids=" ".join)
+def test_read_only_commands_load_no_sync(furnished: Path, args: tuple[str, ...]) -> None:
+    """Was: ls and describe imported the local controller and with it the whole runtime (issue 20)."""
+    assert heavy(imported(furnished, *args), SYNC) == []
+
+
+def test_ls_reads_the_store_alone(furnished: Path) -> None:
+    """Was: every command read the playbooks file (PyYAML) at start-up, and loaded the plugins for ls."""
+    modules = imported(furnished, "ls")
+    assert heavy(modules, READ_ONLY | {"infrakit.plugins", "infrakit.cli.playbooks", "infrakit.cli.remotes"}) == []
+    assert [m for m in modules if m.startswith("infrakit.runtime.")] == []
+
+
 def test_ls_does_not_scan_entry_points(committed: Path) -> None:
     # The per-plugin command groups are added only when a name is not a built-in command.
     assert "importlib.metadata" not in imported(committed, "ls")

@@ -1,10 +1,11 @@
-"""The CLI's cluster mode: InfraKit's "remotes", as kubeconfig contexts.
+"""A cluster's Groups as InfraKit's Group SPI (:class:`infrakit.groups.spi.Groups`): the CLI's cluster mode.
 
-``infrakit-local --context NAME`` works on the Groups of a cluster instead of the local
-store: ``commit`` server-side-applies the Group (``--pretend`` prints the plan computed
-from the live object and the counts in its status, exact at any size, and changes
-nothing); ``ls`` and ``inspect`` read from the API server.  The operator in the
-cluster does the converging.
+``infrakit-local --context NAME`` (or a ``kube://`` remote) works on the Groups of a
+cluster instead of the local store: ``commit`` server-side-applies the Group
+(``--pretend`` says the plan computed from the live object and the counts in its
+status, exact at any size, and changes nothing); ``ls`` and ``inspect`` read from the
+API server; ``destroy`` deletes the Group and the operator's finalizer removes its
+instances after the answer.  The operator in the cluster does the converging.
 
 ``describe`` lists the instances from the instance plugin itself, as InfraKit's CLI
 did, and not from the Group's status, which keeps counts only (``infrakit.core.status``).
@@ -29,26 +30,21 @@ counts and how to reach the plugin, rather than listing the CLI's own directory.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from infrakit import plugins
 from infrakit.cluster import kubeapi
 from infrakit.core import instances, planning, specs, status
+from infrakit.groups import spi
 from infrakit.rpc import client
 
-__all__ = ["MACHINE_LOCAL", "ApplyConflict", "GroupNotFound", "PluginUnreachable", "Remote"]
+__all__ = ["MACHINE_LOCAL", "ApplyConflict", "PluginUnreachable", "Remote", "context_namespace"]
 
 MACHINE_LOCAL: Final = frozenset({"instance-file"})
 """Built-in instance plugins whose instances live on the machine they run on (the
 operator's volume): the CLI's own copy sees them only with an explicit ``--dir``."""
-
-
-class GroupNotFound(LookupError):
-    def __init__(self, namespace: str, name: str) -> None:
-        super().__init__(
-            f"group {name!r} not found in namespace {namespace!r}; `infrakit-local --context ... ls` lists them"
-        )
 
 
 class ApplyConflict(specs.SpecError):
@@ -67,12 +63,13 @@ class PluginUnreachable(specs.SpecError):
 
 
 class Remote:
-    """A cluster's Groups, for the CLI.
+    """A cluster's Groups in one namespace.
 
     ``registry`` and ``options`` (plugin name -> its options from the command line)
-    make the instance plugin ``describe`` lists from; ``explicit`` says the file
-    plugin's directory was given (``--dir``), so that it is the operator's volume and
-    not the CLI's own default.
+    make the instance plugin ``describe`` lists from, and check a spec's properties
+    before it goes to the server; ``explicit`` says the file plugin's directory was
+    given (``--dir``), so that it is the operator's volume and not the CLI's own
+    default.  ``force_conflicts``: a commit takes the fields another manager owns.
     """
 
     def __init__(
@@ -83,29 +80,48 @@ class Remote:
         registry: plugins.Registry | None = None,
         options: Callable[[str], Mapping[str, Any]] | None = None,
         explicit: bool = False,
+        force_conflicts: bool = False,
     ) -> None:
         self.groups = kubeapi.Groups(kubeapi.connect(context=context))
-        self.namespace = namespace or _context_namespace(context)
+        self.namespace = namespace or context_namespace(context)
         self.registry = registry
         self.options = options
         self.explicit = explicit
+        self.force_conflicts = force_conflicts
+        self._checked: list[specs.GroupSpec] = []
 
-    def commit(self, spec: specs.GroupSpec, *, pretend: bool, force_conflicts: bool = False) -> str:
-        """Server-side apply as ``infrakit-cli``; fields of other managers only with ``force_conflicts``."""
+    def prepare(self, groups: Sequence[specs.GroupSpec]) -> None:
+        """Each group's plugins check its properties here, before anything goes to the server."""
+        if self.registry is None:
+            return
+        from infrakit.runtime import engine
+
+        for spec in groups:
+            options = self.options(spec.instance.plugin) if self.options is not None else None
+            engine.resolve(spec, self.registry, options=options)
+        self._checked = list(groups)
+
+    def commit(self, spec: specs.GroupSpec, *, pretend: bool) -> str:
+        """Server-side apply as ``infrakit-cli``; fields of other managers only with ``force_conflicts``.
+
+        The spec is checked by its plugins first (unless :meth:`prepare` just did): the
+        operator would refuse it only after the server had accepted it.
+        """
+        if spec not in self._checked:
+            self.prepare([spec])
         live = self.groups.get(self.namespace, spec.name)
         scoped = spec if spec.namespace else dataclasses.replace(spec, namespace=self.namespace)
         members = (
             status.members_from_status(scoped, live.get("status") or {}, logical_ids=_logical_ids(live)) if live else []
         )
-        text = planning.plan(scoped, members).explain(managed=live is not None)
+        details = planning.plan(scoped, members).explain(managed=live is not None) + spi.paused_note(spec)
         if pretend:
-            return f"Committing {spec.name} would involve: {text}"
-        manifest = scoped.to_manifest()
+            return details
         try:
-            self.groups.apply(manifest, namespace=self.namespace, force_conflicts=force_conflicts)
+            self.groups.apply(scoped.to_manifest(), namespace=self.namespace, force_conflicts=self.force_conflicts)
         except kubeapi.ApplyConflict as conflict:
             raise ApplyConflict(str(conflict)) from None
-        return f"Committed {spec.name}: {text}"
+        return details
 
     def free(self, name: str) -> None:
         """InfraKit's free, as in the local mode: forget the Group, leave its instances in place.
@@ -114,27 +130,50 @@ class Remote:
         orphaned (no collector takes them; a later Group of that name adopts them) and
         releases the Group.
         """
-        self.get(name)
+        self._get(name)
         self.groups.patch(self.namespace, name, {"metadata": {"annotations": {kubeapi.ORPHAN_ANNOTATION: "true"}}})
         self.groups.delete(self.namespace, name)
 
-    def destroy(self, name: str) -> None:
-        """Delete the Group; the operator's finalizer destroys its instances."""
-        self.get(name)
+    def destroy(self, name: str) -> spi.Destroyed:
+        """Delete the Group; the operator's finalizer destroys its instances (after the answer)."""
+        self._get(name)
         self.groups.delete(self.namespace, name)
+        return spi.Destroyed(name=name, pending=True)
 
-    def names(self) -> list[str]:
+    def ls(self) -> list[str]:
         return sorted(item["metadata"]["name"] for item in self.groups.items(self.namespace))
 
-    def get(self, name: str) -> dict[str, Any]:
+    def inspect(self, name: str) -> spi.Inspected:
+        body = self._get(name)
+        manifest = {k: v for k, v in body.items() if k != "status"}
+        parse = functools.partial(specs.parse_document, manifest, namespace=self.namespace)
+        return spi.Inspected(document=body, status=body.get("status") or {}, parse=parse)
+
+    def describe(self, name: str) -> spi.Description:
+        """Every instance of the group, from its instance plugin (see the module docstring); converged
+        as the operator last said (its Ready condition)."""
+        body = self._get(name)
+        ready: Mapping[str, Any] = next(
+            (
+                c
+                for c in (body.get("status") or {}).get("conditions") or []
+                if isinstance(c, Mapping) and c.get("type") == "Ready"
+            ),
+            {},
+        )
+        converged = ready.get("status") == "True" and ready.get("reason") == "Converged"
+        return spi.Description(instances=self._instances(name, body), converged=converged)
+
+    def _get(self, name: str) -> dict[str, Any]:
         found = self.groups.get(self.namespace, specs.validate_name(name, field="group"))
         if found is None:
-            raise GroupNotFound(self.namespace, name)
+            where = f"namespace {self.namespace!r}"
+            raise spi.GroupNotFound(
+                f"group {name!r} not found in {where}; `infrakit-local --context ... ls` lists them"
+            )
         return found
 
-    def describe(self, name: str) -> list[instances.Description]:
-        """Every instance of the group, from its instance plugin (see the module docstring)."""
-        body = self.get(name)
+    def _instances(self, name: str, body: Mapping[str, Any]) -> list[instances.Description]:
         # The cluster's identity is the operator's (its --cluster-id): it says it in the
         # selector it writes in status. No selector yet: the operator has made nothing.
         cluster = _selected((body.get("status") or {}).get("selector"), instances.TAG_CLUSTER)
@@ -190,7 +229,7 @@ def _selected(selector: Any, key: str) -> str | None:
     return None
 
 
-def _context_namespace(context: str | None) -> str:
+def context_namespace(context: str | None) -> str:
     """The namespace the kubeconfig context names (``None``: the current one), as kubectl would use it."""
     import kubernetes
 

@@ -33,14 +33,8 @@ __all__ = ["main"]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "--dir",
-    "instance_dir",
-    envvar="INFRAKIT_INSTANCE_DIR",
-    type=click.Path(path_type=Path),
-    default="/var/lib/infrakit/instances",
-    show_default=True,
-    help="Instance directory of the file plugin (the mounted volume).",
+@options.directory(
+    default="/var/lib/infrakit/instances", help="Instance directory of the file plugin (the mounted volume)."
 )
 @click.option(
     "-n", "--namespace", "namespaces", multiple=True, help="Watch this namespace (repeatable; globs allowed)."
@@ -121,18 +115,8 @@ __all__ = ["main"]
     "namespace (needs get on it), or of the operator's service account (no cluster-wide permission: the "
     "namespaced overlay).",
 )
-@click.option(
-    "--fsync/--no-fsync",
-    "durable",
-    envvar="INFRAKIT_FSYNC",
-    default=False,
-    show_default=True,
-    help="fsync every instance file.",
-)
-@click.option(
-    "--log", "log_level", type=click.IntRange(0, 5), default=4, show_default=True, help="0 panic ... 4 info, 5 debug."
-)
-@click.option("--log-format", type=click.Choice(["term", "json"]), default="term", show_default=True)
+@options.durability(help="fsync every instance file.")
+@options.log
 def main(
     instance_dir: Path,
     namespaces: tuple[str, ...],

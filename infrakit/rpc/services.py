@@ -223,7 +223,7 @@ class GroupService(Protocol):
     """
 
     def commit(self, document: Mapping[str, Any], *, pretend: bool) -> str:
-        """Commit (or with ``pretend``, only plan) InfraKit's ``{"ID", "Properties"}``; the plan text."""
+        """Commit (or with ``pretend``, only plan) InfraKit's ``{"ID", "Properties"}`` or a manifest; the plan text."""
         ...
 
     def free(self, group_id: str) -> None:
@@ -263,7 +263,9 @@ def group_services(service: GroupService, *, events: broker.Broker | None = None
 
     def commit(params: Mapping[str, Any]) -> dict[str, Any]:
         spec = wire.obj(wire.field(params, "Spec"), "Spec")
-        document = {"ID": group_id(spec), "Properties": wire.field(spec, "Properties")}
+        # InfraKit's {"ID", "Properties"}; or our manifest, for what InfraKit's form cannot say (paused...).
+        manifest = "apiVersion" in spec or "kind" in spec
+        document = dict(spec) if manifest else {"ID": group_id(spec), "Properties": wire.field(spec, "Properties")}
         pretend = wire.boolean(wire.field(params, "Pretend"), "Pretend")
         return {"Details": service.commit(document, pretend=pretend)}
 

@@ -1,14 +1,13 @@
-"""Fixtures for the commands of ``infrakit.commands`` (event, metadata, remote, template, playbook).
+"""Fixtures for the commands event, metadata, remote, template and playbook of ``infrakit-local``.
 
-What goes in: the commands registered on ``infrakit.cli.cli`` for the test (as the CLI
-registers them), a private ``$INFRAKIT_HOME`` and a short plugins directory, daemons
-run as subprocesses.  What comes out: exit codes, stdout and stderr.
+What goes in: command lines (``infrakit.cli.cli`` in process, or ``python -m
+infrakit.cli``), a private ``$INFRAKIT_HOME`` and a short plugins directory, daemons run
+as subprocesses.  What comes out: exit codes, stdout and stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import shutil
 import subprocess
 import sys
@@ -17,44 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 
 from infrakit import cli
-from infrakit.commands import COMMANDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def register() -> list[str]:
-    """Add this package's commands to ``cli.cli``; the names added."""
-    added = []
-    for name, target in COMMANDS.items():
-        if name in cli.cli.commands:
-            continue
-        module, _, attribute = target.partition(":")
-        command = getattr(importlib.import_module(module), attribute)
-        assert isinstance(command, click.Command)
-        cli.cli.add_command(command, name)
-        added.append(name)
-    return added
-
-
-def main() -> None:
-    """``infrakit-local`` with the commands registered (for subprocesses)."""
-    register()
-    cli.main()
-
-
-@pytest.fixture
-def commands() -> Iterator[None]:
-    added = register()
-    try:
-        yield
-    finally:
-        for name in added:
-            cli.cli.commands.pop(name, None)
 
 
 @pytest.fixture
@@ -72,7 +39,7 @@ def short_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def run(*args: str, input: str | None = None) -> Result:
-    """``infrakit-local ARGS`` in process (needs the ``commands`` fixture)."""
+    """``infrakit-local ARGS`` in process."""
     return CliRunner().invoke(cli.cli, list(args), input=input, catch_exceptions=False)
 
 
@@ -81,7 +48,7 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
     import os
 
     return subprocess.Popen(
-        [sys.executable, "-c", "from tests.commands.conftest import main; main()", *args],
+        [sys.executable, "-m", "infrakit.cli", *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -167,7 +167,7 @@ def _parse(stamp: str) -> float:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def test_event_tail_shows_a_heal_within_a_second_of_the_deletion(commands: None, daemon: tuple[Path, Daemon]) -> None:
+def test_event_tail_shows_a_heal_within_a_second_of_the_deletion(daemon: tuple[Path, Daemon]) -> None:
     home, _ = daemon
     _commit_through(home)  # the daemon's own sync makes them: it knows them, and tells of their loss
     listed = run("event", "ls", "group/cattle")
@@ -195,9 +195,7 @@ def test_event_tail_shows_a_heal_within_a_second_of_the_deletion(commands: None,
     assert len(os.listdir(home / "instances")) == 5
 
 
-def test_event_tail_prints_human_lines_and_may_start_before_the_group(
-    commands: None, daemon: tuple[Path, Daemon]
-) -> None:
+def test_event_tail_prints_human_lines_and_may_start_before_the_group(daemon: tuple[Path, Daemon]) -> None:
     """The group is committed through the daemon (as InfraKit's CLI does): its sync publishes."""
     home, _ = daemon
     tail = spawn("event", "tail", "group/cattle", "--count", "5")
@@ -214,20 +212,20 @@ def test_event_tail_prints_human_lines_and_may_start_before_the_group(
     assert all(line.endswith("ScaleUp") for line in lines)
 
 
-def test_event_tail_without_a_daemon_says_how_to_get_one(commands: None, short_home: Path) -> None:
+def test_event_tail_without_a_daemon_says_how_to_get_one(short_home: Path) -> None:
     result = run("event", "tail", "group/cattle")
     assert result.exit_code == 1
     assert "plugin 'group' is not running" in result.output and "infrakit-group-default" in result.output
 
 
-def test_event_tail_of_an_unknown_topic_is_refused(commands: None, daemon: tuple[Path, Daemon]) -> None:
+def test_event_tail_of_an_unknown_topic_is_refused(daemon: tuple[Path, Daemon]) -> None:
     result = run("event", "tail", "group/cattle/bogus")  # a group may come later; a topic no group has may not
     assert result.exit_code == 1 and "invalid topic: cattle/bogus" in result.output
     bad = run("event", "tail", "group/Not_A_Group")
     assert bad.exit_code == 1 and "invalid topic: Not_A_Group" in bad.output
 
 
-def test_event_ls_without_a_daemon_lists_the_store_groups_topics(commands: None, short_home: Path) -> None:
+def test_event_ls_without_a_daemon_lists_the_store_groups_topics(short_home: Path) -> None:
     assert run("commit", str(CATTLE)).exit_code == 0
     listed = run("event", "ls")
     assert listed.exit_code == 0
@@ -237,7 +235,7 @@ def test_event_ls_without_a_daemon_lists_the_store_groups_topics(commands: None,
 def test_cluster_events_map_to_group_topics() -> None:
     from types import SimpleNamespace
 
-    from infrakit.commands import events as commands
+    from infrakit.cli import events as commands
 
     item = SimpleNamespace(
         involved_object=SimpleNamespace(name="web", namespace="team"),

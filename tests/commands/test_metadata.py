@@ -1,8 +1,8 @@
 """Metadata: InfraKit's group plugin paths plus ours (status), from the store, the daemon and Group objects.
 
 In: groups committed to a private home (the group daemon as a subprocess for the served
-case), Group objects as the cluster returns them.  Out: ``metadata ls|cat`` lines and
-exit codes, and the Metadata/0.1.0 answers.
+case).  Out: ``metadata ls|cat`` lines and exit codes, and the Metadata/0.1.0 answers.
+(The same tree from a cluster's Groups: ``tests/groups/test_conformance.py``.)
 """
 
 from __future__ import annotations
@@ -63,12 +63,12 @@ def _check_cattle(prefix: tuple[str, ...] = ()) -> None:
     assert "nothing at group/specs/nothing" in missing.output and "metadata ls group/specs" in missing.output
 
 
-def test_metadata_from_the_store_without_a_daemon(commands: None, short_home: Path) -> None:
+def test_metadata_from_the_store_without_a_daemon(short_home: Path) -> None:
     assert run("commit", str(CATTLE)).exit_code == 0
     _check_cattle()
 
 
-def test_metadata_served_by_the_group_daemon(commands: None, short_home: Path) -> None:
+def test_metadata_served_by_the_group_daemon(short_home: Path) -> None:
     from infrakit.rpc import client
 
     daemon: Daemon = start_daemon("group-default", "--resync", "60", env={"INFRAKIT_HOME": str(short_home)})
@@ -86,58 +86,28 @@ def test_metadata_served_by_the_group_daemon(commands: None, short_home: Path) -
         assert daemon.stop() == 0
 
 
-def test_a_path_under_an_unknown_plugin_says_what_runs(commands: None, short_home: Path) -> None:
+def test_a_path_under_an_unknown_plugin_says_what_runs(short_home: Path) -> None:
     result = run("metadata", "cat", "instance-aws/x")
     assert result.exit_code == 1 and "plugin 'instance-aws' is not running" in result.output
     short = run("metadata", "cat", "group")
     assert short.exit_code == 2 and "name a plugin and a path" in short.output
 
 
-class FakeCluster:
-    namespace = "team"
+def test_one_damaged_group_affects_only_its_own_paths(short_home: Path) -> None:
+    """The tree of any Group SPI (here the store's): a group that cannot be read shows its error, the rest reads."""
+    from infrakit import plugins
+    from infrakit.groups import metadata
+    from infrakit.local import groups, store
 
-    def __init__(self, bodies: dict[str, dict[str, Any]]) -> None:
-        self.bodies = bodies
-
-    def names(self) -> list[str]:
-        return sorted(self.bodies)
-
-    def get(self, name: str) -> dict[str, Any]:
-        return self.bodies[name]
-
-    def describe(self, name: str) -> list[Any]:
-        from infrakit.core import instances
-
-        return [instances.Description(id="i-1", tags={"infrakit.group": name})] if name == "web" else []
-
-
-def test_metadata_from_group_objects() -> None:
-    from infrakit.commands import metadata
-
-    body = {
-        "apiVersion": "infrakit.io/v1alpha1",
-        "kind": "Group",
-        "metadata": {"name": "web", "namespace": "team"},
-        "spec": {
-            "allocation": {"size": 2},
-            "instance": {"plugin": "instance-file", "properties": {"Note": "x"}},
-            "flavor": {"plugin": "flavor-vanilla", "properties": {}},
-        },
-        "status": {
-            "replicas": 2,
-            "readyReplicas": 1,
-            "configHash": "abc",
-            "conditions": [{"type": "Ready", "status": "False", "reason": "WaitingForHealth"}],
-        },
-    }
-    root = metadata.cluster_root(FakeCluster({"web": body, "bad": {"metadata": {"name": "bad"}}}))
-    assert paths.get(root, ("specs", "web", "Properties", "Allocation")) == {"Size": 2}
-    assert paths.get(root, ("status", "web")) == {
-        "replicas": 2,
-        "readyReplicas": 1,
-        "configHash": "abc",
-        "conditions": [{"type": "Ready", "status": "False", "reason": "WaitingForHealth"}],
-    }
-    described = paths.get(root, ("groups", "web"))
-    assert described["Converged"] is False and [i["ID"] for i in described["Instances"]] == ["i-1"]
-    assert "Error" in paths.get(root, ("specs", "bad"))  # a bad object affects only itself
+    assert run("commit", str(CATTLE)).exit_code == 0
+    (short_home / "groups" / "bad.yaml").write_text("kind: Group\nmetadata: {name: bad}\n")
+    registry = plugins.Registry()
+    kept = groups.StoreGroups(store=store.Store(short_home), plugin_registry=registry, options=lambda name: {})
+    root = metadata.root(kept)
+    assert paths.children(root, ("specs",)) == ["bad", "cattle"]
+    assert paths.get(root, ("specs", "cattle", "Properties", "Allocation")) == {"Size": 5}
+    assert paths.get(root, ("status", "cattle"))["replicas"] == 5
+    described = paths.get(root, ("groups", "cattle"))
+    assert described["Converged"] is True and len(described["Instances"]) == 5
+    for tree in ("specs", "status", "groups"):
+        assert "damaged" in paths.get(root, (tree, "bad"))["Error"]

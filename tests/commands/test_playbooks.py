@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import pytest
 import yaml
 
-from infrakit import cli
-from infrakit.commands import playbooks
 from tests.commands.conftest import run
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "playbook-stack"
 
 
-def test_add_ls_rm(commands: None, short_home: Path) -> None:
+def test_add_ls_rm(short_home: Path) -> None:
     added = run("playbook", "add", "stack", str(EXAMPLE))
     assert added.exit_code == 0, added.output
     assert added.output == "Added playbook stack: up, web\n"
@@ -38,21 +35,19 @@ def test_add_ls_rm(commands: None, short_home: Path) -> None:
         (("run", "nothing", "up"), "no playbook 'nothing'", 2),
     ],
 )
-def test_bad_input_changes_nothing(
-    commands: None, short_home: Path, args: tuple[str, ...], words: str, code: int
-) -> None:
+def test_bad_input_changes_nothing(short_home: Path, args: tuple[str, ...], words: str, code: int) -> None:
     result = run("playbook", *args)
     assert result.exit_code == code and words in result.output and len(result.output.splitlines()) == 1
     assert not (short_home / "playbooks").exists()
 
 
-def test_a_bad_index_is_refused(commands: None, short_home: Path, tmp_path: Path) -> None:
+def test_a_bad_index_is_refused(short_home: Path, tmp_path: Path) -> None:
     (tmp_path / "index.yaml").write_text("- not a map\n")
     result = run("playbook", "add", "x", str(tmp_path))
     assert result.exit_code == 2 and "maps command names to templates" in result.output
 
 
-def test_the_example_renders_a_web_tier_and_a_quorum_and_commits_them(commands: None, short_home: Path) -> None:
+def test_the_example_renders_a_web_tier_and_a_quorum_and_commits_them(short_home: Path) -> None:
     assert run("playbook", "add", "stack", str(EXAMPLE)).exit_code == 0
     shown = run("playbook", "run", "stack", "up", "--var", "size=2", "--var", "prefix=demo", "--print")
     assert shown.exit_code == 0, shown.output
@@ -72,7 +67,7 @@ def test_the_example_renders_a_web_tier_and_a_quorum_and_commits_them(commands: 
     assert len(list((short_home / "instances").iterdir())) == 5
 
 
-def test_a_rendered_bad_group_commits_nothing(commands: None, short_home: Path, tmp_path: Path) -> None:
+def test_a_rendered_bad_group_commits_nothing(short_home: Path, tmp_path: Path) -> None:
     (tmp_path / "index.yaml").write_text("up: up.yaml.j2\n")
     good = (EXAMPLE / "web.yaml.j2").read_text()
     (tmp_path / "up.yaml.j2").write_text(
@@ -84,27 +79,25 @@ def test_a_rendered_bad_group_commits_nothing(commands: None, short_home: Path, 
     assert not (short_home / "groups").exists() or not list((short_home / "groups").iterdir())
 
 
-def test_playbooks_over_http_and_as_cli_commands(commands: None, short_home: Path, web: tuple[str, Path]) -> None:
+def test_playbooks_over_http_and_as_cli_commands(short_home: Path, web: tuple[str, Path]) -> None:
     base, root = web
     book = root / "book"
     book.mkdir()
     for name in ("index.yaml", "web.yaml.j2", "stack.yaml.j2"):
         (book / name).write_text((EXAMPLE / name).read_text())
     assert run("playbook", "add", "webapp", f"{base}/book").exit_code == 0
-    for group in playbooks.installed(short_home):  # as the CLI registers them: `infrakit-local NAME COMMAND`
-        cli.cli.add_command(group)
-    try:
-        assert isinstance(cli.cli.commands["webapp"], click.Group)
-        shown = run("webapp", "web", "--var", "size=4", "--print")
-        assert shown.exit_code == 0, shown.output
-        assert yaml.safe_load(shown.output)["spec"]["allocation"] == {"size": 4}
-        unknown = run("webapp", "nothing")
-        assert unknown.exit_code == 2 and "No such command" in unknown.output
-    finally:
-        cli.cli.commands.pop("webapp", None)
+    # `infrakit-local NAME COMMAND`: the root finds the playbook by its name, in the home given.
+    shown = run("webapp", "web", "--var", "size=4", "--print")
+    assert shown.exit_code == 0, shown.output
+    assert yaml.safe_load(shown.output)["spec"]["allocation"] == {"size": 4}
+    unknown = run("webapp", "nothing")
+    assert unknown.exit_code == 2 and "No such command" in unknown.output
+    assert "webapp" in run("--help").output
+    assert run("playbook", "rm", "webapp").exit_code == 0
+    assert run("webapp", "web", "--print").exit_code == 2  # gone with its entry
 
 
-def test_a_playbook_over_https(commands: None, short_home: Path, secure_web: tuple[str, Path]) -> None:
+def test_a_playbook_over_https(short_home: Path, secure_web: tuple[str, Path]) -> None:
     base, root = secure_web
     book = root / "stack"
     book.mkdir()
@@ -121,7 +114,7 @@ def test_a_playbook_over_https(commands: None, short_home: Path, secure_web: tup
     ["commit", "ls", "describe", "destroy", "run", "group", "plugin", "version", "remote", "template", "playbook",
      "event", "metadata", "instance-file", "flavor-vanilla", "instance-mycloud", "flavor-other"],
 )  # fmt: skip
-def test_a_playbook_named_after_a_command_is_refused(commands: None, short_home: Path, name: str) -> None:
+def test_a_playbook_named_after_a_command_is_refused(short_home: Path, name: str) -> None:
     """Was: added, and then never runnable (the built-in command answers to the name)."""
     result = run("playbook", "add", name, str(EXAMPLE))
     assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
@@ -129,7 +122,7 @@ def test_a_playbook_named_after_a_command_is_refused(commands: None, short_home:
     assert not (short_home / "playbooks").exists()
 
 
-def test_re_adding_a_playbook_needs_force(commands: None, short_home: Path, tmp_path: Path) -> None:
+def test_re_adding_a_playbook_needs_force(short_home: Path, tmp_path: Path) -> None:
     """Was: a second `playbook add` of a name silently replaced the first."""
     (tmp_path / "index.yaml").write_text("other: web.yaml.j2\n")
     (tmp_path / "web.yaml.j2").write_text((EXAMPLE / "web.yaml.j2").read_text())
@@ -145,9 +138,7 @@ def test_re_adding_a_playbook_needs_force(commands: None, short_home: Path, tmp_
 
 
 @pytest.mark.parametrize("command", ["--print", "up now", "a/b", ""])
-def test_an_index_whose_command_cannot_be_typed_is_refused(
-    commands: None, short_home: Path, tmp_path: Path, command: str
-) -> None:
+def test_an_index_whose_command_cannot_be_typed_is_refused(short_home: Path, tmp_path: Path, command: str) -> None:
     (tmp_path / "index.yaml").write_text(yaml.safe_dump({command: "web.yaml.j2", "web": "web.yaml.j2"}))
     result = run("playbook", "add", "book", str(tmp_path))
     assert result.exit_code == 2 and "command" in result.output and len(result.output.splitlines()) == 1

@@ -7,7 +7,6 @@ remote selected.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
-from infrakit.commands import _common, remotes
-from tests.commands.conftest import run, spawn
+from infrakit.cli import remotes
+from infrakit.cli.context import Context
+from tests.commands.conftest import REPO_ROOT, run, spawn
 from tests.rpc.conftest import start_daemon
 
 CATTLE = Path(__file__).resolve().parents[2] / "examples" / "cattle.json"
 
 
-def test_add_ls_rm(commands: None, short_home: Path) -> None:
+def test_add_ls_rm(short_home: Path) -> None:
     assert run("remote", "ls").output == "HOST   URL LIST\n"
     assert run("remote", "add", "lab", "unix:///srv/infrakit/plugins").exit_code == 0
     assert run("remote", "add", "daemon", "localhost:24864").output == "Added remote daemon: tcp://localhost:24864\n"
@@ -56,9 +56,7 @@ def test_add_ls_rm(commands: None, short_home: Path) -> None:
         (("rm", "nothing"), "no remote 'nothing'"),
     ],
 )
-def test_bad_input_is_refused_and_changes_nothing(
-    commands: None, short_home: Path, args: tuple[str, ...], words: str
-) -> None:
+def test_bad_input_is_refused_and_changes_nothing(short_home: Path, args: tuple[str, ...], words: str) -> None:
     assert run("remote", "add", "keep", "tcp://127.0.0.1:1").exit_code == 0
     before = (short_home / "hosts").read_bytes()
     result = run("remote", *args)
@@ -66,43 +64,37 @@ def test_bad_input_is_refused_and_changes_nothing(
     assert (short_home / "hosts").read_bytes() == before
 
 
-def test_a_damaged_hosts_file_is_named(commands: None, short_home: Path) -> None:
+def test_a_damaged_hosts_file_is_named(short_home: Path) -> None:
     (short_home / "hosts").write_text("- a list\n")
     result = run("remote", "ls")
     assert result.exit_code == 2 and str(short_home / "hosts") in result.output
 
 
-def test_an_unknown_infrakit_host_is_refused(commands: None, short_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unknown_infrakit_host_is_refused(short_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFRAKIT_HOST", "nowhere")
     result = run("metadata", "ls", "group")
     assert result.exit_code == 2 and "INFRAKIT_HOST=nowhere: no such remote" in result.output
 
 
-@dataclasses.dataclass
-class FakeContext:
-    home: Path
-    plugins_dir: Path
-    kube_context: str | None = None
-    namespace: str | None = None
-    selected: Any = None
-
-
 def test_a_cluster_remote_is_context_and_namespace_and_context_wins(
     short_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    remotes.save(short_home, {"prod": "kube://prod-admin/web", "dev": "kube://dev"})
+    remotes.HOSTS.save(short_home, {"prod": "kube://prod-admin/web", "dev": "kube://dev"})
     monkeypatch.setenv("INFRAKIT_HOST", "prod")
-    here = _common.where(FakeContext(home=short_home, plugins_dir=short_home / "plugins"))  # type: ignore[arg-type]
-    assert (here.kube_context, here.namespace) == ("prod-admin", "web")
-    given = FakeContext(home=short_home, plugins_dir=short_home / "plugins", kube_context="other")
-    assert _common.where(given).kube_context == "other"  # type: ignore[arg-type]
+
+    def where(kube_context: str | None = None) -> Context:
+        return Context.make(
+            home=short_home, instance_dir=None, durable=False, kube_context=kube_context, namespace=None
+        )
+
+    assert (where().kube_context, where().namespace) == ("prod-admin", "web")
+    assert where("other").kube_context == "other"
     monkeypatch.setenv("INFRAKIT_HOST", "dev")
-    dev = _common.where(FakeContext(home=short_home, plugins_dir=short_home / "plugins"))  # type: ignore[arg-type]
-    assert (dev.kube_context, dev.namespace) == ("dev", None)
+    assert (where().kube_context, where().namespace) == ("dev", None)
 
 
 def test_infrakit_host_selects_a_tcp_group_daemon_or_a_plugins_directory(
-    commands: None, short_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    short_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     other = short_home / "elsewhere"  # the daemon's home, not the CLI's
     daemon = start_daemon(
@@ -146,6 +138,20 @@ def test_infrakit_host_selects_a_tcp_group_daemon_or_a_plugins_directory(
         pretend = run("commit", str(CATTLE.with_name("cattle2.json")), "--pretend")
         assert pretend.output.startswith("Committing cattle would involve: Performing a rolling update on 5"), pretend
         assert not list((short_home / "groups").glob("*.yaml"))  # nothing committed to this machine's store
+
+        # A group the daemon does not have is bad input, as on this machine (was: exit 1).
+        for verb in ("describe", "inspect", "free", "destroy"):
+            missing = run(verb, "nothing")
+            assert missing.exit_code == 2 and "group 'nothing' not found" in missing.output, (verb, missing.output)
+
+        # A playbook commits there too, as `commit` does (was: refused, "no group daemon listens").
+        monkeypatch.delenv("INFRAKIT_HOST")
+        assert run("playbook", "add", "stack", str(REPO_ROOT / "examples" / "playbook-stack")).exit_code == 0
+        monkeypatch.setenv("INFRAKIT_HOST", "daemon")
+        done = run("stack", "web", "--var", "size=2", "--var", "prefix=far")
+        assert done.output == "Committed far-web: Managing 2 instances\n", done.output
+        assert (other / "groups" / "far-web.yaml").exists()
+        assert not list((short_home / "groups").glob("*.yaml"))
     finally:
         assert daemon.stop() == 0
 
@@ -169,7 +175,7 @@ def test_infrakit_host_selects_the_remote_for_every_command(tmp_path: Path, monk
     assert result.exit_code == 2 and "INFRAKIT_HOST=nonesuch" in result.stderr
 
 
-def test_re_adding_a_remote_needs_force(commands: None, short_home: Path) -> None:
+def test_re_adding_a_remote_needs_force(short_home: Path) -> None:
     """Was: `remote add` of a name that exists silently pointed it elsewhere."""
     assert run("remote", "add", "lab", "tcp://127.0.0.1:24864").exit_code == 0
     before = (short_home / "hosts").read_bytes()
@@ -215,7 +221,7 @@ def fails_naming(result: Any, code: int | tuple[int, ...], *words: str) -> None:
 
 
 def test_a_unix_remote_whose_directory_is_missing_is_an_error(
-    commands: None, short_home: Path, monkeypatch: pytest.MonkeyPatch
+    short_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Was: every command silently worked on this machine (a commit committed locally)."""
     assert run("remote", "add", "gone", "unix:///nonexistent/infrakit/plugins").exit_code == 0
@@ -229,7 +235,7 @@ def test_a_unix_remote_whose_directory_is_missing_is_an_error(
 
 
 def test_a_unix_remote_without_a_group_daemon_is_an_error(
-    commands: None, short_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    short_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     empty = tmp_path / "plugins"
     empty.mkdir()
@@ -242,9 +248,7 @@ def test_a_unix_remote_without_a_group_daemon_is_an_error(
     untouched(short_home)
 
 
-def test_a_tcp_remote_that_cannot_be_reached_is_an_error(
-    commands: None, short_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_tcp_remote_that_cannot_be_reached_is_an_error(short_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run("remote", "add", "dead", "tcp://127.0.0.1:1").exit_code == 0
     monkeypatch.setenv("INFRAKIT_HOST", "dead")
     for args in GROUP_VERBS:
@@ -255,7 +259,7 @@ def test_a_tcp_remote_that_cannot_be_reached_is_an_error(
 
 
 def test_a_kube_remote_whose_context_does_not_exist_is_an_error(
-    commands: None, short_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    short_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "kubeconfig"
     config.write_text(

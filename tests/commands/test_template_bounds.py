@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from infrakit.commands import rendering
+from infrakit.cli import rendering
 from tests.commands.conftest import REPO_ROOT, Site, run
 
 ALIAS_BOMB = (
@@ -75,7 +75,7 @@ def one_line_error(result: Any, code: int, *words: str) -> None:
         ("{{ 1 // 0 }}", ("ZeroDivisionError",)),
     ],
 )
-def test_a_hostile_template_hits_a_bound_with_one_line(commands: None, short_home: Path, text: str, words: Any) -> None:
+def test_a_hostile_template_hits_a_bound_with_one_line(short_home: Path, text: str, words: Any) -> None:
     result = run("template", "-", "--var", f"bomb={ALIAS_BOMB}", "--var", "big=100000000", input=text)
     one_line_error(result, 2, *words)
 
@@ -87,13 +87,13 @@ def test_a_hostile_template_hits_a_bound_with_one_line(commands: None, short_hom
         "{{ lipsum(10**6, html=False) }}",  # CPU, memory or output first, as the machine goes
     ],
 )
-def test_a_computation_in_c_is_stopped_too(commands: None, short_home: Path, text: str) -> None:
+def test_a_computation_in_c_is_stopped_too(short_home: Path, text: str) -> None:
     result = run("template", "-", input=text)
     assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
     assert any(word in result.output for word in ("CPU", "memory", "output")), result.output
 
 
-def test_what_is_within_the_bounds_still_renders(commands: None, short_home: Path) -> None:
+def test_what_is_within_the_bounds_still_renders(short_home: Path) -> None:
     text = (
         "{% for i in range(20000) %}{{ i }},{% endfor %}{{ ('z' * 1000000) | length }} {{ from_yaml('a: [1, 2]').a }}"
     )
@@ -105,9 +105,9 @@ def test_what_is_within_the_bounds_still_renders(commands: None, short_home: Pat
 def test_the_issue_examples_in_a_real_process(short_home: Path, tmp_path: Path) -> None:
     """The CLI as a user runs it: each hostile template ends with exit 2 and one line, the process bounded."""
     prelude = (
-        "import dataclasses; from infrakit.commands import rendering; "
+        "import dataclasses; from infrakit.cli import rendering; "
         "rendering.BOUNDS = dataclasses.replace(rendering.BOUNDS, cpu_seconds=1); "
-        "from tests.commands.conftest import main; main()"
+        "from infrakit import cli; cli.main()"
     )
     for text in (
         "{{ 'x' * 1000 * 1000 * 1000 }}",
@@ -130,7 +130,7 @@ def test_the_issue_examples_in_a_real_process(short_home: Path, tmp_path: Path) 
 # -- every entry point ------------------------------------------------------------------------
 
 
-def test_commit_of_a_hostile_template_commits_nothing(commands: None, short_home: Path, tmp_path: Path) -> None:
+def test_commit_of_a_hostile_template_commits_nothing(short_home: Path, tmp_path: Path) -> None:
     template = tmp_path / "group.yaml.j2"
     template.write_text("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}")
     result = run("commit", str(template))
@@ -138,7 +138,7 @@ def test_commit_of_a_hostile_template_commits_nothing(commands: None, short_home
     assert not (short_home / "groups").exists() or not list((short_home / "groups").iterdir())
 
 
-def test_a_playbook_command_that_runs_away_commits_nothing(commands: None, short_home: Path, tmp_path: Path) -> None:
+def test_a_playbook_command_that_runs_away_commits_nothing(short_home: Path, tmp_path: Path) -> None:
     (tmp_path / "index.yaml").write_text("up: up.yaml.j2\n")
     (tmp_path / "up.yaml.j2").write_text("{{ 'x' * 1000 * 1000 * 1000 }}")
     assert run("playbook", "add", "book", str(tmp_path)).exit_code == 0
@@ -175,9 +175,7 @@ def endless(handler: Any) -> None:
         handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
 
-def test_a_dripped_fetch_ends_at_the_deadline(
-    commands: None, short_home: Path, site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_dripped_fetch_ends_at_the_deadline(short_home: Path, site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     """Was: the 30 s timeout was per read, so a drip took as long as the server liked (45 s in the issue)."""
     bounds = getattr(rendering, "BOUNDS", None)
     if bounds is not None:
@@ -188,7 +186,7 @@ def test_a_dripped_fetch_ends_at_the_deadline(
 
 
 def test_a_dripped_include_and_a_dripped_index_end_at_the_deadline(
-    commands: None, short_home: Path, site: Site, monkeypatch: pytest.MonkeyPatch
+    short_home: Path, site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bounds = getattr(rendering, "BOUNDS", None)
     if bounds is not None:
@@ -200,12 +198,12 @@ def test_a_dripped_include_and_a_dripped_index_end_at_the_deadline(
     assert not (short_home / "playbooks").exists()
 
 
-def test_an_endless_answer_is_cut_at_the_size_bound(commands: None, short_home: Path, site: Site) -> None:
+def test_an_endless_answer_is_cut_at_the_size_bound(short_home: Path, site: Site) -> None:
     site.routes["/endless.tpl"] = endless
     one_line_error(run("template", f"{site.base}/endless.tpl"), 2, "endless.tpl", "MiB")
 
 
-def test_includes_are_bounded_in_bytes_in_all(commands: None, short_home: Path, tmp_path: Path) -> None:
+def test_includes_are_bounded_in_bytes_in_all(short_home: Path, tmp_path: Path) -> None:
     """Each include may be up to 4 MiB; all of one render's together, 16 MiB (the same file read once)."""
     for n in range(6):
         (tmp_path / f"big{n}.tpl").write_text("{# " + "b" * (3 << 20) + " #}")
@@ -216,11 +214,11 @@ def test_includes_are_bounded_in_bytes_in_all(commands: None, short_home: Path, 
     one_line_error(run("template", str(tmp_path / "many.tpl")), 2, "16 MiB")
 
 
-def test_an_include_of_a_fifo_or_a_device_is_refused(commands: None, short_home: Path, tmp_path: Path) -> None:
+def test_an_include_of_a_fifo_or_a_device_is_refused(short_home: Path, tmp_path: Path) -> None:
     """Was: a FIFO blocked the render for ever (a device was read up to the size bound)."""
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    prelude = "from tests.commands.conftest import main; main()"
+    prelude = "from infrakit import cli; cli.main()"
     for target in (str(fifo), "/dev/zero"):
         done = subprocess.run(
             [sys.executable, "-c", prelude, "template", "-"],

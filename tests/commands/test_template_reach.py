@@ -42,7 +42,7 @@ def refused(result: Any, *words: str) -> None:
 
 @pytest.mark.parametrize("show", [False, True])
 def test_the_issue_exfiltration_is_refused(
-    commands: None, short_home: Path, site: Site, other_site: Site, secret: Path, show: bool
+    short_home: Path, site: Site, other_site: Site, secret: Path, show: bool
 ) -> None:
     """Was: the template read a local file and an environment variable and sent both elsewhere (`--print` too)."""
     site.text(
@@ -74,7 +74,7 @@ def test_the_issue_exfiltration_is_refused(
     ],
 )
 def test_a_remote_template_reaches_nothing_it_was_not_granted(
-    commands: None, short_home: Path, site: Site, other_site: Site, secret: Path, text: str, words: Any
+    short_home: Path, site: Site, other_site: Site, secret: Path, text: str, words: Any
 ) -> None:
     site.text("/t.tpl", text.replace("SECRET_PATH", str(secret)).replace("OTHER", other_site.base))
     other_site.text("/x.tpl", "from elsewhere")
@@ -83,7 +83,7 @@ def test_a_remote_template_reaches_nothing_it_was_not_granted(
 
 
 def test_what_the_user_grants_is_reachable_and_nothing_more(
-    commands: None, short_home: Path, site: Site, secret: Path, monkeypatch: pytest.MonkeyPatch
+    short_home: Path, site: Site, secret: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("IK_OTHER", "other")
     site.text("/env.tpl", "{{ env('IK_SECRET') }}")
@@ -96,7 +96,7 @@ def test_what_the_user_grants_is_reachable_and_nothing_more(
     assert run("template", f"{site.base}/var.tpl", "--var", "token=given").output == "given\n"
 
 
-def test_a_remote_template_includes_from_its_own_origin(commands: None, short_home: Path, site: Site) -> None:
+def test_a_remote_template_includes_from_its_own_origin(short_home: Path, site: Site) -> None:
     site.text("/lib/main.tpl", "{{ include('part.tpl') }} {{ include('/abs.tpl') }} {{ include(var('me')) }}")
     site.text("/lib/part.tpl", "relative")
     site.text("/abs.tpl", "absolute")
@@ -106,9 +106,7 @@ def test_a_remote_template_includes_from_its_own_origin(commands: None, short_ho
     assert result.output == "relative absolute full-url\n"
 
 
-def test_a_redirect_to_another_origin_is_refused(
-    commands: None, short_home: Path, site: Site, other_site: Site
-) -> None:
+def test_a_redirect_to_another_origin_is_refused(short_home: Path, site: Site, other_site: Site) -> None:
     other_site.text("/x.tpl", "from elsewhere")
     site.text("/here.tpl", "same origin")
     site.redirect("/away.tpl", f"{other_site.base}/x.tpl")
@@ -122,7 +120,7 @@ def test_a_redirect_to_another_origin_is_refused(
 
 
 def test_local_templates_keep_their_powers_but_what_they_include_remotely_does_not(
-    commands: None, short_home: Path, tmp_path: Path, site: Site, secret: Path
+    short_home: Path, tmp_path: Path, site: Site, secret: Path
 ) -> None:
     site.text("/greeting.tpl", "hello")
     site.text("/snoop.tpl", "{{ env('IK_SECRET') }}")
@@ -135,7 +133,7 @@ def test_local_templates_keep_their_powers_but_what_they_include_remotely_does_n
     refused(run("template", str(tmp_path / "snoop.tpl")), "env('IK_SECRET')", "--allow-env")
 
 
-def test_a_remote_playbook_is_remote(commands: None, short_home: Path, site: Site, secret: Path) -> None:
+def test_a_remote_playbook_is_remote(short_home: Path, site: Site, secret: Path) -> None:
     """A playbook added from a URL: its index names templates at its origin only, its templates are remote."""
     site.text("/book/index.yaml", "up: up.yaml.j2\n")
     site.text("/book/up.yaml.j2", "{{ env('IK_SECRET') }}")
@@ -155,7 +153,7 @@ def test_a_remote_playbook_is_remote(commands: None, short_home: Path, site: Sit
     assert "cross" not in run("playbook", "ls", "-q").output
 
 
-def test_commit_of_a_remote_template_is_remote(commands: None, short_home: Path, site: Site, secret: Path) -> None:
+def test_commit_of_a_remote_template_is_remote(short_home: Path, site: Site, secret: Path) -> None:
     site.text("/group.yaml.j2", f"{{{{ include('file://{secret}') }}}}")
     result = run("commit", f"{site.base}/group.yaml.j2")
     refused(result, "include(", "--allow-local")

@@ -17,9 +17,7 @@ from tests.commands.conftest import run
 CATTLE = Path(__file__).resolve().parents[2] / "examples" / "cattle.json"
 
 
-def test_variables_helpers_and_includes(
-    commands: None, short_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_variables_helpers_and_includes(short_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IK_REGION", "eu-west-1")
     (tmp_path / "parts").mkdir()
     (tmp_path / "parts" / "tags.tpl").write_text("tier: {{ tier }}, region: {{ env('IK_REGION') }}")
@@ -33,13 +31,13 @@ def test_variables_helpers_and_includes(
     assert result.output == 'hi cattle x5\ntier: web, region: eu-west-1\n{"a": [1, 2]} {"b": 3} dflt\n'
 
 
-def test_stdin_and_file_urls(commands: None, short_home: Path, tmp_path: Path) -> None:
+def test_stdin_and_file_urls(short_home: Path, tmp_path: Path) -> None:
     assert run("template", "-", "--var", "n=2", input="{{ n * 3 }}").output == "6\n"
     (tmp_path / "t.tpl").write_text("{{ 'ok' | upper }}\n")
     assert run("template", f"file://{tmp_path / 't.tpl'}").output == "OK\n"
 
 
-def test_http_sources_and_relative_includes(commands: None, short_home: Path, web: tuple[str, Path]) -> None:
+def test_http_sources_and_relative_includes(short_home: Path, web: tuple[str, Path]) -> None:
     base, root = web
     (root / "lib").mkdir()
     (root / "lib" / "main.tpl").write_text("main {{ include('part.tpl') }}")
@@ -61,13 +59,13 @@ def test_http_sources_and_relative_includes(commands: None, short_home: Path, we
         ("{{ include('/nonexistent/x.tpl') }}", "/nonexistent/x.tpl: cannot read it"),
     ],
 )
-def test_bad_templates_are_one_line_errors(commands: None, short_home: Path, text: str, words: str) -> None:
+def test_bad_templates_are_one_line_errors(short_home: Path, text: str, words: str) -> None:
     result = run("template", "-", input=text)
     assert result.exit_code in (1, 2) and words in result.output, result.output
     assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output
 
 
-def test_metadata_reads_the_store(commands: None, short_home: Path) -> None:
+def test_metadata_reads_the_store(short_home: Path) -> None:
     assert run("commit", str(CATTLE)).exit_code == 0
     text = "size {{ metadata('group/specs/cattle/Properties/Allocation/Size') }}"
     assert run("template", "-", input=text).output == "size 5\n"

@@ -161,3 +161,51 @@ def _free(fd: int, name: str) -> bool:
         return False
     fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0))
     return True
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["describe", "nonesuch"], 2),
+        (["remote", "rm", "nothing"], 2),
+        (["playbook", "rm", "nothing"], 2),
+        (["playbook", "run", "nothing", "up"], 2),
+        (["metadata", "cat", "group"], 2),
+        (["event", "tail", "/"], 2),
+        (["template", "/nonexistent/x.tpl"], 1),
+        (["instance-file", "destroy", "instance-nothing"], 2),
+        (["flavor-vanilla", "validate", "/nonexistent/x.json"], 2),
+        (["describe"], 2),  # click's usage errors too
+        (["commit", "--timeout", "soon", "x.yaml"], 2),
+    ],
+    ids=lambda given: " ".join(given) if isinstance(given, list) else str(given),
+)
+def test_every_command_fails_in_one_json_object_under_log_format_json(home: Path, args: list[str], code: int) -> None:
+    """Was: the event, metadata, remote, template and playbook commands, and click's usage
+    errors, printed `Error: ...` as text whatever --log-format said."""
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-m", "infrakit.cli", "--log-format", "json", *args],
+        env={**os.environ, "INFRAKIT_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "error" and entry["exit_code"] == code and entry["msg"]
+
+
+def test_every_table_is_the_same_table(local: Local, home: Path) -> None:
+    """Was: `remote ls` and `playbook ls` rendered their tables apart from `ls`, without the bold header."""
+    local("remote", "add", "lab", "unix:///tmp")
+    local("playbook", "add", "stack", str(EXAMPLES / "playbook-stack"))
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"INFRAKIT_HOME": str(home)}
+    for listing in (["remote", "ls"], ["playbook", "ls"], ["plugin", "ls"]):
+        shown = run_in_terminal(listing, env)
+        assert shown.startswith(b"\x1b[1m"), (listing, shown)  # a bold header on a terminal
+        assert b"\x1b[" not in run_in_terminal(listing, env | {"NO_COLOR": "1"})

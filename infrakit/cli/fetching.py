@@ -10,8 +10,8 @@
 * A local file must be a regular file (a FIFO would block, a device never end); it is
   opened non-blocking.  Fetches go direct, not through an HTTP proxy.
 
-Errors: :class:`~infrakit.commands._common.Usage` for what the source's author controls
-(too large, not UTF-8, a redirect away), :class:`~infrakit.commands._common.Failure`
+Errors: :class:`~infrakit.cli.render.Usage` for what the source's author controls
+(too large, not UTF-8, a redirect away), :class:`~infrakit.cli.render.Failure`
 for what went wrong on the way (cannot read, HTTP errors, the deadline).
 """
 
@@ -24,7 +24,7 @@ import time
 import urllib.parse
 from typing import Any, Final
 
-from infrakit.commands import _common
+from infrakit.cli.render import Failure, Usage
 
 __all__ = ["MAX_REDIRECTS", "origin", "read"]
 
@@ -67,13 +67,13 @@ def read(source: str, *, seconds: float, limit: int, deadline: float | None = No
                 source, deadline=deadline, limit=limit, bound="the render's deadline passed during the fetch"
             )
     else:
-        raise _common.Usage(f"{source}: a template is a path, file://, http:// or https:// URL, or - for stdin")
+        raise Usage(f"{source}: a template is a path, file://, http:// or https:// URL, or - for stdin")
     if len(data) > limit:
-        raise _common.Usage(f"{source}: larger than {_size(limit)}")
+        raise Usage(f"{source}: larger than {_size(limit)}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise _common.Usage(f"{source}: not UTF-8 text") from None
+        raise Usage(f"{source}: not UTF-8 text") from None
 
 
 def _size(count: int) -> str:
@@ -85,17 +85,17 @@ def _read_file(source: str, *, scheme: str, limit: int) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
-        raise _common.Failure(f"{source}: cannot read it ({error.strerror or error})") from None
+        raise Failure(f"{source}: cannot read it ({error.strerror or error})") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _common.Usage(f"{source}: not a regular file (a FIFO or a device); name a template file")
+            raise Usage(f"{source}: not a regular file (a FIFO or a device); name a template file")
         chunks, total = [], 0
         while total <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - total))):
             chunks.append(chunk)
             total += len(chunk)
         return b"".join(chunks)
     except OSError as error:
-        raise _common.Failure(f"{source}: cannot read it ({error.strerror or error})") from None
+        raise Failure(f"{source}: cannot read it ({error.strerror or error})") from None
     finally:
         os.close(fd)
 
@@ -106,16 +106,16 @@ def _download(url: str, *, deadline: float, limit: int, bound: str) -> bytes:
         status, location, data = _get(url, deadline=deadline, limit=limit, bound=bound)
         if location is None:
             if status != 200:
-                raise _common.Failure(f"{url}: HTTP {status} {data.decode('latin-1')}")
+                raise Failure(f"{url}: HTTP {status} {data.decode('latin-1')}")
             return data
         target = urllib.parse.urljoin(url, location)
         if origin(target) != asked:
-            raise _common.Usage(
+            raise Usage(
                 f"{url}: redirected to {target}, another origin; a template is fetched only from the origin "
                 "named (use the new address if you trust it)"
             )
         url = target
-    raise _common.Failure(f"{url}: more than {MAX_REDIRECTS} redirects")
+    raise Failure(f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
 def _get(url: str, *, deadline: float, limit: int, bound: str) -> tuple[int, str | None, bytes]:
@@ -126,13 +126,13 @@ def _get(url: str, *, deadline: float, limit: int, bound: str) -> tuple[int, str
     parts = urllib.parse.urlsplit(url)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise _common.Failure(f"{url}: {bound}")
+        raise Failure(f"{url}: {bound}")
     try:
         port = parts.port
     except ValueError:
-        raise _common.Usage(f"{url}: not a valid URL (its port)") from None
+        raise Usage(f"{url}: not a valid URL (its port)") from None
     if not parts.hostname:
-        raise _common.Usage(f"{url}: not a valid URL (no host)")
+        raise Usage(f"{url}: not a valid URL (no host)")
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
         import ssl
@@ -152,24 +152,24 @@ def _get(url: str, *, deadline: float, limit: int, bound: str) -> tuple[int, str
         if response.status in (301, 302, 303, 307, 308):
             location = response.getheader("Location")
             if not location:
-                raise _common.Failure(f"{url}: HTTP {response.status} without a Location")
+                raise Failure(f"{url}: HTTP {response.status} without a Location")
             return response.status, location, b""
         if response.status != 200:
             return response.status, None, str(response.reason).encode("latin-1", "replace")
         declared = response.getheader("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _common.Usage(f"{url}: larger than {_size(limit)}")
+            raise Usage(f"{url}: larger than {_size(limit)}")
         data = _body(response, limit=limit)
         if expired.is_set():  # the cut ends a read as the end of the body would: not a whole answer
             raise OSError("cut at the deadline")
         if declared is not None and declared.isdigit() and len(data) < int(declared):
-            raise _common.Failure(f"{url}: the answer ended after {len(data)} of {declared} bytes")
+            raise Failure(f"{url}: the answer ended after {len(data)} of {declared} bytes")
         return 200, None, data
     except (OSError, http.client.HTTPException) as error:
         if expired.is_set() or time.monotonic() >= deadline:
-            raise _common.Failure(f"{url}: {bound}; is the server that slow?") from None
+            raise Failure(f"{url}: {bound}; is the server that slow?") from None
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error or type(error).__name__
-        raise _common.Failure(f"{url}: cannot fetch it ({reason})") from None
+        raise Failure(f"{url}: cannot fetch it ({reason})") from None
     finally:
         timer.cancel()
         timer.join()  # no thread left behind: a render forks next

@@ -1,6 +1,6 @@
 """The Jinja2 side of a render: the sandboxed environment, InfraKit's helpers, the output bound.
 
-This runs in the bounded child of :mod:`infrakit.commands.sandboxing`.  What a helper
+This runs in the bounded child of :mod:`infrakit.cli.sandboxing`.  What a helper
 needs from outside (``include``'s text, ``env``, ``metadata``) it asks of the parent
 through a channel, naming the template that asks (its ticket), so the parent can apply
 that template's reach.  The rest is here:
@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-from infrakit.commands import _common
+from infrakit.cli.render import Failure, Usage
 
 __all__ = ["MAX_DEPTH", "MAX_VALUES", "prepare", "render"]
 
@@ -63,7 +63,7 @@ def render(source: str, text: str, variables: Mapping[str, Any], channel: Channe
     try:
         output.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise _common.Usage(f"{source}: renders text that is not Unicode ({error.reason})") from None
+        raise Usage(f"{source}: renders text that is not Unicode ({error.reason})") from None
     return output
 
 
@@ -81,24 +81,24 @@ class _Renderer:
         import jinja2
 
         if len(self.stack) >= MAX_DEPTH:
-            raise _common.Usage(f"{source}: includes nest deeper than {MAX_DEPTH} ({' -> '.join(self.stack)})")
+            raise Usage(f"{source}: includes nest deeper than {MAX_DEPTH} ({' -> '.join(self.stack)})")
         self.stack.append(source)
         try:
             template = self.environment.from_string(text, globals=self._globals(ticket, source))
             return self._stream(source, template.generate({**self.variables, **extra}))
-        except (_common.Usage, _common.Failure, MemoryError):
+        except (Usage, Failure, MemoryError):
             raise
         except jinja2.TemplateSyntaxError as error:
-            raise _common.Usage(f"{source}:{error.lineno}: {error.message}") from None
+            raise Usage(f"{source}:{error.lineno}: {error.message}") from None
         except jinja2.UndefinedError as error:
-            raise _common.Usage(f"{source}: {error.message}; pass it with --var name=value") from None
+            raise Usage(f"{source}: {error.message}; pass it with --var name=value") from None
         except jinja2.exceptions.SecurityError as error:
-            raise _common.Usage(f"{source}: refused by the sandbox: {error}") from None
+            raise Usage(f"{source}: refused by the sandbox: {error}") from None
         except RecursionError:
-            raise _common.Usage(f"{source}: recursion too deep (a macro or include that calls itself?)") from None
+            raise Usage(f"{source}: recursion too deep (a macro or include that calls itself?)") from None
         except Exception as error:  # a template's own failure: 1 + 'a', 1 // 0, a method's ValueError ...
             first = (str(error).strip().splitlines() or [""])[0][:200]
-            raise _common.Usage(f"{source}: {type(error).__name__}: {first}".rstrip(": ")) from None
+            raise Usage(f"{source}: {type(error).__name__}: {first}".rstrip(": ")) from None
         finally:
             self.stack.pop()
 
@@ -109,7 +109,7 @@ class _Renderer:
             # A character is at least one byte: only a chunk that might fit is encoded to be measured.
             size += len(chunk) if len(chunk) > self.limit else len(chunk.encode("utf-8", "surrogatepass"))
             if size > self.limit:
-                raise _common.Usage(
+                raise Usage(
                     f"{source}: renders more than {self.limit >> 20} MiB of output; a template renders Groups, "
                     "which are far smaller"
                 )
@@ -122,7 +122,7 @@ class _Renderer:
                 self.variables[name] = value[0]
                 return ""
             if name not in self.variables:
-                raise _common.Usage(f"{source}: variable {name!r} is not set; pass it with --var {name}=VALUE")
+                raise Usage(f"{source}: variable {name!r} is not set; pass it with --var {name}=VALUE")
             return self.variables[name]
 
         def include(reference: str, **extra: Any) -> str:
@@ -135,7 +135,7 @@ class _Renderer:
                 return value
             if default:
                 return default[0]
-            raise _common.Usage(f"{source}: environment variable {name!r} is not set (env({name!r}, default))")
+            raise Usage(f"{source}: environment variable {name!r} is not set (env({name!r}, default))")
 
         def metadata(path: str) -> Any:
             return self.channel.call("metadata", ticket=ticket, path=str(path))
@@ -159,16 +159,14 @@ def _range(*arguments: int) -> range:
     try:
         return jinja2.sandbox.safe_range(*arguments)
     except OverflowError:
-        raise _common.Usage(
-            f"range(): more than {jinja2.sandbox.MAX_RANGE} items; a template needs far fewer"
-        ) from None
+        raise Usage(f"range(): more than {jinja2.sandbox.MAX_RANGE} items; a template needs far fewer") from None
 
 
 def _to_json(value: Any) -> str:
     try:
         return json.dumps(value)
     except (TypeError, ValueError) as error:
-        raise _common.Usage(f"json: cannot encode it ({error})") from None
+        raise Usage(f"json: cannot encode it ({error})") from None
 
 
 def _to_yaml(value: Any) -> str:
@@ -177,7 +175,7 @@ def _to_yaml(value: Any) -> str:
     try:
         return str(yaml.safe_dump(value, default_flow_style=False, sort_keys=False)).rstrip("\n")
     except yaml.YAMLError as error:
-        raise _common.Usage(f"yaml: cannot encode it ({' '.join(str(error).split())})") from None
+        raise Usage(f"yaml: cannot encode it ({' '.join(str(error).split())})") from None
 
 
 def _from_json(text: str) -> Any:
@@ -196,21 +194,19 @@ def _decode(helper: str, text: str, *, source: str) -> Any:
     from infrakit.local import documents
 
     if not isinstance(text, str):
-        raise _common.Usage(f"{helper}: expected text, got {type(text).__name__}")
+        raise Usage(f"{helper}: expected text, got {type(text).__name__}")
     data = text.encode("utf-8", "surrogatepass")
     if len(data) > documents.MAX_BYTES:
-        raise _common.Usage(f"{helper}: the text is larger than {documents.MAX_BYTES >> 20} MiB")
+        raise Usage(f"{helper}: the text is larger than {documents.MAX_BYTES >> 20} MiB")
     try:
         found = documents.parse_text(data, source=source)
     except specs.SpecError as error:
-        raise _common.Usage(f"{helper}: {error}") from None
+        raise Usage(f"{helper}: {error}") from None
     if len(found) > 1:
-        raise _common.Usage(f"{helper}: {len(found)} documents; expected one")
+        raise Usage(f"{helper}: {len(found)} documents; expected one")
     value = found[0] if found else None
     if _expanded(value, {}) > MAX_VALUES:
-        raise _common.Usage(
-            f"{helper}: aliases expand it to more than {MAX_VALUES} values; refusing a possible alias bomb"
-        )
+        raise Usage(f"{helper}: aliases expand it to more than {MAX_VALUES} values; refusing a possible alias bomb")
     return value
 
 

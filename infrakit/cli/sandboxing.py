@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn, Protocol
 
-from infrakit.commands import _common
+from infrakit.cli.render import Failure, Usage
 
 __all__ = ["Broker", "Limits", "render"]
 
@@ -82,7 +82,7 @@ class Broker(Protocol):
 
 def render(*, source: str, text: str, variables: Mapping[str, Any], broker: Broker, limits: Limits) -> str:
     """Render ``text`` (template ``source``, ticket 0) in a bounded child; ``Usage``/``Failure`` on error."""
-    from infrakit.commands import templating
+    from infrakit.cli import templating
 
     templating.prepare()  # imports and caches made once here, not again in each child
 
@@ -108,11 +108,11 @@ def render(*, source: str, text: str, variables: Mapping[str, Any], broker: Brok
     if outcome is not None:
         if "done" in outcome:
             return str(outcome["done"])
-        error = _common.Failure if "failure" in outcome else _common.Usage
+        error = Failure if "failure" in outcome else Usage
         raise error(str(outcome.get("failure") or outcome.get("usage")))
     if late:
-        raise _common.Failure(f"{source}: rendering took longer than its deadline (its fetches included)")
-    raise _common.Usage(_death(source, status, usage.ru_utime + usage.ru_stime, limits))
+        raise Failure(f"{source}: rendering took longer than its deadline (its fetches included)")
+    raise Usage(_death(source, status, usage.ru_utime + usage.ru_stime, limits))
 
 
 def _serve(inbound: int, outbound: int, *, broker: Broker, limits: Limits) -> tuple[dict[str, Any] | None, bool]:
@@ -130,9 +130,9 @@ def _serve(inbound: int, outbound: int, *, broker: Broker, limits: Limits) -> tu
             return frame, False
         try:
             answer: dict[str, Any] = {"ok": _dispatch(broker, call, frame)}
-        except _common.Usage as error:
+        except Usage as error:
             answer = {"usage": str(error)}
-        except _common.Failure as error:
+        except Failure as error:
             answer = {"failure": str(error)}
         try:
             _send(outbound, answer)
@@ -148,7 +148,7 @@ def _dispatch(broker: Broker, call: str, frame: Mapping[str, Any]) -> Any:
         return broker.env(ticket, str(frame["name"]))
     if call == "metadata":
         return broker.metadata(ticket, str(frame["path"]))
-    raise _common.Failure(f"the template's renderer asked for {call!r}")  # pragma: no cover - our own protocol
+    raise Failure(f"the template's renderer asked for {call!r}")  # pragma: no cover - our own protocol
 
 
 def _death(source: str, status: int, cpu: float, limits: Limits) -> str:
@@ -231,14 +231,14 @@ def _child(
         os.dup2(null, 2)  # an interpreter that gives up (a MemoryError in the wrong place) says nothing
         os.dup2(null, 1)
         _limit(limits)
-        from infrakit.commands import templating  # imported by the parent already: free
+        from infrakit.cli import templating  # imported by the parent already: free
 
         channel = _Channel(inbound, outbound)
         try:
             done: dict[str, Any] = {"done": templating.render(source, text, variables, channel, limits)}
-        except _common.Usage as error:
+        except Usage as error:
             done = {"usage": str(error)}
-        except _common.Failure as error:
+        except Failure as error:
             done = {"failure": str(error)}
         except MemoryError:
             raise
@@ -281,7 +281,7 @@ class _Channel:
         if answer is None:
             os._exit(EXIT_BROKEN)  # the parent is gone
         if "usage" in answer:
-            raise _common.Usage(str(answer["usage"]))
+            raise Usage(str(answer["usage"]))
         if "failure" in answer:
-            raise _common.Failure(str(answer["failure"]))
+            raise Failure(str(answer["failure"]))
         return answer.get("ok")

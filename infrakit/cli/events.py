@@ -25,8 +25,8 @@ from typing import Any, Final
 
 import click
 
-from infrakit.commands import _common
-from infrakit.commands._common import Context
+from infrakit.cli import render
+from infrakit.cli.context import Context
 from infrakit.rpc.broker import matches
 
 __all__ = ["REASON_TOPICS", "event", "format_event"]
@@ -56,20 +56,19 @@ def event() -> None:
 @click.pass_obj
 def list_topics(obj: Context, topic: str, output: str) -> None:
     """List the topics under TOPIC (all by default), one full path per line."""
-    with _common.errors():
+    with render.errors():
         wanted = _clean(topic)
-        here = _common.where(obj)
-        if here.kube_context is not None:
-            names = here.cluster().names()
+        if obj.kube_context is not None:
+            names = obj.cluster().ls()
             found = [f"{GROUP_PLUGIN}/{t}" for n in names for t in _group_topics(n)]
         else:
-            found = _local_topics(obj, here)
+            found = _local_topics(obj)
         shown = sorted(t for t in set(found) if matches(wanted, t))
         if output == "table":
             for line in shown:
                 click.echo(line)
         else:
-            _common.dump(shown, output)
+            render.dump(shown, output)
 
 
 @event.command("tail")
@@ -79,13 +78,12 @@ def list_topics(obj: Context, topic: str, output: str) -> None:
 @click.pass_obj
 def tail(obj: Context, topics: Sequence[str], output: str, count: int | None) -> None:
     """Stream the events of TOPICS (each with everything under it) until stopped (Ctrl-C)."""
-    with _common.errors():
+    with render.errors():
         wanted = [_clean(t) for t in topics]
         for topic in wanted:
             if not topic:
-                raise _common.Usage("TOPIC: name a plugin at least (e.g. group, or group/cattle/instance/lost)")
-        here = _common.where(obj)
-        source = _ClusterEvents(here, wanted) if here.kube_context is not None else _daemon_events(here, wanted)
+                raise render.Usage("TOPIC: name a plugin at least (e.g. group, or group/cattle/instance/lost)")
+        source = _ClusterEvents(obj, wanted) if obj.kube_context is not None else _daemon_events(obj, wanted)
         click.echo(f"Tailing {' '.join(wanted)} (Ctrl-C to stop)", err=True)
         seen = 0
         try:
@@ -144,20 +142,21 @@ def _group_topics(name: str) -> list[str]:
     return events.group_topics(name)
 
 
-def _local_topics(obj: Context, here: _common.Where) -> list[str]:
+def _local_topics(obj: Context) -> list[str]:
     """The running daemons' topics, and those the store's groups publish when reconciled."""
     from infrakit.local import store
     from infrakit.plugins import spi
     from infrakit.rpc import client, discovery
 
     found = []
-    addresses = {e.name: e.address for e in discovery.endpoints(directory=here.plugins_dir)}
-    if here.group_address is not None:
-        addresses[GROUP_PLUGIN] = here.group_address
-    elif here.selected is None:  # this machine's store
+    group = obj.reachable()
+    addresses = {e.name: e.address for e in discovery.endpoints(directory=obj.plugins_dir)}
+    if group is not None:
+        addresses[GROUP_PLUGIN] = group
+    elif obj.selected is None:  # this machine's store
         found += [f"{GROUP_PLUGIN}/{t}" for n in store.Store(obj.home).names() for t in _group_topics(n)]
     elif GROUP_PLUGIN not in addresses:
-        here.this_machine("events")  # a remote's are never this machine's store's
+        obj.this_machine("events")  # a remote's are never this machine's store's
     for name, address in sorted(addresses.items()):
         transport = client.Transport(address=address, name=name, connect_timeout=2.0, timeout=10.0)
         try:
@@ -216,28 +215,28 @@ class _Merged:
             if isinstance(item, BaseException):
                 raise item
             yield item
-        raise _common.Failure("the event stream ended: the daemon stopped")
+        raise render.Failure("the event stream ended: the daemon stopped")
 
     def close(self) -> None:
         for _, stream in self.streams:
             stream.close()
 
 
-def _daemon_events(here: _common.Where, topics: Sequence[str]) -> _Merged:
+def _daemon_events(obj: Context, topics: Sequence[str]) -> _Merged:
     from infrakit.rpc import streams
 
     opened: list[tuple[str, Any]] = []
     try:
         for topic in topics:
             plugin, _, rest = topic.partition("/")
-            address = here.address(plugin)
+            address = obj.address(plugin)
             if address is None:
                 hint = (
                     "events are published by the process that reconciles: start infrakit-group-default"
                     if plugin == GROUP_PLUGIN
                     else "`infrakit-local plugin ls` lists the running plugins"
                 )
-                raise _common.Failure(f"plugin {plugin!r} is not running in {here.plugins_dir}: {hint}")
+                raise render.Failure(f"plugin {plugin!r} is not running in {obj.plugins_dir}: {hint}")
             opened.append((plugin, streams.subscribe(address=address, topic=rest, name=plugin)))
     except BaseException:
         for _, stream in opened:
@@ -249,18 +248,18 @@ def _daemon_events(here: _common.Where, topics: Sequence[str]) -> _Merged:
 class _ClusterEvents:
     """Kubernetes Events about Groups (a watch), as InfraKit events on the topics asked for."""
 
-    def __init__(self, here: _common.Where, topics: Sequence[str]) -> None:
+    def __init__(self, obj: Context, topics: Sequence[str]) -> None:
         import kubernetes
 
         from infrakit.cluster import kubeapi, remote
 
-        assert here.kube_context is not None
+        assert obj.kube_context is not None
         for topic in topics:
             if topic.partition("/")[0] != GROUP_PLUGIN:
-                raise _common.Usage(f"TOPIC {topic!r}: a cluster publishes group topics only (group/...)")
+                raise render.Usage(f"TOPIC {topic!r}: a cluster publishes group topics only (group/...)")
         self.topics = topics
-        self.api = kubeapi.connect(context=here.kube_context)
-        self.namespace = here.namespace or remote._context_namespace(here.kube_context)
+        self.api = kubeapi.connect(context=obj.kube_context)
+        self.namespace = obj.namespace or remote.context_namespace(obj.kube_context)
         self.core = kubernetes.client.CoreV1Api(self.api)
         self.watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
 

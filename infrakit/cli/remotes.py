@@ -23,18 +23,17 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import click
 
-from infrakit.commands import _common
-from infrakit.commands._common import Context
+from infrakit.cli import names, render
 
-__all__ = ["HOSTS_FILE_ENV", "HOST_ENV", "Target", "hosts_file", "load", "parse", "remote", "save", "selected"]
+__all__ = ["HOSTS", "HOST_ENV", "Target", "hosts_file", "parse", "remote", "selected"]
 
 HOST_ENV: Final = "INFRAKIT_HOST"
-HOSTS_FILE_ENV: Final = "INFRAKIT_HOSTS_FILE"
-_KINDS: Final = "unix:///path (a plugins directory), tcp://host:port (a group daemon) or kube://context[/namespace]"
+HOSTS: Final = names.Names(what="remote", file="hosts")
+"""The remotes, name -> URL."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,7 +66,7 @@ def parse(name: str, url: str) -> Target:
     parsed = urllib.parse.urlsplit(text)
     if parsed.scheme == "unix":
         if parsed.netloc or not parsed.path.startswith("/"):
-            raise _common.Usage(f"URL {url!r}: a plugins directory is unix:///absolute/path")
+            raise render.Usage(f"URL {url!r}: a plugins directory is unix:///absolute/path")
         return Target(name=name, url=text, kind="unix", plugins_dir=Path(parsed.path))
     if parsed.scheme == "tcp":
         try:
@@ -75,30 +74,21 @@ def parse(name: str, url: str) -> Target:
         except ValueError:
             port = None
         if not parsed.hostname or port is None or parsed.path.strip("/"):
-            raise _common.Usage(f"URL {url!r}: a group daemon is tcp://host:port (e.g. tcp://127.0.0.1:24864)")
+            raise render.Usage(f"URL {url!r}: a group daemon is tcp://host:port (e.g. tcp://127.0.0.1:24864)")
         host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
         return Target(name=name, url=text, kind="tcp", address=f"tcp://{host}:{port}")
     if parsed.scheme == "kube":
         context = urllib.parse.unquote(parsed.netloc)
         namespace = parsed.path.strip("/") or None
         if not context or (namespace is not None and "/" in namespace):
-            raise _common.Usage(f"URL {url!r}: a cluster is kube://context or kube://context/namespace")
+            raise render.Usage(f"URL {url!r}: a cluster is kube://context or kube://context/namespace")
         return Target(name=name, url=text, kind="kube", context=context, namespace=namespace)
-    raise _common.Usage(f"URL {url!r}: a remote is {_KINDS}")
+    kinds = "unix:///path (a plugins directory), tcp://host:port (a group daemon) or kube://context[/namespace]"
+    raise render.Usage(f"URL {url!r}: a remote is {kinds}")
 
 
 def hosts_file(home: Path) -> Path:
-    explicit = os.environ.get(HOSTS_FILE_ENV)
-    return Path(explicit).expanduser() if explicit else home / "hosts"
-
-
-def load(home: Path) -> dict[str, str]:
-    """The remotes, name -> URL (none if the file is absent); ``Usage`` if it is damaged."""
-    return _common.load_names(hosts_file(home), what="remote")
-
-
-def save(home: Path, hosts: Mapping[str, str]) -> None:
-    _common.save_names(hosts_file(home), hosts)
+    return HOSTS.path(home)
 
 
 def selected(home: Path, *, environ: Mapping[str, str] | None = None) -> Target | None:
@@ -109,16 +99,16 @@ def selected(home: Path, *, environ: Mapping[str, str] | None = None) -> Target 
     name = (os.environ if environ is None else environ).get(HOST_ENV, "").strip()
     if not name:
         return None
-    hosts = load(home)
+    hosts = HOSTS.load(home)
     if name not in hosts:
-        raise _common.Usage(
+        raise render.Usage(
             f"{HOST_ENV}={name}: no such remote in {hosts_file(home)}; "
             "`infrakit-local remote ls` lists them, `remote add NAME URL` adds one"
         )
     target = parse(name, hosts[name])
     if target.plugins_dir is not None and not target.plugins_dir.is_dir():
         # Never this machine instead: the commands would commit and destroy here, not there.
-        raise _common.Usage(
+        raise render.Usage(
             f"{target.selection}: {target.plugins_dir} does not exist; start the remote's daemons with their "
             f"plugins directory there, or {target.fix}"
         )
@@ -130,55 +120,26 @@ def remote() -> None:
     pass
 
 
-@remote.command("add")
-@click.argument("name")
-@click.argument("url")
-@click.option("--force", is_flag=True, help="Replace remote NAME if it points elsewhere.")
-@click.pass_obj
-def add(obj: Context, name: str, url: str, force: bool) -> None:
-    """Add remote NAME at URL: unix:///path, tcp://host:port or kube://context[/namespace]."""
-    with _common.errors():
-        _common.check_name(name)
-        target = parse(name, url)
-        path = hosts_file(obj.home)
-        with _common.locked(path):
-            hosts = load(obj.home)
-            known = hosts.get(name)
-            if known is not None and known != target.url and not force:
-                raise _common.Usage(
-                    f"NAME: remote {name!r} exists ({known}); `remote add {name} URL --force` replaces it"
-                )
-            hosts[name] = target.url
-            if known != target.url:
-                save(obj.home, hosts)
-        verb = "Replaced" if known is not None and known != target.url else "Added"
-        click.echo(f"{verb} remote {name}: {target.url}")
+def _prepare(ctx: click.Context, name: str, url: str) -> tuple[str, str]:
+    target = parse(name, url)
+    return target.url, target.url
 
 
-@remote.command("ls")
-@click.option("-q", "--quiet", is_flag=True, help="Print rows only, no header.")
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
-@click.pass_obj
-def list_remotes(obj: Context, quiet: bool, output: str) -> None:
-    """List the remotes: HOST and URL LIST (the one INFRAKIT_HOST selects is marked *)."""
-    with _common.errors():
-        hosts = load(obj.home)
-        chosen = os.environ.get(HOST_ENV, "").strip()
-        rows = [[f"{name}{' *' if name == chosen else ''}", url] for name, url in sorted(hosts.items())]
-        data = [{"Host": name, "URL": url, "Selected": name == chosen} for name, url in sorted(hosts.items())]
-        _common.emit(output, data, headers=["HOST", "URL LIST"], rows=rows, quiet=quiet)
+def _listed(hosts: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], list[str], list[list[str]]]:
+    chosen = os.environ.get(HOST_ENV, "").strip()
+    rows = [[f"{name}{' *' if name == chosen else ''}", url] for name, url in hosts]
+    data = [{"Host": name, "URL": url, "Selected": name == chosen} for name, url in hosts]
+    return data, ["HOST", "URL LIST"], rows
 
 
-@remote.command("rm")
-@click.argument("name")
-@click.pass_obj
-def remove(obj: Context, name: str) -> None:
-    """Remove remote NAME."""
-    with _common.errors():
-        with _common.locked(hosts_file(obj.home)):
-            hosts = load(obj.home)
-            if name not in hosts:
-                raise _common.Usage(f"NAME: no remote {name!r}; `infrakit-local remote ls` lists them")
-            del hosts[name]
-            save(obj.home, hosts)
-        click.echo(f"Removed remote {name}")
+names.add_commands(
+    remote,
+    HOSTS,
+    prepare=_prepare,
+    listed=_listed,
+    helps={
+        "add": "Add remote NAME at URL: unix:///path, tcp://host:port or kube://context[/namespace].",
+        "ls": "List the remotes: HOST and URL LIST (the one INFRAKIT_HOST selects is marked *).",
+        "rm": "Remove remote NAME.",
+    },
+)

@@ -8,27 +8,27 @@ do, as Jinja2 globals (and filters where that reads better):
 * ``include("other.tpl", extra=...)`` renders another template, found relative to this one;
 * ``env("NAME", default)`` an environment variable (an error naming it if unset, without default);
 * ``metadata("group/specs/cattle/Properties/Allocation/Size")`` reads a metadata path
-  (:mod:`infrakit.commands.metadata`), when the caller provides a reader;
+  (:mod:`infrakit.cli.metadata`), when the caller provides a reader;
 * ``json(value)`` / ``yaml(value)`` encode (also as filters), ``from_json(text)`` / ``from_yaml(text)`` decode.
 
 Every name used must be defined (``StrictUndefined``: the error names it), and the
 environment is Jinja2's immutable sandbox.  Rendering never runs a command.
 
 **Bounds** (:data:`BOUNDS`): a render runs in a forked child the kernel limits in CPU
-time and memory, its output counted as it streams (:mod:`infrakit.commands.sandboxing`);
-every fetch has a deadline and a size for all of it (:mod:`infrakit.commands.fetching`),
+time and memory, its output counted as it streams (:mod:`infrakit.cli.sandboxing`);
+every fetch has a deadline and a size for all of it (:mod:`infrakit.cli.fetching`),
 and one render's fetches together a deadline and a size too.
 
 **Reach**: a template read from this machine (a path, ``file://``, ``-``) may include
 anything, read environment variables and metadata, as before.  A template fetched over
 ``http(s)://``, and everything it includes, may include only from its own origin
 (scheme, host and port; redirects elsewhere are refused) and reaches local files,
-environment variables and metadata only as the user grants (:mod:`infrakit.commands.grants`);
+environment variables and metadata only as the user grants (:mod:`infrakit.cli.grants`);
 ``--var`` values are the user's to give.  A local template that includes a remote one
 does not lend it its powers.  A playbook added from a URL is remote from its index on.
 
-Errors are :class:`~infrakit.commands._common.Usage` (the template's fault: exit 2) or
-:class:`~infrakit.commands._common.Failure` (a fetch that failed: exit 1).
+Errors are :class:`~infrakit.cli.render.Usage` (the template's fault: exit 2) or
+:class:`~infrakit.cli.render.Failure` (a fetch that failed: exit 1).
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from infrakit.commands import _common, fetching
-from infrakit.commands.grants import Grants
+from infrakit.cli import fetching
+from infrakit.cli.grants import Grants
+from infrakit.cli.render import Failure, Usage
 
 __all__ = ["BOUNDS", "MAX_BYTES", "Bounds", "Grants", "fetch", "join", "origin", "parse_vars", "render"]
 
@@ -93,7 +94,7 @@ def parse_vars(given: tuple[str, ...] | list[str]) -> dict[str, Any]:
     for item in given:
         name, sep, text = item.partition("=")
         if not sep or not name.strip():
-            raise _common.Usage(f"--var {item!r}: expected name=value")
+            raise Usage(f"--var {item!r}: expected name=value")
         try:
             value = yaml.safe_load(text) if text else ""
         except yaml.YAMLError:
@@ -116,7 +117,7 @@ def render(
     ``within`` is the origin the template is reached from (a remote playbook's index):
     ``source`` is then held to that origin's reach, as an include would be.
     """
-    from infrakit.commands import sandboxing
+    from infrakit.cli import sandboxing
 
     bounds = BOUNDS
     broker = _Broker(grants=grants or Grants(), metadata=metadata, bounds=bounds)
@@ -149,13 +150,13 @@ class _Broker:
             return found  # a local template reaches anything; a remote one it includes has its own origin's reach
         if found is None:
             if not self.grants.local:
-                raise _common.Usage(
+                raise Usage(
                     f"{where}: {call} reads {target}, a file of this machine; a template from {trust} may not "
                     "unless you pass --allow-local"
                 )
             return trust
         if found != trust:
-            raise _common.Usage(
+            raise Usage(
                 f"{where}: {call} reaches {found}; a template from {trust} may include only from its own origin"
             )
         return trust
@@ -165,13 +166,13 @@ class _Broker:
             return self.fetched[source]
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise _common.Failure(f"{source}: the render took more than {self.bounds.seconds:g} s, fetches included")
+            raise Failure(f"{source}: the render took more than {self.bounds.seconds:g} s, fetches included")
         text = fetching.read(
             source, seconds=self.bounds.fetch_seconds, limit=self.bounds.fetch_bytes, deadline=self.deadline
         )
         self.total += len(text.encode("utf-8", "surrogatepass"))
         if self.total > self.bounds.total_bytes:
-            raise _common.Usage(
+            raise Usage(
                 f"{source}: this render fetched more than {self.bounds.total_bytes >> 20} MiB of templates in all"
             )
         self.fetched[source] = text
@@ -190,7 +191,7 @@ class _Broker:
     def env(self, ticket: int, name: str) -> str | None:
         source, trust = self.templates[ticket]
         if trust is not None and name not in self.grants.env:
-            raise _common.Usage(
+            raise Usage(
                 f"{source}: env({name!r}): a template from {trust} may not read environment variables; "
                 f"pass --allow-env {name}, or give the value with --var"
             )
@@ -201,15 +202,15 @@ class _Broker:
 
         source, trust = self.templates[ticket]
         if trust is not None and not self.grants.metadata:
-            raise _common.Usage(
+            raise Usage(
                 f"{source}: metadata({path!r}): a template from {trust} may not read this machine's groups "
                 "unless you pass --allow-metadata"
             )
         if self.metadata_reader is None:
-            raise _common.Usage(f"{source}: metadata({path!r}): no metadata here")
+            raise Usage(f"{source}: metadata({path!r}): no metadata here")
         if time.monotonic() >= self.deadline:
-            raise _common.Failure(f"{source}: the render took more than {self.bounds.seconds:g} s")
+            raise Failure(f"{source}: the render took more than {self.bounds.seconds:g} s")
         value = self.metadata_reader(path)  # a daemon's answer: bounded by the RPC client's own timeout
         if len(json.dumps(value, default=str)) > self.bounds.fetch_bytes:
-            raise _common.Usage(f"{source}: metadata({path!r}) is larger than {self.bounds.fetch_bytes >> 20} MiB")
+            raise Usage(f"{source}: metadata({path!r}) is larger than {self.bounds.fetch_bytes >> 20} MiB")
         return value

@@ -5,52 +5,40 @@ the index file itself: InfraKit's ``index.ikm`` ``name : path`` lines are YAML t
 that maps command names to templates, relative to the index.  ``playbook add NAME URL``
 records it in ``$INFRAKIT_HOME/playbooks`` (``$INFRAKIT_PLAYBOOKS_FILE`` overrides, as
 v0.5); ``infrakit-local NAME COMMAND --var ...`` (or ``playbook run NAME COMMAND``)
-renders the command's template (:mod:`infrakit.commands.rendering`) and commits the
+renders the command's template (:mod:`infrakit.cli.rendering`) and commits the
 Groups it renders, all valid before any is committed; ``--print`` prints them instead.
 A playbook never runs a shell command: templates render text, and the only action is
 a commit.  :func:`installed` gives the CLI one lazily loaded command group per playbook.
 
 A playbook added from a URL is remote: its index may name templates at its own origin
 only (or files of this machine, read only with ``--allow-local``), and its templates
-reach what a remote template may (:mod:`infrakit.commands.grants`).  A NAME is never a
+reach what a remote template may (:mod:`infrakit.cli.grants`).  A NAME is never a
 built-in or plugin command's (it could never run), and an existing NAME is replaced
 only with ``--force``; the playbooks file is rewritten under a lock, atomically.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import click
 
-from infrakit.commands import _common, grants, rendering
-from infrakit.commands._common import Context
+from infrakit.cli import grants, names, render, rendering
+from infrakit.cli.context import Context
 
-__all__ = ["PLAYBOOKS_FILE_ENV", "index_url", "installed", "load", "load_index", "playbook", "playbook_group"]
+__all__ = ["BOOKS", "index_url", "installed", "load_index", "playbook", "playbook_group"]
 
-PLAYBOOKS_FILE_ENV: Final = "INFRAKIT_PLAYBOOKS_FILE"
 INDEX: Final = "index.yaml"
 _INDEX_SUFFIXES: Final = (".yaml", ".yml", ".ikm")
 _COMMAND: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # typed as `infrakit-local NAME COMMAND`
 _PLUGIN_PREFIXES: Final = ("instance-", "flavor-")  # the plugins' command groups (`infrakit-local instance-file ...`)
 
 
-def playbooks_file(home: Path) -> Path:
-    explicit = os.environ.get(PLAYBOOKS_FILE_ENV)
-    return Path(explicit).expanduser() if explicit else home / "playbooks"
-
-
-def load(home: Path) -> dict[str, str]:
-    """The playbooks, name -> URL; ``Usage`` naming the file if it is damaged."""
-    return _common.load_names(playbooks_file(home), what="playbook")
-
-
-def save(home: Path, books: Mapping[str, str]) -> None:
-    _common.save_names(playbooks_file(home), books)
+BOOKS: Final = names.Names(what="playbook", file="playbooks")
+"""The playbooks, name -> URL."""
 
 
 def index_url(url: str) -> str:
@@ -78,22 +66,22 @@ def load_index(url: str) -> dict[str, str]:
     try:
         found = documents.parse_text(text.encode("utf-8", "surrogatepass"), source=where)
     except specs.SpecError as error:
-        raise _common.Usage(f"{where}: not a playbook index ({error})") from None
+        raise render.Usage(f"{where}: not a playbook index ({error})") from None
     index: Any = found[0] if len(found) == 1 else ({} if not found else None)
     if not isinstance(index, Mapping) or not all(isinstance(v, str) for v in index.values()):
-        raise _common.Usage(f"{where}: a playbook index maps command names to templates (e.g. web: web.yaml.j2)")
+        raise render.Usage(f"{where}: a playbook index maps command names to templates (e.g. web: web.yaml.j2)")
     home = rendering.origin(where)
     commands = {}
     for name, target in index.items():
         if not _COMMAND.fullmatch(name):
-            raise _common.Usage(
+            raise render.Usage(
                 f"{where}: command {name!r} cannot be typed as `infrakit-local NAME COMMAND`; "
                 "a command is a word of letters, digits, '-', '_' or '.'"
             )
         resolved = rendering.join(_base(where), target)
         reached = rendering.origin(resolved)
         if home is not None and reached is not None and reached != home:
-            raise _common.Usage(
+            raise render.Usage(
                 f"{where}: command {name!r} names {resolved}, at {reached}; a playbook from {home} may name "
                 "templates at its own origin only"
             )
@@ -110,111 +98,68 @@ def playbook() -> None:
     pass
 
 
-@playbook.command("add")
-@click.argument("name")
-@click.argument("url")
-@click.option("--force", is_flag=True, help="Replace playbook NAME if it points elsewhere.")
-@click.pass_context
-def add(ctx: click.Context, name: str, url: str, force: bool) -> None:
-    """Add playbook NAME: a directory, file:// or http(s):// URL with an index.yaml."""
-    obj: Context = ctx.obj
-    with _common.errors():
-        _common.check_name(name)
-        _check_free(ctx, name)
-        if "://" not in url:
-            url = str(Path(url).expanduser().absolute())
-        commands = load_index(url)  # refused now rather than when first used
-        path = playbooks_file(obj.home)
-        with _common.locked(path):
-            books = load(obj.home)
-            known = books.get(name)
-            if known is not None and known != url and not force:
-                raise _common.Usage(
-                    f"NAME: playbook {name!r} exists ({known}); `playbook add {name} URL --force` replaces it"
-                )
-            books[name] = url
-            if known != url:
-                save(obj.home, books)
-        verb = "Replaced" if known is not None and known != url else "Added"
-        click.echo(f"{verb} playbook {name}: {', '.join(sorted(commands)) or 'no commands'}")
+def _prepare(ctx: click.Context, name: str, url: str) -> tuple[str, str]:
+    _check_free(ctx, name)
+    if "://" not in url:
+        url = str(Path(url).expanduser().absolute())
+    commands = load_index(url)  # refused now rather than when first used
+    return url, ", ".join(sorted(commands)) or "no commands"
 
 
 def _check_free(ctx: click.Context, name: str) -> None:
     """``Usage`` if ``infrakit-local NAME`` is a built-in or plugin command: the playbook could never run."""
     if name.startswith(_PLUGIN_PREFIXES):
-        raise _common.Usage(
+        raise render.Usage(
             f"NAME {name!r}: names starting with {' or '.join(_PLUGIN_PREFIXES)} are the plugins' commands "
             "(`infrakit-local instance-file ...`); choose another name"
         )
     root = ctx.find_root()
-    taken = root.command.list_commands(root) if isinstance(root.command, click.Group) else []
-    books = root.command.commands if isinstance(root.command, click.Group) else {}
-    if name in taken and not isinstance(books.get(name), _PlaybookGroup):
-        raise _common.Usage(
+    taken = root.command.get_command(root, name) if isinstance(root.command, click.Group) else None
+    if taken is not None and not isinstance(taken, _PlaybookGroup):
+        raise render.Usage(
             f"NAME {name!r}: `infrakit-local {name}` is a built-in command, so a playbook of that name could "
             "never run; choose another name"
         )
 
 
-@playbook.command("ls")
-@click.option("-q", "--quiet", is_flag=True, help="Print rows only, no header.")
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
-@click.pass_obj
-def list_playbooks(obj: Context, quiet: bool, output: str) -> None:
-    """List the playbooks: NAME and URL."""
-    with _common.errors():
-        books = sorted(load(obj.home).items())
-        data = [{"Name": n, "URL": u} for n, u in books]
-        _common.emit(output, data, headers=["NAME", "URL"], rows=[[n, u] for n, u in books], quiet=quiet)
+names.add_commands(
+    playbook,
+    BOOKS,
+    prepare=_prepare,
+    listed=lambda books: ([{"Name": n, "URL": u} for n, u in books], ["NAME", "URL"], [[n, u] for n, u in books]),
+    helps={
+        "add": "Add playbook NAME: a directory, file:// or http(s):// URL with an index.yaml.",
+        "ls": "List the playbooks: NAME and URL.",
+        "rm": "Remove playbook NAME (its source is left as it is).",
+    },
+)
 
 
-@playbook.command("rm")
-@click.argument("name")
-@click.pass_obj
-def remove(obj: Context, name: str) -> None:
-    """Remove playbook NAME (its source is left as it is)."""
-    with _common.errors():
-        with _common.locked(playbooks_file(obj.home)):
-            books = load(obj.home)
-            if name not in books:
-                raise _common.Usage(f"NAME: no playbook {name!r}; `infrakit-local playbook ls` lists them")
-            del books[name]
-            save(obj.home, books)
-        click.echo(f"Removed playbook {name}")
-
-
-_VAR = click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="A template variable (repeatable).")
-_PRINT = click.option("--print", "show", is_flag=True, help="Print the rendered Groups; commit nothing.")
-_PRETEND = click.option("--pretend", is_flag=True, help="Say what committing would do; change nothing.")
+def _options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """What a playbook's command takes, as ``playbook run`` or ``infrakit-local NAME COMMAND``."""
+    function = grants.options(function)
+    function = click.option("--pretend", is_flag=True, help="Say what committing would do; change nothing.")(function)
+    function = click.option("--print", "show", is_flag=True, help="Print the rendered Groups; commit nothing.")(
+        function
+    )
+    variable = click.option(
+        "--var", "variables", multiple=True, metavar="NAME=VALUE", help="A template variable (repeatable)."
+    )
+    return variable(function)
 
 
 @playbook.command("run")
 @click.argument("name")
 @click.argument("command")
-@_VAR
-@_PRINT
-@_PRETEND
-@grants.options
+@_options
 @click.pass_obj
-def run_command(
-    obj: Context,
-    /,
-    name: str,
-    command: str,
-    variables: tuple[str, ...],
-    show: bool,
-    pretend: bool,
-    allow_local: bool,
-    allow_env: tuple[str, ...],
-    allow_metadata: bool,
-) -> None:
+def run_command(obj: Context, /, name: str, command: str, **given: Any) -> None:
     """Run COMMAND of playbook NAME (as `infrakit-local NAME COMMAND`)."""
-    with _common.errors():
-        books = load(obj.home)
+    with render.errors():
+        books = BOOKS.load(obj.home)
         if name not in books:
-            raise _common.Usage(f"NAME: no playbook {name!r}; `infrakit-local playbook ls` lists them")
-        given = grants.Grants.given(allow_local=allow_local, allow_env=allow_env, allow_metadata=allow_metadata)
-        _run(obj, books[name], name=name, command=command, variables=variables, show=show, pretend=pretend, given=given)
+            raise render.Usage(f"NAME: no playbook {name!r}; `infrakit-local playbook ls` lists them")
+        _run(obj, books[name], name=name, command=command, **given)
 
 
 def _run(
@@ -226,20 +171,20 @@ def _run(
     variables: tuple[str, ...],
     show: bool,
     pretend: bool,
-    given: grants.Grants,
+    reach: grants.Grants,
 ) -> None:
-    from infrakit.commands import metadata
+    from infrakit.cli import metadata
 
     commands = load_index(url)
     if command not in commands:
         known = ", ".join(sorted(commands)) or "none"
-        raise _common.Usage(f"COMMAND: playbook {name!r} has no command {command!r} (it has: {known})")
+        raise render.Usage(f"COMMAND: playbook {name!r} has no command {command!r} (it has: {known})")
     source = commands[command]
     text = rendering.render(
         source,
         variables=rendering.parse_vars(variables),
         metadata=metadata.reader(obj),
-        grants=given,
+        grants=reach,
         within=rendering.origin(index_url(url)),  # a playbook from a URL is remote, its templates too
     )
     if show:
@@ -256,25 +201,10 @@ def _commit(obj: Context, source: str, text: str, *, pretend: bool) -> None:
     try:
         groups = documents.load_groups(source, text=text.encode("utf-8"))
     except specs.SpecError as error:
-        raise _common.Usage(f"{source} (rendered): {error}") from None
-    here = _common.where(obj)
-    if here.kube_context is not None:
-        cluster = here.cluster()
-        for spec in groups:
-            click.echo(cluster.commit(spec, pretend=pretend))
-        return
-    controller = obj.controller()
-    prepared = controller.prepare_all(groups, options=obj.plugin_options, explicit=obj.dir_given)
-    for spec in groups:
-        result = controller.commit(
-            spec,
-            prepared=prepared.get(spec.name),
-            pretend=pretend,
-            options=obj.plugin_options(spec.instance.plugin),
-            explicit=obj.dir_given,
-        )
-        verb = "Committing {} would involve" if pretend else "Committed {}"
-        click.echo(f"{verb.format(spec.name)}: {result.plan_text}")
+        raise render.Usage(f"{source} (rendered): {error}") from None
+    from infrakit.cli import groups as commands
+
+    commands.commit_all(obj, groups, pretend=pretend)
 
 
 class _PlaybookGroup(click.Group):
@@ -287,7 +217,7 @@ class _PlaybookGroup(click.Group):
 
     def _index(self) -> dict[str, str]:
         if self._loaded is None:
-            with _common.errors():
+            with render.errors():
                 self._loaded = load_index(self.url)
         return self._loaded
 
@@ -300,26 +230,11 @@ class _PlaybookGroup(click.Group):
         url, book = self.url, self.name or ""
 
         @click.command(cmd_name, help=f"Render {self._index()[cmd_name]} and commit the Groups it renders.")
-        @_VAR
-        @_PRINT
-        @_PRETEND
-        @grants.options
+        @_options
         @click.pass_obj
-        def command(
-            obj: Context,
-            /,
-            variables: tuple[str, ...],
-            show: bool,
-            pretend: bool,
-            allow_local: bool,
-            allow_env: tuple[str, ...],
-            allow_metadata: bool,
-        ) -> None:
-            given = grants.Grants.given(allow_local=allow_local, allow_env=allow_env, allow_metadata=allow_metadata)
-            with _common.errors():
-                _run(
-                    obj, url, name=book, command=cmd_name, variables=variables, show=show, pretend=pretend, given=given
-                )
+        def command(obj: Context, /, **given: Any) -> None:
+            with render.errors():
+                _run(obj, url, name=book, command=cmd_name, **given)
 
         return command
 
@@ -331,7 +246,7 @@ def playbook_group(name: str, url: str) -> click.Group:
 def installed(home: Path) -> list[click.Group]:
     """One command group per playbook added (nothing fetched until one is used); none if the file is damaged."""
     try:
-        books = load(home)
-    except _common.Usage:
+        books = BOOKS.load(home)
+    except render.Usage:
         return []  # `playbook ls` names the damage; the rest of the CLI keeps working
     return [playbook_group(name, url) for name, url in sorted(books.items())]

@@ -1,0 +1,5 @@
+"""``python -m infrakit.cli``: ``infrakit-local``."""
+
+from infrakit.cli.main import main
+
+main()
