@@ -35,13 +35,16 @@ def plugin() -> None:
 
 
 @plugin.command("ls")
+@click.option("-a", "--all", "everything", is_flag=True, help="Also list the built-ins while daemons run.")
 @render.quiet
 @render.output
 @pass_context
-def plugin_ls(obj: Context, quiet: bool, output: str) -> None:
-    """List the plugins by interface: the daemons in the plugins directory, then the built-ins.
+def plugin_ls(obj: Context, everything: bool, quiet: bool, output: str) -> None:
+    """List the plugins by interface: the daemons in the plugins directory, or the built-ins.
 
-    A daemon answers for its name; a built-in of the same name is then not used.
+    As InfraKit's, the daemons running in the plugins directory; where none runs, the
+    built-ins (what every command then uses); with --all both (a daemon answers for its
+    name: a built-in of the same name is then not used).
     """
     from infrakit.rpc import discovery
 
@@ -54,15 +57,22 @@ def plugin_ls(obj: Context, quiet: bool, output: str) -> None:
         if info.error:
             rows.append(["?", info.listen, f"{info.name} ({info.error})"])
         rows += [[interface, info.listen, info.name] for interface in info.interfaces]
-    served = {info.name for info in running}
+    if everything or not running:
+        rows += _builtins(obj, served={info.name for info in running})
+
+    data = [{"Interface": r[0], "Listen": r[1], "Name": r[2]} for r in rows]
+    render.emit(output, data, headers=["INTERFACE", "LISTEN", "NAME"], rows=rows, quiet=quiet)
+
+
+def _builtins(obj: Context, *, served: set[str]) -> list[list[str]]:
+    """The built-in plugins' rows, but those a daemon answers for."""
     builtin = "(built-in)"
-    rows += [[i, builtin, "group"] for i in ("Group/0.1.0", "Metadata/0.1.0") if "group" not in served]
+    rows = [[i, builtin, "group"] for i in ("Group/0.1.0", "Metadata/0.1.0") if "group" not in served]
     rows += [
         ["Instance/0.5.0", builtin, name] for name in obj.registry.names(plugins.INSTANCE_GROUP) if name not in served
     ]
     rows += [["Flavor/0.1.0", builtin, name] for name in obj.registry.names(plugins.FLAVOR_GROUP) if name not in served]
-    data = [{"Interface": r[0], "Listen": r[1], "Name": r[2]} for r in rows]
-    render.emit(output, data, headers=["INTERFACE", "LISTEN", "NAME"], rows=rows, quiet=quiet)
+    return rows
 
 
 def _plugin_commands(name: str, interface: str) -> click.Group:
