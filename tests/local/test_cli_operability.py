@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import signal
@@ -148,10 +149,8 @@ def test_ctrl_c_before_a_commit_recorded_its_spec_leaves_the_store_as_it_was(hom
     while process.poll() is None:
         assert time.monotonic() < deadline, "Ctrl-C never stopped the commit"
         process.send_signal(signal.SIGINT)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(0.5)
-        except subprocess.TimeoutExpired:
-            pass
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert record.read_bytes() == before
