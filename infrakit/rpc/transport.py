@@ -23,7 +23,6 @@ import itertools
 import json
 import os
 import select
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from typing import Any, Final
 from infrakit.core import specs
 from infrakit.plugins import spi
 from infrakit.rpc import wire
+from infrakit.unixhttp import UnixHTTPConnection
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -82,24 +82,6 @@ class RemoteError(spi.PluginError):
         self.code = code
         self.message = message
         self.data = data
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP/1.1 over a unix socket (the plugins directory's sockets)."""
-
-    def __init__(self, path: str, *, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 class _Broken(Exception):
@@ -229,7 +211,7 @@ class Transport:
 
     def _new(self) -> http.client.HTTPConnection:
         if self._unix is not None:
-            return _UnixConnection(self._unix, timeout=self.connect_timeout)
+            return UnixHTTPConnection(self._unix, timeout=self.connect_timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout)
 
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:

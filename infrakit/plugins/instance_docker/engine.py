@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from infrakit.plugins import spi
+from infrakit.unixhttp import UnixHTTPConnection
 
 if TYPE_CHECKING:
     import asyncio
@@ -58,22 +59,6 @@ class EngineError(spi.PluginError):
         super().__init__(text)
         self.status = status
         self.message = message
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, *, timeout: float) -> None:
-        super().__init__("docker", timeout=timeout)  # the Host header Docker's own client sends
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.unix_path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 class Engine:
@@ -292,7 +277,7 @@ class Engine:
     def _new(self, timeout: float) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection
         if self._unix is not None:
-            connection = _UnixConnection(self._unix, timeout=min(timeout, CONNECT_TIMEOUT))
+            connection = UnixHTTPConnection(self._unix, host="docker", timeout=min(timeout, CONNECT_TIMEOUT))
         elif self._tls is not None:
             connection = http.client.HTTPSConnection(
                 self._host, self._port, timeout=min(timeout, CONNECT_TIMEOUT), context=self._tls

@@ -49,13 +49,13 @@ from typing import Any, Final, TypeVar
 from infrakit.core import instances
 from infrakit.plugins import spi
 from infrakit.plugins.instance_docker import engine as engines
+from infrakit.plugins.instance_docker import initscript
 from infrakit.plugins.instance_docker import labels as labelling
 from infrakit.plugins.instance_docker import properties as props
 
 __all__ = ["NAME", "DockerPlugin"]
 
 NAME: Final = "instance-docker"
-INIT_DIR: Final = "/var/lib"  # v0.5's: an image needs it for an Init (InfraKit's userdataDirname)
 PULL_TIMEOUT: Final = 300.0
 INIT_TIMEOUT: Final = 60.0
 EVENTS: Final = ("die", "destroy", "oom", "health_status")
@@ -126,12 +126,10 @@ class DockerPlugin:
         try:
             for network in request.networks:
                 self._connect(created, network)
-            script = f"{INIT_DIR}/infrakit-init-{_token()}" if spec.init else ""
-            if script:
-                self._copy_init(created, script, spec.init)
+            script = initscript.place(self.engine, created, spec.init) if spec.init else ""
             self._call(lambda: self.engine.post(f"/containers/{created}/start"), f"start container {created[:12]}")
             if script:
-                self._run_init(created, script)
+                initscript.run(self.engine, created, script, timeout=self.init_timeout)
         except BaseException:
             self._remove_quietly(created, force=True)
             raise
@@ -292,7 +290,7 @@ class DockerPlugin:
             problem = str(error).rsplit(": ", 1)[-1]
         if problem:
             raise spi.PluginError(
-                f"image {image} is not on the Docker engine and cannot be pulled ({_short(problem)}): load it "
+                f"image {image} is not on the Docker engine and cannot be pulled ({props.short(problem)}): load it "
                 f"there (docker load, import or build), or fix {props.FIELD}.Config.Image"
             )
 
@@ -324,11 +322,11 @@ class DockerPlugin:
                     continue  # another container drew the same name: draw again
                 if error.status == 409:
                     raise spi.PluginError(
-                        f"cannot create container {name}: {_short(error.message)}; it is not an exited instance "
+                        f"cannot create container {name}: {props.short(error.message)}; it is not an exited instance "
                         "of this group: remove or rename it, or choose other logical IDs"
                     ) from None
                 raise spi.PluginError(
-                    f"Docker refused the container ({_short(error.message)}): fix {props.FIELD}"
+                    f"Docker refused the container ({props.short(error.message)}): fix {props.FIELD}"
                 ) from None
             except spi.PluginError:
                 self._remove_quietly(name, force=True)  # created or not: we cannot know
@@ -360,76 +358,9 @@ class DockerPlugin:
             self.engine.post(f"/networks/{network}/connect", {"Container": container})
         except engines.EngineError as error:
             raise spi.PluginError(
-                f"cannot connect the container to network {network!r} ({_short(error.message)}): create it first "
+                f"cannot connect the container to network {network!r} ({props.short(error.message)}): create it first "
                 "(docker network create), or fix NetworkAttachments"
             ) from None
-
-    def _copy_init(self, container: str, script: str, init: str) -> None:
-        import io
-        import tarfile
-
-        data = init.encode("utf-8")
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            entry = tarfile.TarInfo(script.rsplit("/", 1)[1])
-            entry.size, entry.mode, entry.mtime = len(data), 0o700, int(time.time())
-            tar.addfile(entry, io.BytesIO(data))
-        try:
-            self.engine.call(
-                "PUT",
-                f"/containers/{container}/archive",
-                raw=archive.getvalue(),
-                content_type="application/x-tar",
-                query={"path": INIT_DIR},
-            )
-        except engines.EngineError as error:
-            raise spi.PluginError(
-                f"cannot copy the Init script into the container ({_short(error.message)}): the image needs "
-                f"a {INIT_DIR} directory for it, as InfraKit's docker plugin did"
-            ) from None
-
-    def _run_init(self, container: str, script: str) -> None:
-        """``/bin/sh SCRIPT`` in the container, waited for (not its output: what it starts may keep that open)."""
-        log_file = f"{script}.log"
-        command = ["/bin/sh", "-c", f"/bin/sh {script} >{log_file} 2>&1"]
-        created = self.engine.post(
-            f"/containers/{container}/exec", {"Cmd": command, "AttachStdout": False, "AttachStderr": False}
-        )
-        exec_id = created["Id"]
-        self.engine.post(f"/exec/{exec_id}/start", {"Detach": True, "Tty": False})
-        deadline = time.monotonic() + self.init_timeout
-        pause = 0.002
-        while True:
-            state = self.engine.get(f"/exec/{exec_id}/json")
-            if not state.get("Running"):
-                break
-            if time.monotonic() > deadline:
-                raise spi.PluginError(
-                    f"the Init script did not finish within {self.init_timeout:g} s in container {container[:12]}; "
-                    "start long-running work in the background (&) or raise --init-timeout"
-                )
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
-        code = state.get("ExitCode")
-        if code != 0:
-            raise spi.PluginError(
-                f"the Init script failed (exit code {code}) in container {container[:12]}"
-                + (f": {last}" if (last := self._last_line(container, log_file)) else "")
-            )
-
-    def _last_line(self, container: str, path: str) -> str:
-        import io
-        import tarfile
-
-        with contextlib.suppress(Exception):
-            raw = self.engine.call("GET", f"/containers/{container}/archive", query={"path": path}, decode=False)
-            with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-                member = tar.next()
-                stream = tar.extractfile(member) if member is not None else None
-                if stream is not None:
-                    lines = stream.read(1 << 20).decode("utf-8", "replace").strip().splitlines()
-                    return _short(lines[-1]) if lines else ""
-        return ""
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -521,8 +452,3 @@ def _strings(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-def _short(text: str, limit: int = 240) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

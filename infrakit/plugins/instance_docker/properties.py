@@ -191,3 +191,9 @@ def _check_size(properties: Mapping[str, Any]) -> None:
 
 def _kind(value: Any) -> str:
     return instances.kind(value)
+
+
+def short(text: str, limit: int = 240) -> str:
+    """``text`` on one line, at most ``limit`` characters (Docker's words in our one-line errors)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
