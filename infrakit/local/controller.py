@@ -218,25 +218,9 @@ class Controller:
             raise CommitFailed(f"group {name!r}: {result.failure.message}")
         return result
 
-    def get(self, name: str) -> stores.StoredGroup:
-        """The group's record as it is now (no lock: records are replaced atomically)."""
-        return self._require(name)
-
-    def names(self) -> list[str]:
-        """The groups being managed (not those being deleted); never waits for a sync."""
-        found = []
-        for name in self.store.names():
-            try:
-                stored = self.store.load(name)
-            except specs.SpecError:
-                found.append(name)  # damaged: listed, so that it can be seen and fixed
-                continue
-            if stored is not None and not stored.deleting:
-                found.append(name)
-        return found
-
     def observe(self, name: str) -> tuple[stores.StoredGroup, list[planning.Member]]:
-        stored = self.get(name)
+        """The group's record and its members as the plugins show them now (no lock, nothing changed)."""
+        stored = self._require(name)
         resolved = engine.resolve(stored.spec, self.registry, options=stored.options, validate=False)
         return stored, engine.observe(stored.spec, resolved)
 
