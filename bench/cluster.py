@@ -365,7 +365,7 @@ def fleet(session: Session, workdir: Workdir, sizes: Sizes) -> list[Row]:
             measure.stats(operated)),
         Row(S4, f"local store: commit of the same {count:,} groups (one process)", "s", measure.stats(committed)),
         Row(S4, "operator / the faster local run around it (per run)", "x", ratio).judge(
-            lambda v: v <= 2.0, value=ratio.median, what="median", target="≤ 2x", smoke=sizes.smoke
+            lambda v: v <= 1.5, value=ratio.median, what="median", target="≤ 1.5x", smoke=sizes.smoke
         ),
         Row(S4, f"status writes per group per convergence (incl. {sizes.grace:g} s after Ready)", "",
             measure.stats(writes)).judge(
