@@ -1,7 +1,7 @@
 """instance-docker in every local mode: ``infrakit-local commit`` and ``run``, the daemons, the runtime's
 statuses, a roll with surge while serving, a container removed behind a roll's back.
 
-(The operator's mode: ``tests/docker_plugin/test_operator.py``; InfraKit's own binaries: ``make interop``.)
+(The operator's mode: ``tests/e2e/test_docker_operator.py``; InfraKit's own binaries: ``make interop``.)
 """
 
 from __future__ import annotations
