@@ -66,7 +66,8 @@ def recover_and_check(home: Path, expected: Path) -> None:
     if spec.is_pets:
         logical = sorted(d["LogicalID"] for d in files.values())
         assert logical == sorted(spec.allocation.logical_ids or ())  # no duplicates, none missing
-    stored = local.get("cattle")
+    stored = local.store.load("cattle")
+    assert stored is not None
     assert stored.spec == spec
     assert stored.status["replicas"] == stored.status["updatedReplicas"] == spec.desired_size
     assert stored.status["replicas"] == len(files)  # status keeps counts only; the files are the members
