@@ -23,7 +23,6 @@ import itertools
 import json
 import os
 import select
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -31,7 +30,7 @@ from typing import Any, Final
 from infrakit.core import specs
 from infrakit.plugins import spi
 from infrakit.rpc import wire
-from infrakit.unixhttp import UnixHTTPConnection
+from infrakit.unixhttp import Kept, UnixHTTPConnection
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -139,8 +138,7 @@ class Transport:
         self.timeout = timeout
         self._label = f"plugin {self.name!r} at {address}" if name else f"plugin at {address}"
         self._ids = itertools.count(1)
-        self._idle: list[tuple[http.client.HTTPConnection, float]] = []  # and when each was given back
-        self._lock = threading.Lock()
+        self._kept = Kept(size=_POOL, reuse=_REUSE)
         self.headers: dict[str, str] = {}
         """Sent with every request (and stream) to the plugin."""
         self._unix: str | None = None
@@ -188,7 +186,7 @@ class Transport:
                 failure = spi.PluginError if broken.garbled else spi.PluginUnavailable
                 raise failure(f"{self._label}: {method}: {broken}") from None
             if keep:
-                self._give(connection)
+                self._kept.give(connection)
             else:
                 connection.close()
             return self._result(method, request_id, status, reason, data)
@@ -196,10 +194,7 @@ class Transport:
 
     def close(self) -> None:
         """Close the kept connections (the transport stays usable: it reconnects)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection, _ in idle:
-            connection.close()
+        self._kept.close()
 
     # -- connections ----------------------------------------------------------------------
 
@@ -215,22 +210,9 @@ class Transport:
         return http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout)
 
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:
-        while True:
-            with self._lock:
-                connection, since = self._idle.pop() if self._idle else (None, 0.0)
-            if connection is None:
-                return self._new(), False
-            # Not one idle so long the plugin may be closing it as we send (ours close after 30 s).
-            if time.monotonic() - since < _REUSE and not _dropped(connection):
-                return connection, True
-            connection.close()
-
-    def _give(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < _POOL:
-                self._idle.append((connection, time.monotonic()))
-                return
-        connection.close()
+        # Not one idle so long the plugin may be closing it as we send (ours close after 30 s).
+        connection = self._kept.take(lambda kept: not _dropped(kept))
+        return (self._new(), False) if connection is None else (connection, True)
 
     def _exchange(self, connection: http.client.HTTPConnection, body: bytes) -> tuple[int, str, bytes, bool]:
         """Send one request, read the whole answer before a deadline."""

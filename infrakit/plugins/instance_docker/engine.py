@@ -22,14 +22,13 @@ import http.client
 import json
 import os
 import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from infrakit.plugins import spi
-from infrakit.unixhttp import UnixHTTPConnection
+from infrakit.unixhttp import Kept, UnixHTTPConnection
 
 if TYPE_CHECKING:
     import asyncio
@@ -86,17 +85,13 @@ class Engine:
             raise spi.PluginError(
                 f"Docker URL {self.url}: unsupported scheme {parsed.scheme!r}; use unix:///path or tcp://host:port"
             )
-        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
-        self._lock = threading.Lock()
+        self._kept = Kept(size=_POOL, reuse=_REUSE)
 
     def __repr__(self) -> str:
         return f"Engine({self.url})"
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection, _ in idle:
-            connection.close()
+        self._kept.close()
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -154,7 +149,7 @@ class Engine:
             if response.will_close:
                 connection.close()
             else:
-                self._give(connection)
+                self._kept.give(connection)
             if not decode and response.status < 300:
                 return answer
             return self._result(method, path, response.status, answer)
@@ -294,22 +289,12 @@ class Engine:
         return connection
 
     def _take(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        while True:
-            with self._lock:
-                connection, since = self._idle.pop() if self._idle else (None, 0.0)
-            if connection is None:
-                return self._new(timeout), False
-            if time.monotonic() - since < _REUSE and connection.sock is not None:
-                connection.sock.settimeout(timeout)
-                return connection, True
-            connection.close()
-
-    def _give(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < _POOL:
-                self._idle.append((connection, time.monotonic()))
-                return
-        connection.close()
+        connection = self._kept.take(lambda kept: kept.sock is not None)
+        if connection is None:
+            return self._new(timeout), False
+        assert connection.sock is not None
+        connection.sock.settimeout(timeout)
+        return connection, True
 
     def _unavailable(self, what: str) -> spi.PluginUnavailable:
         hint = ""
