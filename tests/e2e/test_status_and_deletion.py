@@ -97,6 +97,10 @@ def test_namespace_globs_serve_namespaces_made_after_the_start(
                 for path in operator.instance_dir.glob("instance-*")
             )
 
-        wait_until(served, timeout=30, what="the group in the namespace made after the start")
+        try:
+            # kopf sees the namespace through its namespace watch, then starts one on its Groups.
+            wait_until(served, timeout=60, what="the group in the namespace made after the start")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\noperator log (tail):\n{operator.log.read_text()[-3000:]}") from None
     finally:
         _delete_namespace(groups.cluster, made)

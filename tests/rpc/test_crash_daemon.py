@@ -9,6 +9,7 @@ number of instances, all on the new hash, no duplicates, no temp files, Ready.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -47,7 +48,13 @@ def ready(home: Path) -> dict[str, Any]:
 
 
 def files(directory: Path) -> dict[str, dict[str, Any]]:
-    return {p.name: json.loads(p.read_text()) for p in directory.iterdir() if p.name.startswith("instance-")}
+    """The instance files as they are now (one the daemon removes meanwhile is not there)."""
+    found = {}
+    for path in directory.iterdir():
+        if path.name.startswith("instance-"):
+            with contextlib.suppress(FileNotFoundError):
+                found[path.name] = json.loads(path.read_text())
+    return found
 
 
 def converged(directory: Path, size: int) -> bool:
