@@ -134,7 +134,7 @@ def kubelet_config(lay: Layout, certs: Path) -> str:
         "containerRuntimeEndpoint": f"unix://{lay.socket}",
         "cgroupDriver": "cgroupfs",
         "failCgroupV1": False,
-        "cgroupsPerQOS": False,
+        "cgroupsPerQOS": True,
         "cgroupRoot": lay.cgroup,
         "enforceNodeAllocatable": [],
         "protectKernelDefaults": True,

@@ -5,6 +5,8 @@
   Its ``.cluster`` is a :class:`tests.clusterfixtures.Cluster` (kubectl with the admin's
   kubeconfig); ``.node`` the :class:`Node` (``load_image``, ``in_netns``, ``stop``).
 - ``load_image``: puts an image of our Docker engine into the node's containerd.
+- ``deploy``: applies a kustomization of ``manifests/`` unchanged (the operator image is loaded
+  under the base's own name), with a local PersistentVolume for its claim; removes it after.
 
 A node needs root (namespaces, veths, cgroups) and Debian's containerd, runc and iptables
 (tools/docker/install.sh). Where it cannot run, the tests skip, or fail when ``$CI`` is set.
@@ -13,9 +15,12 @@ Every test here gets the ``node`` marker (``pytest -m "not node"`` runs without)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,8 @@ from tests.clusterfixtures import Cluster, _kubectl_path
 from tools.docker.engine import DockerError, Engine
 
 HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+IMAGE = "infrakit-operator:dev"  # the base's image name: `make image` tags it so
 
 
 @dataclass(frozen=True)
@@ -112,3 +119,84 @@ def load_image(node_cluster: NodeCluster, docker_engine: Engine) -> Callable[[st
         loaded.add(tag)
 
     return load
+
+
+OPERATOR_NAMESPACE = "infrakit-system"
+DEPLOYMENT = "deployment/infrakit-operator"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The operator as applied from a kustomization: its instance volume as the host sees it."""
+
+    cluster: Cluster
+    instance_dir: Path
+    rollout_seconds: float
+
+
+def _pv(name: str, path: Path, node: str) -> str:
+    """A local PersistentVolume on the node for the base's claim (no class: the claim names none)."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "local": {"path": str(path)},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        }
+    )
+
+
+def rollout(cluster: Cluster) -> None:
+    """``rollout status``; on failure the pods' state and logs say why."""
+    proc = cluster.kubectl("-n", OPERATOR_NAMESPACE, "rollout", "status", DEPLOYMENT, "--timeout=55s", check=False)
+    if proc.returncode != 0:
+        pods = cluster.kubectl("-n", OPERATOR_NAMESPACE, "describe", "pods", check=False).stdout
+        logs = cluster.kubectl("-n", OPERATOR_NAMESPACE, "logs", "-l", "app.kubernetes.io/name=infrakit-operator",
+                               "--all-containers", "--tail=20", check=False).stdout  # fmt: skip
+        pytest.fail(f"rollout failed: {proc.stdout[-500:]}{proc.stderr}\n{pods[-4000:]}\n{logs[-4000:]}")
+
+
+@pytest.fixture
+def deploy(
+    node_cluster: NodeCluster, load_image: Callable[[str], None], operator_image: str, tmp_path: Path
+) -> Iterator[Callable[[str], Deployed]]:
+    """``deploy("manifests")``: ``kubectl apply -k`` of that kustomization as it is, with a local
+    PersistentVolume for its claim; waits for ``rollout status``. Removed again afterwards."""
+    cluster = node_cluster.cluster
+    load_image(IMAGE)
+    applied: list[tuple[str, str]] = []
+
+    def apply(kustomization: str) -> Deployed:
+        instance_dir = tmp_path / f"instances-{len(applied)}"
+        instance_dir.mkdir()
+        pv = f"infrakit-instances-{uuid.uuid4().hex[:6]}"
+        cluster.kubectl("apply", "-f", "-", input=_pv(pv, instance_dir, node_cluster.node.name))
+        applied.append((kustomization, pv))
+        started = time.monotonic()
+        cluster.kubectl("apply", "-k", str(REPO_ROOT / kustomization))
+        rollout(cluster)
+        return Deployed(cluster, instance_dir, time.monotonic() - started)
+
+    yield apply
+    for kustomization, pv in reversed(applied):
+        # Groups first, while the operator runs to drop their finalizers; then the rest, the CRD
+        # and the namespace included, waited for: the next deployment must not find them terminating.
+        cluster.kubectl("delete", "groups.infrakit.io", "--all", "-A", "--timeout=50s", check=False)
+        cluster.kubectl("delete", "-k", str(REPO_ROOT / kustomization), "--ignore-not-found", "--timeout=55s")
+        cluster.kubectl("delete", "pv", pv, "--ignore-not-found")
