@@ -149,6 +149,7 @@ def start(
         node.made_dirs = [d for d in nodeconfig.PRIVATE_DIRS if not Path(d).exists()]
         for d in node.made_dirs:
             Path(d).mkdir(parents=True)
+        _remove_stale_cgroups()
         _make_cgroups(lay.cgroup)
         node.process = _launch(lay, cp, parts, detach=detach)
         node.pid = node.process.pid
@@ -261,6 +262,32 @@ def _remove_cgroups(cgroup: str, timeout: float = 15.0) -> None:
                     for pid in (path / "cgroup.procs").read_text().split():
                         _kill(int(pid), signal.SIGKILL)
                     time.sleep(0.1)
+
+
+def _live_cgroups() -> set[str]:
+    """The cgroups of the nodes whose launcher runs (``unshare ... bash <state>/launch.sh``)."""
+    live = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        cmdline = _cmdline(int(proc.name))
+        if cmdline[0].endswith(b"unshare") and len(cmdline) > 1 and cmdline[-2].endswith(b"/launch.sh"):
+            found = load(Path(os.fsdecode(cmdline[-2])).parent)
+            if found is not None:
+                live.add(found.layout.cgroup)
+    return live
+
+
+def _remove_stale_cgroups() -> None:
+    """Remove the cgroups a node left when its harness was killed (no stop()): no launcher runs for them."""
+    hierarchies = _hierarchies()
+    if not hierarchies:
+        return
+    live = _live_cgroups()
+    for path in hierarchies[0].glob("infrakit-node-*"):
+        if path.is_dir() and f"/{path.name}" not in live:
+            with contextlib.suppress(ControlPlaneError, OSError):
+                _remove_cgroups(f"/{path.name}", timeout=2)
 
 
 def _launch(lay: Layout, cp: ControlPlane, parts: NodeParts, *, detach: bool) -> subprocess.Popen[bytes]:
