@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
 .PHONY: help install tutorial test lint unit controlplane controlplane-up controlplane-down bench bench-smoke bench-scale \
-        docker-install docker-images docker-up docker-down interop kind-up kind-e2e kind-down dev image clean
+        docker-install docker-images docker-up docker-down node-up node-down interop kind-up kind-e2e kind-down dev image clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -47,6 +47,14 @@ controlplane-up: controlplane ## Start a local control plane in the background; 
 
 controlplane-down: $(STAMP) ## Stop it and remove its data
 	$(BIN)/infrakit-controlplane down
+
+# -- A node beside a control plane (infrakit/controlplane/node.py): containerd and runc from
+# Debian, kubelet, controller manager and scheduler from the control-plane binary. Root only.
+node-up: controlplane docker-install ## Start a control plane and a node (kept until node-down); prints its kubeconfig
+	$(BIN)/infrakit-controlplane node up
+
+node-down: $(STAMP) ## Stop the node and its control plane
+	$(BIN)/infrakit-controlplane node down
 
 bench: $(STAMP) controlplane ## All benchmark scenarios; rewrites BENCHMARKS.md
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench

@@ -98,3 +98,73 @@ def status(state_dir: Path) -> None:
     click.echo(f"{'running' if ready else 'not ready'} pid={cp.pid} server={cp.server}")
     click.echo(f"kubeconfig={cp.kubeconfig}")
     sys.exit(0 if ready else 1)
+
+
+def default_node_dir() -> Path:
+    home = os.environ.get("INFRAKIT_HOME") or str(Path.home() / ".infrakit")
+    return Path(home).expanduser() / "node"
+
+
+node_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_node_dir,
+    show_default="${INFRAKIT_HOME:-~/.infrakit}/node",
+    help="Directory of the node's control plane (controlplane/) and node (node/).",
+)
+
+
+@main.group("node")
+def node_group() -> None:
+    """A control plane with a node (containerd, kubelet, controller manager, scheduler); needs root."""
+
+
+@node_group.command("up")
+@node_dir_option
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for each part.")
+def node_up(state_dir: Path, timeout: float) -> None:
+    """Start a control plane (with ServiceAccount tokens) and a node in the background."""
+    from infrakit.controlplane import node
+
+    existing = node.load(state_dir / "node")
+    cp = load(state_dir / "controlplane")
+    if existing is not None and existing.alive() and cp is not None and cp.alive():
+        click.echo(f"already running: node {existing.name}", err=True)
+    else:
+        started = time.monotonic()
+        try:
+            if existing is not None:
+                existing.stop()
+            if cp is not None:
+                cp.stop(remove=True)
+            cp = start(state_dir=state_dir / "controlplane", detach=True, timeout=timeout, service_accounts=True)
+            try:
+                existing = node.start(cp, state_dir=state_dir / "node", detach=True, timeout=timeout)
+            except BaseException:
+                cp.stop(remove=True)
+                raise
+        except ControlPlaneError as err:
+            raise click.ClickException(str(err)) from err
+        click.echo(f"node {existing.name} Ready in {time.monotonic() - started:.1f}s", err=True)
+    click.echo(f"export KUBECONFIG={shlex.quote(str(cp.kubeconfig))}", err=True)
+    click.echo(cp.kubeconfig)
+
+
+@node_group.command("down")
+@node_dir_option
+def node_down(state_dir: Path) -> None:
+    """Stop the node and its control plane; remove their state."""
+    from infrakit.controlplane import node
+
+    found = node.load(state_dir / "node")
+    cp = load(state_dir / "controlplane")
+    try:
+        if found is not None:
+            found.stop()
+        if cp is not None:
+            cp.stop(remove=True)
+    except ControlPlaneError as err:
+        raise click.ClickException(str(err)) from err
+    if state_dir.is_dir() and not any(state_dir.iterdir()):
+        state_dir.rmdir()
+    click.echo("stopped" if found or cp else "not running", err=True)

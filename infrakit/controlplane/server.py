@@ -98,12 +98,15 @@ def start(
     binary: Path | None = None,
     detach: bool = False,
     timeout: float = 120.0,
+    service_accounts: bool = False,
 ) -> ControlPlane:
     """Start a fresh control plane whose files all live in ``state_dir``.
 
     ``state_dir`` must not hold a running control plane; its old data is wiped.
     With ``detach`` the process outlives the caller (used by ``up``); otherwise it
     shuts itself down once the calling process is gone (``--exit-with-parent``).
+    With ``service_accounts`` the ServiceAccount admission plugin is on: pods get tokens, for a
+    node (node.py) whose controller manager makes the accounts; without one it would refuse pods.
     """
     binary = binary or build()
     state_dir = state_dir.resolve()
@@ -112,7 +115,9 @@ def start(
         raise ControlPlaneError(f"a control plane already runs from {state_dir} (pid {existing.pid})")
     for attempt in range(1, PORT_ATTEMPTS + 1):
         try:
-            return _start_once(state_dir=state_dir, binary=binary, detach=detach, timeout=timeout)
+            return _start_once(
+                state_dir=state_dir, binary=binary, detach=detach, timeout=timeout, service_accounts=service_accounts
+            )
         except _PortTakenError:
             if attempt == PORT_ATTEMPTS:
                 raise
@@ -123,7 +128,7 @@ class _PortTakenError(ControlPlaneError):
     """A port picked as free was taken before the server bound it."""
 
 
-def _start_once(*, state_dir: Path, binary: Path, detach: bool, timeout: float) -> ControlPlane:
+def _start_once(*, state_dir: Path, binary: Path, detach: bool, timeout: float, service_accounts: bool) -> ControlPlane:
     remove_state_dir(state_dir)
     certs = state_dir / "certs"
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -154,8 +159,12 @@ def _start_once(*, state_dir: Path, binary: Path, detach: bool, timeout: float) 
         f"--service-account-signing-key-file={certs / 'sa.key'}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--authorization-mode=RBAC",
-        f"--disable-admission-plugins={','.join(DISABLED_ADMISSION)}",
+        "--authorization-mode=Node,RBAC",  # Node: what a kubelet may read and write
+        *([] if service_accounts else [f"--disable-admission-plugins={','.join(DISABLED_ADMISSION)}"]),
+        # The apiserver's identity towards kubelets (logs, exec, port-forward): the admin's.
+        f"--kubelet-client-certificate={certs / 'admin.crt'}",
+        f"--kubelet-client-key={certs / 'admin.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
         "--endpoint-reconciler-type=none",  # 127.0.0.1 cannot be an endpoint
         "--allow-privileged=true",
         "--profiling=false",

@@ -1,6 +1,8 @@
 // Command controlplane is a real Kubernetes control plane in one binary:
 // kube-apiserver from k8s.io/kubernetes plus an embedded etcd server, for
-// tests and local development. It runs no controllers, scheduler or kubelet.
+// tests and local development, and the parts of a node (kubelet, controller
+// manager, scheduler) for the tests that run pods: one multi-call binary, so
+// that the Go build cache is shared by all of them.
 //
 //	controlplane certs --dir DIR
 //	    write ca, serving, admin client and service-account keys/certs to DIR
@@ -8,11 +10,18 @@
 //	    run only the embedded etcd
 //	controlplane kube-apiserver [kube-apiserver flags]
 //	    run only kube-apiserver
+//	controlplane issue --ca-dir DIR --dir DIR --name NAME --cn CN [--org ORG] [--ip IP]...
+//	    write NAME.{crt,key}, a client and serving certificate signed by DIR/ca.*
+//	controlplane relay --listen ADDR --to ADDR [--exit-with-parent]
+//	    copy TCP connections from one address to another (a node's way to the apiserver)
+//	controlplane kubelet|kube-controller-manager|kube-scheduler [flags]
+//	    run that component of k8s.io/kubernetes
 //	controlplane serve --data-dir DIR --client-url URL --peer-url URL [--exit-with-parent] -- [kube-apiserver flags]
 //	    run etcd, then kube-apiserver against it (--etcd-servers is added)
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +30,7 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/url"
@@ -29,14 +39,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/component-base/cli"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	kcm "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		must(fmt.Errorf("usage: %s certs|etcd|kube-apiserver|serve [flags]", os.Args[0]))
+		must(fmt.Errorf("usage: %s certs|issue|relay|etcd|kube-apiserver|serve|kubelet|kube-controller-manager|kube-scheduler [flags]", os.Args[0]))
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	switch cmd {
@@ -45,8 +59,35 @@ func main() {
 		dir := fs.String("dir", ".", "directory to write the PEM files to")
 		_ = fs.Parse(args)
 		must(writeCerts(*dir))
+	case "issue":
+		fs := flag.NewFlagSet(cmd, flag.ExitOnError)
+		caDir := fs.String("ca-dir", ".", "directory holding ca.crt and ca.key")
+		dir := fs.String("dir", ".", "directory to write NAME.crt and NAME.key to")
+		name := fs.String("name", "", "file name stem")
+		cn := fs.String("cn", "", "subject common name")
+		org := fs.String("org", "", "subject organization (e.g. system:nodes)")
+		var ips ipList
+		fs.Var(&ips, "ip", "IP address for the serving certificate (repeatable)")
+		_ = fs.Parse(args)
+		must(issueSigned(*caDir, *dir, *name, *cn, *org, ips))
+	case "relay":
+		fs := flag.NewFlagSet(cmd, flag.ExitOnError)
+		listen := fs.String("listen", "", "address to accept connections on")
+		to := fs.String("to", "", "address to connect them to")
+		orphan := fs.Bool("exit-with-parent", false, "exit when the parent process exits")
+		_ = fs.Parse(args)
+		if *orphan {
+			go exitWithParent(os.Getppid())
+		}
+		must(relay(*listen, *to))
 	case "kube-apiserver":
 		os.Exit(apiserver(args))
+	case "kubelet":
+		os.Exit(run(kubelet.NewKubeletCommand(context.Background()), args))
+	case "kube-controller-manager":
+		os.Exit(run(kcm.NewControllerManagerCommand(), args))
+	case "kube-scheduler":
+		os.Exit(run(scheduler.NewSchedulerCommand(), args))
 	case "etcd", "serve":
 		fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 		dir := fs.String("data-dir", "etcd", "etcd data directory")
@@ -91,9 +132,111 @@ func exitWithParent(ppid int) {
 }
 
 func apiserver(args []string) int {
-	command := app.NewAPIServerCommand()
+	return run(app.NewAPIServerCommand(), args)
+}
+
+func run(command *cobra.Command, args []string) int {
 	command.SetArgs(args)
 	return cli.Run(command)
+}
+
+type ipList []net.IP
+
+func (l *ipList) String() string { return fmt.Sprint(*l) }
+
+func (l *ipList) Set(v string) error {
+	ip := net.ParseIP(v)
+	if ip == nil {
+		return fmt.Errorf("not an IP address: %q", v)
+	}
+	*l = append(*l, ip)
+	return nil
+}
+
+// relay accepts TCP connections on listen and copies each, both ways, to a new
+// connection to to. It returns only when listening fails.
+func relay(listen, to string) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer conn.Close()
+			up, err := net.DialTimeout("tcp", to, 10*time.Second)
+			if err != nil {
+				return
+			}
+			defer up.Close()
+			done := make(chan struct{}, 2)
+			pipe := func(dst, src net.Conn) {
+				_, _ = io.Copy(dst, src)
+				if tc, ok := dst.(*net.TCPConn); ok {
+					_ = tc.CloseWrite()
+				}
+				done <- struct{}{}
+			}
+			go pipe(up, conn)
+			go pipe(conn, up)
+			<-done
+			<-done
+		}()
+	}
+}
+
+// issueSigned writes NAME.crt/NAME.key in dir: a certificate for cn (and org)
+// usable as client and server (with ips as its addresses), signed by caDir/ca.*.
+func issueSigned(caDir, dir, name, cn, org string, ips []net.IP) error {
+	if name == "" || cn == "" {
+		return fmt.Errorf("issue needs --name and --cn")
+	}
+	caCert, caKey, err := loadCA(caDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	subject := pkix.Name{CommonName: cn}
+	if org != "" {
+		subject.Organization = []string{org}
+	}
+	_, _, err = issue(dir, name, &x509.Certificate{
+		Subject:     subject,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		IPAddresses: ips,
+	}, caCert, caKey)
+	return err
+}
+
+func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "ca.key"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, nil, fmt.Errorf("no PEM data in %s/ca.crt or ca.key", dir)
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
 }
 
 func startEtcd(dir, client, peer string, noFsync bool) (*embed.Etcd, error) {

@@ -21,6 +21,8 @@ command -v debootstrap >/dev/null || packages+=(debootstrap)
 have_package debian-archive-keyring || packages+=(debian-archive-keyring)  # debootstrap checks signatures
 have_package busybox-static || packages+=(busybox-static)
 command -v unshare >/dev/null || packages+=(util-linux)
+command -v iptables >/dev/null || packages+=(iptables)  # the node's DNAT to the apiserver, in its own netns
+command -v gcc >/dev/null || packages+=(gcc libc6-dev)  # the node's static pause binary
 
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0

@@ -1,0 +1,101 @@
+"""A node starts, runs pods as any cluster does, and leaves the host as it found it."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from infrakit.controlplane.nodeparts import PAUSE_IMAGE, NodeParts
+from tests import hoststate
+from tests.clusterfixtures import Cluster
+from tests.dockerfixtures import DockerImages
+from tests.node.conftest import NodeCluster, start_node_cluster
+
+# What the kubelet would set (and did, before node.py): the host's must stay as they are.
+KERNEL = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops", "vm/panic_on_oom")
+
+
+def _pod(name: str, namespace: str, image: str, command: list[str] | None = None) -> str:
+    container: dict[str, object] = {"name": "main", "image": image, "imagePullPolicy": "Never"}
+    if command:
+        container["command"] = command
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"restartPolicy": "Never", "containers": [container], "terminationGracePeriodSeconds": 1},
+    }
+    return json.dumps(pod)
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and proc.name != str(os.getpid()):
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
+
+
+def test_a_node_runs_a_pod_and_leaves_the_host_as_it_found_it(
+    controlplane_binary: Path, node_parts: NodeParts, tmp_path: Path
+) -> None:
+    before = hoststate.snapshot()
+    cp, node = start_node_cluster(controlplane_binary, node_parts, tmp_path)
+    try:
+        cluster = Cluster(kubeconfig=str(cp.kubeconfig), env=dict(os.environ, KUBECONFIG=str(cp.kubeconfig)),
+                          kubectl_path="kubectl")  # fmt: skip
+        cluster.kubectl("apply", "-f", "-", input=_pod("pause", "default", PAUSE_IMAGE))
+        cluster.kubectl("wait", "--for=condition=Ready", "pod/pause", "--timeout=60s")
+        # The kubelet has checked its kernel settings (it is Ready and ran a pod): none was written.
+        during = hoststate.sysctls()
+        assert {k: during[f"/proc/sys/{k}"] for k in KERNEL} == {k: before.sysctls[f"/proc/sys/{k}"] for k in KERNEL}
+        # Nor any other (the host end of the node's veth adds its own, net.*.conf.ikh<id>.*).
+        assert {k: v for k, v in before.sysctls.items() if during.get(k, v) != v} == {}
+    finally:
+        node.stop()
+        cp.stop(remove=True)
+    assert hoststate.changes(before, hoststate.snapshot()) == []
+    assert _processes_mentioning(str(tmp_path)) == []
+
+
+# In-cluster configuration as any client reads it: the Service's address from the environment,
+# the token and the cluster's CA from the mounted account. The apiserver names who it saw.
+WHO_AM_I = """
+import json, os, ssl, urllib.request as request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+ns = open(sa + "namespace").read()
+url = "https://%s:%s/api/v1/namespaces/%s/serviceaccounts/default" % (
+    os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"], ns)
+req = request.Request(url, headers={"Authorization": "Bearer " + open(sa + "token").read()})
+try:
+    request.urlopen(req, context=ssl.create_default_context(cafile=sa + "ca.crt"))
+except request.HTTPError as err:
+    print(err.code, json.loads(err.read())["message"])
+"""
+
+
+def test_a_pod_gets_its_token_the_service_address_and_its_logs(
+    node_cluster: NodeCluster, load_image: Callable[[str], None], docker_images: DockerImages
+) -> None:
+    cluster = node_cluster.cluster
+    load_image(docker_images.python)
+    namespace = f"t-pod-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl(
+        "apply", "-f", "-", input=_pod("probe", namespace, docker_images.python, ["python", "-c", WHO_AM_I])
+    )
+    cluster.kubectl("wait", "-n", namespace, "--for=jsonpath={.status.phase}=Succeeded", "pod/probe", "--timeout=50s")
+    # The token was accepted (403, not 401) as this pod's account; the logs came from the kubelet.
+    logs = cluster.kubectl("logs", "-n", namespace, "probe").stdout
+    assert logs.startswith(
+        f'403 serviceaccounts "default" is forbidden: User "system:serviceaccount:{namespace}:default"'
+    )
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
