@@ -37,7 +37,7 @@ controlplane: $(STAMP) ## Build (or reuse) the kube-apiserver + etcd binary from
 	$(BIN)/infrakit-controlplane build
 
 test: lint controlplane docker-images bench-smoke ## Every test (control-plane and Docker tests fail, not skip, when CI is set)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q --durations=30
 
 unit: $(STAMP) ## The tests that need no API server
 	$(BIN)/python -m pytest -q -m 'not cluster' --deselect tests/cluster
