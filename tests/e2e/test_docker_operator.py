@@ -19,29 +19,14 @@ import yaml
 
 from infrakit.core import instances
 from tests.docker_plugin.conftest import Docker, EngineProxy
+from tests.docker_plugin.test_modes import group
 from tests.e2e.conftest import EXTERNAL, Groups, Operator, wait_until
 
 pytestmark = pytest.mark.skipif(EXTERNAL, reason="the deployed operator reaches no test engine")
 
 
 def manifest(path: Path, name: str, image: str, size: int) -> Path:
-    document = {
-        "apiVersion": "infrakit.io/v1alpha1",
-        "kind": "Group",
-        "metadata": {"name": name},
-        "spec": {
-            "allocation": {"size": size},
-            "instance": {
-                "plugin": "instance-docker",
-                "properties": {
-                    "Config": {"Image": image, "Cmd": ["sleep", "600"]},
-                    "HostConfig": {"NetworkMode": "none"},
-                },
-            },
-            "flavor": {"plugin": "flavor-vanilla", "properties": {}},
-        },
-    }
-    path.write_text(yaml.safe_dump(document))
+    path.write_text(yaml.safe_dump(group(name, image, size=size)))  # the local modes' Group, applied
     return path
 
 
