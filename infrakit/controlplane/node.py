@@ -149,7 +149,7 @@ def start(
         node.made_dirs = [d for d in nodeconfig.PRIVATE_DIRS if not Path(d).exists()]
         for d in node.made_dirs:
             Path(d).mkdir(parents=True)
-        _remove_stale_cgroups()
+        remove_stale()
         _make_cgroups(lay.cgroup)
         node.process = _launch(lay, cp, parts, detach=detach)
         node.pid = node.process.pid
@@ -278,8 +278,12 @@ def _live_cgroups() -> set[str]:
     return live
 
 
-def _remove_stale_cgroups() -> None:
-    """Remove the cgroups a node left when its harness was killed (no stop()): no launcher runs for them."""
+def remove_stale() -> None:
+    """Remove the cgroups nodes left when their harness was killed (no stop()): no launcher runs for them.
+
+    :func:`start` calls it; a harness that snapshots the host calls it first, so that the host it
+    compares with is the one without an earlier run's leftovers.
+    """
     hierarchies = _hierarchies()
     if not hierarchies:
         return

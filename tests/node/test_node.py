@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from infrakit.controlplane import node as nodemod
 from infrakit.controlplane.nodeparts import PAUSE_IMAGE, NodeParts
 from tests import hoststate
 from tests.clusterfixtures import Cluster
@@ -47,6 +48,7 @@ def _processes_mentioning(text: str) -> list[str]:
 def test_a_node_runs_a_pod_and_leaves_the_host_as_it_found_it(
     controlplane_binary: Path, node_parts: NodeParts, tmp_path: Path
 ) -> None:
+    nodemod.remove_stale()  # an earlier, killed run's cgroups: start() removes them, so they are not ours to count
     before = hoststate.snapshot()
     cp, node = start_node_cluster(controlplane_binary, node_parts, tmp_path)
     try:
@@ -64,6 +66,21 @@ def test_a_node_runs_a_pod_and_leaves_the_host_as_it_found_it(
         cp.stop(remove=True)
     assert hoststate.changes(before, hoststate.snapshot()) == []
     assert _processes_mentioning(str(tmp_path)) == []
+
+
+def test_the_cgroups_a_killed_run_left_are_removed_and_a_live_nodes_kept(node_cluster: NodeCluster) -> None:
+    """A harness killed before stop() leaves /infrakit-node-<id> (with the kubelet's tree) in every hierarchy."""
+    hierarchies = [h for h in Path("/sys/fs/cgroup").iterdir() if h.is_dir() and not h.is_symlink()]
+    if (Path("/sys/fs/cgroup") / "cgroup.controllers").exists():
+        hierarchies = [Path("/sys/fs/cgroup")]  # cgroup v2
+    planted = [h / "infrakit-node-fffff0" for h in hierarchies]
+    for path in planted:
+        (path / "kubepods" / "besteffort").mkdir(parents=True)
+    live = [h / node_cluster.node.layout.cgroup.lstrip("/") for h in hierarchies]
+    assert planted and all(p.is_dir() for p in planted + live)
+    nodemod.remove_stale()
+    assert [str(p) for p in planted if p.exists()] == []
+    assert [str(p) for p in live if not p.is_dir()] == []
 
 
 # In-cluster configuration as any client reads it: the Service's address from the environment,
