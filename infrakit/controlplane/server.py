@@ -168,6 +168,9 @@ def _start_once(*, state_dir: Path, binary: Path, detach: bool, timeout: float, 
         "--endpoint-reconciler-type=none",  # 127.0.0.1 cannot be an endpoint
         "--allow-privileged=true",
         "--profiling=false",
+        # SIGTERM drains open watches (an operator always has one) within 2 s; without it the
+        # apiserver waits for them to end on their own, and stop() kills it after 20 s.
+        "--shutdown-watch-termination-grace-period=2s",
     ]
     _write_kubeconfig(state_dir / "kubeconfig", server=server, certs=certs)
     log: IO[bytes]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -156,3 +157,24 @@ def test_namespace_cleanup_removes_everything(cluster: Cluster) -> None:
         assert cluster.kubectl("get", "configmaps", "-n", name, "-o", "name").stdout == ""
     finally:
         _delete_namespace(cluster, name)
+
+
+def test_a_stop_is_graceful_while_a_client_watches(controlplane_binary: Path, tmp_path: Path) -> None:
+    """SIGTERM ends the control plane though a watch is open (an operator's always is): it drains the
+    watch instead of waiting for it until stop() gives up and kills it (20 s each time, and no clean etcd)."""
+    from infrakit.controlplane import server
+
+    cp = server.start(state_dir=tmp_path / "cp", binary=controlplane_binary)
+    env = dict(os.environ, KUBECONFIG=str(cp.kubeconfig))
+    watch = subprocess.Popen(["kubectl", "get", "namespaces", "--watch", "-o", "name"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    try:
+        assert watch.stdout is not None
+        assert watch.stdout.readline().startswith("namespace/")  # the watch is established
+        cp.stop()
+        assert cp.process is not None
+        assert cp.process.returncode != -signal.SIGKILL, "SIGTERM did not end it: stop() killed it"
+    finally:
+        watch.kill()
+        watch.wait()
+        cp.stop(remove=True)
