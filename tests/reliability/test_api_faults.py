@@ -81,7 +81,7 @@ def test_api_server_restart(private: tuple[controlplane.ControlPlane, Cluster], 
             (operator.instance_dir / name).unlink()
         # Without the API the Lease cannot be renewed: once it lapses the operator stops
         # acting (another replica might hold it by now), so healing waits for the API.
-        time.sleep(6)
+        wait_until(lambda: "lost the lease" in operator.log.read_text(), timeout=20, what="the lease to lapse")
         assert operator.process is not None
         assert operator.process.poll() is None
 
