@@ -181,7 +181,10 @@ def test_sigkill_mid_rolling_update_resumes(
     groups.apply(EXAMPLES / "cattle.yaml")
     wait_until(lambda: converged(groups, first, "cattle", size=5, sha=SHA1), what="5 instances")
     first.stop()
-    doomed = operator_factory(env={"INFRAKIT_FAILPOINTS": f"instance-op=kill-after:{kill_after}"})
+    # A short Lease: the revived operator waits for the dead one's to lapse, not the default 15 s.
+    doomed = operator_factory(
+        "--lease-duration", "3", env={"INFRAKIT_FAILPOINTS": f"instance-op=kill-after:{kill_after}"}
+    )
     groups.kubectl("scale", "group", "cattle", "--replicas=20")
     groups.apply(EXAMPLES / "cattle2.yaml")  # size 10, new hash: a roll mid-scale
     wait_until(lambda: doomed.process is not None and doomed.process.poll() is not None, what="the failpoint to kill")
@@ -206,7 +209,7 @@ def test_two_operators_never_both_act(operator_factory: Callable[..., Operator],
     (a.instance_dir / sorted(a.instances("cattle"))[0]).unlink()
     wait_until(lambda: len(a.instances("cattle")) == 5, what="healed by the leader")
     wait_until(lambda: "instance operations" in a.log.read_text(), what="the leader's report")
-    time.sleep(1)
+    wait_until(lambda: "waiting for the lease" in b.log.read_text(), what="b to stand by")
     assert "acquired the lease" not in b.log.read_text()
     assert "instance operations" not in b.log.read_text()
 
