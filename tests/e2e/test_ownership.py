@@ -120,7 +120,7 @@ def test_a_group_deleted_while_no_operator_ran_is_collected_on_restart(
     operator_factory: Any, groups: Groups, namespace: str, tmp_path: Path
 ) -> None:
     """Was: a restarted operator with no live Group on instance-file never listed that plugin."""
-    operator: Operator = operator_factory()
+    operator: Operator = operator_factory("--lease-duration", "3")  # the restart waits for it to lapse
     groups.apply(cattle(tmp_path, 3))
     wait_until(lambda: len(operator.instances("cattle")) == 3, what="3 instances")
     operator.kill()
