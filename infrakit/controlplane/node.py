@@ -4,7 +4,9 @@
 namespaces (``unshare``; nodeconfig.launch_script): when it ends, every process of the node ends,
 every mount it made goes, and its network namespace (the CNI bridge, the pods' veths) goes with
 it. What is left on the host is removed by :meth:`Node.stop`: the pods' cgroups (under
-``/infrakit-node-<id>``), the state directory, and the directories made for PRIVATE_DIRS.
+``/infrakit-node-<id>``), the state directory, and the directories made for PRIVATE_DIRS (each
+holds a MADE_MARK under its tmpfs; they go when no node runs). What a killed harness left, the
+next start or stop removes (:func:`remove_stale`).
 
 The network: a veth pair, the host end ``ikh<id>`` with ``10.250.N.1/30``, the node end
 ``10.250.N.2/30`` (the node's InternalIP, where the apiserver reaches the kubelet and pods); pods
@@ -43,6 +45,7 @@ STATE_FILE = "node.json"
 TOOLS = ("containerd", "runc", "ctr", "ip", "iptables", "nsenter", "unshare")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PR_SET_PDEATHSIG = 1
+MADE_MARK = ".made-by-infrakit-node"  # in a PRIVATE_DIRS directory a node made (hidden under its tmpfs)
 
 
 @dataclass
@@ -51,7 +54,6 @@ class Node:
 
     layout: Layout
     pid: int  # the `unshare` process; its child is the node's PID 1
-    made_dirs: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -102,9 +104,7 @@ class Node:
         _remove_cgroups(self.layout.cgroup)
         with contextlib.suppress(OSError):
             subprocess.run(["ip", "link", "del", _host_link(self.layout)], capture_output=True, timeout=10, check=False)
-        for directory in self.made_dirs:
-            with contextlib.suppress(OSError):
-                Path(directory).rmdir()
+        remove_stale()
         if remove:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -146,10 +146,11 @@ def start(
     node = Node(layout=lay, pid=0)
     try:
         _write_files(lay, cp, parts)
-        node.made_dirs = [d for d in nodeconfig.PRIVATE_DIRS if not Path(d).exists()]
-        for d in node.made_dirs:
-            Path(d).mkdir(parents=True)
         remove_stale()
+        for d in nodeconfig.PRIVATE_DIRS:
+            if not Path(d).exists():
+                Path(d).mkdir(parents=True)
+                (Path(d) / MADE_MARK).touch()
         _make_cgroups(lay.cgroup)
         node.process = _launch(lay, cp, parts, detach=detach)
         node.pid = node.process.pid
@@ -170,14 +171,14 @@ def load(state_dir: Path) -> Node | None:
         state: dict[str, Any] = json.loads((state_dir / STATE_FILE).read_text())
         layout = state["layout"]
         lay = Layout(**{**layout, "state_dir": Path(layout["state_dir"]), "binary": Path(layout["binary"])})
-        return Node(layout=lay, pid=int(state["pid"]), made_dirs=list(state["made_dirs"]))
+        return Node(layout=lay, pid=int(state["pid"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def _save(node: Node) -> None:
     layout = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(node.layout).items()}
-    state = {"layout": layout, "pid": node.pid, "made_dirs": node.made_dirs}
+    state = {"layout": layout, "pid": node.pid}
     (node.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
 
@@ -279,15 +280,23 @@ def _live_cgroups() -> set[str]:
 
 
 def remove_stale() -> None:
-    """Remove the cgroups nodes left when their harness was killed (no stop()): no launcher runs for them.
+    """Remove what nodes left that no launcher runs for any more (a harness killed before stop()):
+    their cgroups; and, once no node runs at all, the PRIVATE_DIRS directories a node made (an
+    empty one holding only MADE_MARK; a directory the host had is never touched).
 
-    :func:`start` calls it; a harness that snapshots the host calls it first, so that the host it
-    compares with is the one without an earlier run's leftovers.
+    :func:`start` and :meth:`Node.stop` call it; a harness that snapshots the host calls it first,
+    so that the host it compares with is the one without an earlier run's leftovers.
     """
+    live = _live_cgroups()
+    if not live:
+        for d in nodeconfig.PRIVATE_DIRS:
+            with contextlib.suppress(OSError):
+                if os.listdir(d) == [MADE_MARK]:
+                    (Path(d) / MADE_MARK).unlink()
+                    Path(d).rmdir()
     hierarchies = _hierarchies()
     if not hierarchies:
         return
-    live = _live_cgroups()
     for path in hierarchies[0].glob("infrakit-node-*"):
         if path.is_dir() and f"/{path.name}" not in live:
             with contextlib.suppress(ControlPlaneError, OSError):

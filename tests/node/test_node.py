@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from infrakit.controlplane import node as nodemod
+from infrakit.controlplane import nodeconfig
 from infrakit.controlplane.nodeparts import PAUSE_IMAGE, NodeParts
 from tests import hoststate
 from tests.clusterfixtures import Cluster
 from tests.dockerfixtures import DockerImages
-from tests.node.conftest import NodeCluster, start_node_cluster
+from tests.node.conftest import REPO_ROOT, NodeCluster, start_node_cluster
 
 # What the kubelet would set (and did, before node.py): the host's must stay as they are.
 KERNEL = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops", "vm/panic_on_oom")
@@ -49,7 +53,7 @@ def test_a_node_runs_a_pod_and_leaves_the_host_as_it_found_it(
     controlplane_binary: Path, node_parts: NodeParts, tmp_path: Path
 ) -> None:
     nodemod.remove_stale()  # an earlier, killed run's cgroups: start() removes them, so they are not ours to count
-    before = hoststate.snapshot()
+    before, dirs = hoststate.snapshot(), _private_dirs()
     cp, node = start_node_cluster(controlplane_binary, node_parts, tmp_path)
     try:
         cluster = Cluster(kubeconfig=str(cp.kubeconfig), env=dict(os.environ, KUBECONFIG=str(cp.kubeconfig)),
@@ -65,7 +69,49 @@ def test_a_node_runs_a_pod_and_leaves_the_host_as_it_found_it(
         node.stop()
         cp.stop(remove=True)
     assert hoststate.changes(before, hoststate.snapshot()) == []
+    assert _private_dirs() == dirs  # made (with a mark) where missing, removed when no node runs
     assert _processes_mentioning(str(tmp_path)) == []
+
+
+# A harness of its own, in a process the test kills: a control plane and a node, then "up".
+HARNESS = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from infrakit.controlplane.nodeparts import NodeParts
+from tests.node.conftest import start_node_cluster
+start_node_cluster(Path(sys.argv[1]), NodeParts(root=Path(sys.argv[2])), Path(sys.argv[3]))
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+def _private_dirs() -> list[str]:
+    return [d for d in nodeconfig.PRIVATE_DIRS if Path(d).exists()]
+
+
+def test_a_harness_killed_mid_run_leaves_nothing_the_next_run_does_not_remove(
+    controlplane_binary: Path, node_parts: NodeParts, tmp_path: Path
+) -> None:
+    """SIGKILL of the harness: the kernel ends the node with it (PID 1 of its namespaces, tied to
+    its parent); its cgroups and the directories it made are what remove_stale() takes."""
+    nodemod.remove_stale()
+    before, dirs = hoststate.snapshot(), _private_dirs()
+    args = [str(controlplane_binary), str(node_parts.root), str(tmp_path / "run"), str(REPO_ROOT)]
+    harness = subprocess.Popen([sys.executable, "-c", HARNESS, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert harness.stdout is not None
+        assert harness.stdout.readline() == "up\n"
+    finally:
+        harness.kill()
+        harness.wait()
+    deadline = time.monotonic() + 30
+    while left := _processes_mentioning(str(tmp_path)):
+        assert time.monotonic() < deadline, f"still running after the harness was killed: {left}"
+        time.sleep(0.1)
+    nodemod.remove_stale()
+    assert hoststate.changes(before, hoststate.snapshot()) == []
+    assert _private_dirs() == dirs
 
 
 def test_the_cgroups_a_killed_run_left_are_removed_and_a_live_nodes_kept(node_cluster: NodeCluster) -> None:
