@@ -337,7 +337,7 @@ def _run_group(
     def options(plugin: str) -> dict[str, Any]:
         return {"dir": str(folder)} if plugin == "instance-file" else {}
 
-    async def main() -> None:
+    async def main() -> list[str]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -366,14 +366,18 @@ def _run_group(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        return await runtime.drain(running.STOP_GRACE)
 
     try:
-        asyncio.run(main())
+        stuck = asyncio.run(main())
     except server.ListenError as error:
         log.error("%s", error)
         return 1
     finally:
         registry.close()
+    if stuck:
+        log.warning("stopped after %gs without %s: stuck in a plugin call", running.STOP_GRACE, ", ".join(stuck))
+        return 1
     return 0
 
 

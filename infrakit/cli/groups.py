@@ -182,7 +182,11 @@ def run(obj: Context, resync: float, poll: float) -> None:
         obj.local_only("run", "on a cluster the operator reconciles the Groups")
         from infrakit.local import controller, running, store
 
-        running.run(controller.Controller(store=store.Store(obj.home), registry=obj.registry), resync=resync, poll=poll)
+        stuck = running.run(
+            controller.Controller(store=store.Store(obj.home), registry=obj.registry), resync=resync, poll=poll
+        )
+    if stuck:
+        raise SystemExit(1)  # the log said which groups were left in a plugin call
 
 
 @contextmanager

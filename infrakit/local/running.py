@@ -5,7 +5,8 @@ is synced once, then again whenever its store file or one of its instances chang
 (the file plugin's change feed: a deleted instance file is replaced within
 milliseconds), when it waits for health, after a failure (with backoff), and at each
 resync.  SIGINT/SIGTERM stop it cleanly: a sync in flight stops between two instance
-operations and writes a status that says it was interrupted.
+operations and writes a status that says it was interrupted.  One stuck in a plugin call
+is waited for ``running.STOP_GRACE`` seconds, then left (a warning names its group; exit status 1).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ __all__ = ["run"]
 log = logging.getLogger("infrakit.local")
 
 
-def run(controller: controllers.Controller, *, resync: float, poll: float, workers: int = 2) -> None:
-    """Reconcile every group until SIGINT or SIGTERM."""
-    asyncio.run(_run(controller, resync=resync, poll=poll, workers=workers))
+def run(controller: controllers.Controller, *, resync: float, poll: float, workers: int = 2) -> list[str]:
+    """Reconcile every group until SIGINT or SIGTERM; the groups whose sync was left stuck."""
+    return asyncio.run(_run(controller, resync=resync, poll=poll, workers=workers))
 
 
-async def _run(controller: controllers.Controller, *, resync: float, poll: float, workers: int) -> None:
+async def _run(controller: controllers.Controller, *, resync: float, poll: float, workers: int) -> list[str]:
     controller.verbose = True  # the log is what a foreground controller shows
     stopping = asyncio.Event()
     runtime = running.Runtime(
@@ -51,4 +52,9 @@ async def _run(controller: controllers.Controller, *, resync: float, poll: float
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    log.info("stopped")
+    stuck = await runtime.drain(running.STOP_GRACE)
+    if stuck:
+        log.warning("stopped after %gs without %s: stuck in a plugin call", running.STOP_GRACE, ", ".join(stuck))
+    else:
+        log.info("stopped")
+    return stuck

@@ -82,9 +82,13 @@ class Operator:
         self._election: asyncio.Task[None] | None = None
         self._listing: asyncio.Task[None] | None = None
         self._stop_readiness: Any = None
+        self._stopping = False
         self.readiness = readiness.Readiness(cached=self._cached, lease=self._lease)
 
     def may_act(self) -> bool:
+        return not self._stopping and self._leading()
+
+    def _leading(self) -> bool:
         return self.elector is None or self.elector.is_leader()
 
     def _cached(self, key: tuple[str, str]) -> bool:
@@ -119,7 +123,7 @@ class Operator:
             kubeapi.Groups(api, field_manager=kubeapi.OPERATOR_FIELD_MANAGER),
             cluster=self.config.cluster,
             namespaces=self.config.namespaces,
-            may_write=self.may_act,
+            may_write=self._leading,  # a stopping leader still writes where its syncs stopped
         )
         locate = resolving.locator(self.config.plugins_dir) if self.config.plugins_dir is not None else None
         registry = plugins.Registry(defaults=self.config.plugin_options, locate=locate)
@@ -180,14 +184,23 @@ class Operator:
             await asyncio.sleep(delay)
 
     async def stop(self) -> None:
+        """Stop acting; wait for the syncs in flight (a bound: STOP_GRACE); only then give up the Lease,
+        so that no other replica acts while one of ours still may."""
+        self._stopping = True
         if self._stop_readiness is not None:
             with contextlib.suppress(Exception):
                 await self._stop_readiness()
-        for task in (self._listing, self._task, self._election):
+        for task in (self._listing, self._task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self.runtime is not None and (stuck := await self.runtime.drain(running.STOP_GRACE)):
+            log.warning("stopped after %gs without %s: stuck in a plugin call", running.STOP_GRACE, ", ".join(stuck))
+        if self._election is not None:
+            self._election.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._election
 
     def event(self, body: Mapping[str, Any], *, deleted: bool) -> None:
         if self.store is None or self.runtime is None:

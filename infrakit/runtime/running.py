@@ -26,16 +26,20 @@ than at the next poll, and again when the feed comes back.
 
 Syncs run in worker threads (plugins block); one key is never synced twice at once.
 Acting can be switched off (``may_act``: a replica that is not the leader), and a
-sync in flight stops between instance operations when it is.
+sync in flight stops between instance operations when it is.  The threads are daemon
+threads, not the loop's executor: a process that stops waits for its syncs in flight for a
+bound (:meth:`Runtime.drain`), not for a plugin call that hangs (the executor is joined at exit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -46,6 +50,8 @@ from infrakit.runtime import POLL, RESYNC, queueing, stores, syncing
 __all__ = ["Runtime"]
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE = 10.0  # seconds a stopping process waits for its syncs in flight (as `docker stop` waits)
 
 
 class Runtime:
@@ -78,6 +84,7 @@ class Runtime:
         self._first: set[stores.Key] = set()
         self._ready: asyncio.Event | None = None
         self._collect_soon: asyncio.Event | None = None
+        self._inflight: dict[threading.Event, str] = {}  # calls in worker threads, by what they do
 
     # -- waking groups ----------------------------------------------------------------------
 
@@ -157,7 +164,7 @@ class Runtime:
             return  # a standby replica: re-enqueued on election
         started = time.monotonic()
         try:
-            result = await asyncio.to_thread(self.syncer.sync, key, should_stop=lambda: not self.may_act())
+            result = await self._in_thread(_name(key), self.syncer.sync, key, should_stop=lambda: not self.may_act())
         except Exception as error:  # the store itself failed (API down): back off
             delay = self.queue.fail(key)
             log.warning(
@@ -187,6 +194,44 @@ class Runtime:
             after = result.requeue_after
             self.queue.add(key, after=self.period(key) if after is None else after)
 
+    def _in_thread(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        """``call`` in a daemon thread of its own; its future counts as in flight until it ends."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        done = threading.Event()
+        self._inflight[done] = what
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if not future.done():
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+
+        context = contextvars.copy_context()  # as to_thread does
+
+        def target() -> None:
+            try:
+                result, error = context.run(call, *args, **kwargs), None
+            except BaseException as exc:  # handed to the awaiting task, as to_thread does
+                result, error = None, exc
+            finally:
+                done.set()
+                self._inflight.pop(done, None)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
+                loop.call_soon_threadsafe(settle, result, error)
+
+        threading.Thread(target=target, name=f"sync {what}", daemon=True).start()
+        return future
+
+    async def drain(self, grace: float) -> list[str]:
+        """Wait up to ``grace`` seconds for the syncs in flight (they stop between instance
+        operations once acting is off); the groups of those still running, stuck in a plugin call."""
+        deadline = time.monotonic() + grace
+        while self._inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return sorted(self._inflight.copy().values())  # a copy: threads remove theirs meanwhile
+
     def period(self, key: stores.Key) -> float:
         """Seconds until ``key`` is synced again if nothing wakes it earlier (see the module docstring)."""
         plugin = self.owners.plugin_of(key)
@@ -198,7 +243,7 @@ class Runtime:
         self._collect_soon = asyncio.Event()
         while True:
             if self.store.collects_garbage and self.may_act():
-                await asyncio.to_thread(self.collect)
+                await self._in_thread("collection", self.collect)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._collect_soon.wait(), self.resync)
             self._collect_soon.clear()

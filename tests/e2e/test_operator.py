@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -198,6 +199,24 @@ def test_sigkill_mid_rolling_update_resumes(
     assert len(files) == 10 and len({d["ID"] for d in files.values()}) == 10
     # No orphans: nothing in the directory that is not a member, no temp files.
     assert {p.name for p in revived.instance_dir.iterdir()} == set(files)
+
+
+@pytest.mark.skipif(EXTERNAL, reason="uses failpoints in a local operator process")
+def test_a_stop_while_a_sync_hangs_waits_its_grace_then_exits(
+    operator_factory: Callable[..., Operator], groups: Groups
+) -> None:
+    """Was: a sync stuck in a plugin call kept a stopped operator alive (its thread was joined at exit)."""
+    from infrakit.runtime.running import STOP_GRACE
+
+    operator = operator_factory(env={"INFRAKIT_FAILPOINTS": "instance-op=stall-after:3:600"})
+    groups.apply(EXAMPLES / "cattle.yaml")
+    wait_until(lambda: len(operator.instances("cattle")) == 3, what="3 instances (then the stall)")
+    assert operator.process is not None
+    operator.process.send_signal(signal.SIGTERM)
+    operator.process.wait(timeout=STOP_GRACE + 20)
+    log = operator.log.read_text()
+    # The Lease is given up only after: no other replica acts while this one's sync may.
+    assert "stuck in a plugin call" in log.split("released the lease")[0], log
 
 
 @pytest.mark.skipif(EXTERNAL, reason="runs two operator processes side by side")

@@ -134,15 +134,7 @@ def test_ctrl_c_before_a_commit_recorded_its_spec_leaves_the_store_as_it_was(hom
         stderr=subprocess.PIPE,
         text=True,
     )
-    lock = os.open(home / ".lock", os.O_RDWR)
-    try:
-        deadline = time.monotonic() + 60
-        while _free(lock, "cattle"):  # the commit holds the group's lock once it has begun
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the commit never took the group's lock"
-            time.sleep(0.01)
-    finally:
-        os.close(lock)
+    _wait_until_held(home, "cattle", process)  # the commit holds the group's lock once it has begun
     # Ctrl-C, and again if need be: one that lands while Python compiles a module it imports
     # lazily is lost inside the import machinery, as a user's first press can be.
     deadline = time.monotonic() + 30
@@ -154,6 +146,45 @@ def test_ctrl_c_before_a_commit_recorded_its_spec_leaves_the_store_as_it_was(hom
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert record.read_bytes() == before
+
+
+def test_a_run_stopped_while_a_sync_hangs_exits_after_its_grace(home: Path) -> None:
+    """Was: ``run`` logged "stopped" on SIGTERM, then never exited while a sync hung in a plugin
+    call (its thread was the loop executor's, joined at exit): still running after 40 s."""
+    from infrakit.runtime.running import STOP_GRACE
+
+    env = {**os.environ, "INFRAKIT_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "infrakit.cli", "commit", str(EXAMPLES / "cattle.yaml")], env=env, check=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infrakit.cli", "run"],
+        env={**env, "INFRAKIT_FAILPOINTS": "sync-start=stall-after:1:600"},  # its first sync hangs
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_until_held(home, "cattle", process)  # the sync holds the group's lock once it has begun
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=STOP_GRACE + 30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 1, err
+    assert "stuck in a plugin call" in err and "cattle" in err, err
+    assert "Traceback" not in err
+
+
+def _wait_until_held(home: Path, name: str, process: subprocess.Popen[str]) -> None:
+    """Until ``process`` holds group ``name``'s lock (it has begun its sync)."""
+    lock = os.open(home / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        deadline = time.monotonic() + 60
+        while _free(lock, name):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"{process.args} never took {name}'s lock"
+            time.sleep(0.01)
+    finally:
+        os.close(lock)
 
 
 def _free(fd: int, name: str) -> bool:

@@ -156,7 +156,9 @@ def test_a_group_stuck_in_a_plugin_call_holds_up_no_other_group_nor_a_reader(hom
     assert len(members(home, "quick")) == 3
     assert cli(home, "commit", "-", "--pretend", stdin=manifest("slow", 2, "v1")).returncode == 0
     assert daemon.process.poll() is None  # and all the while, "slow" was still stalled
-    daemon.process.kill()
+    # Stopped, it waits for "slow" its grace (running.STOP_GRACE), then leaves it (was: never exited).
+    assert daemon.stop() == 1
+    assert "slow" in daemon.wait_for("stuck in a plugin call")
 
 
 # -- I: an instance daemon that dies shows, in every mode, and recovers -----------------------------
