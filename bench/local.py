@@ -279,7 +279,10 @@ def heal_local(workdir: Workdir, sizes: Sizes, *, stuck: bool = False) -> list[R
                 time.sleep(0.01)
         latencies, method = watch.heal_latencies(base / "instances", deletions=sizes.heal_deletions, gap=sizes.heal_gap)
     finally:
-        runner.terminate()
+        if stuck:  # its stalled sync would hold a stop for the runtime's STOP_GRACE: not what is measured
+            runner.kill()
+        else:
+            runner.terminate()
         try:
             runner.wait(timeout=15)
         except subprocess.TimeoutExpired:
