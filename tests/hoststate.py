@@ -95,3 +95,17 @@ def changes(before: Snapshot, after: Snapshot) -> list[str]:
         found += [f"{name} +{item}" for item in sorted(new_set - old_set)]
         found += [f"{name} -{item}" for item in sorted(old_set - new_set)]
     return found
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Every process but this one whose command line contains ``text`` (pid: command line)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and proc.name != str(os.getpid()):
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{proc.name}: {cmdline[:200]}")
+    return found

@@ -19,9 +19,13 @@ from infrakit.controlplane.build import ControlPlaneError, build
 from infrakit.controlplane.server import load, remove_state_dir, start
 
 
-def default_state_dir() -> Path:
+def _home(sub: str) -> Path:
     home = os.environ.get("INFRAKIT_HOME") or str(Path.home() / ".infrakit")
-    return Path(home).expanduser() / "controlplane"
+    return Path(home).expanduser() / sub
+
+
+def default_state_dir() -> Path:
+    return _home("controlplane")
 
 
 state_dir_option = click.option(
@@ -101,8 +105,7 @@ def status(state_dir: Path) -> None:
 
 
 def default_node_dir() -> Path:
-    home = os.environ.get("INFRAKIT_HOME") or str(Path.home() / ".infrakit")
-    return Path(home).expanduser() / "node"
+    return _home("node")
 
 
 node_dir_option = click.option(

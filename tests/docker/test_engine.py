@@ -29,19 +29,6 @@ def _proc_sys_read_only(pid: int) -> bool:
     return False
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(f"{entry.name}: {cmdline[:200]}")
-    return found
-
-
 def test_our_daemon_leaves_the_host_as_it_found_it(own_state_dir: Path) -> None:
     before = hoststate.snapshot()
     lease = engines.acquire(state_dir=own_state_dir, external=False)
@@ -67,7 +54,7 @@ def test_our_daemon_leaves_the_host_as_it_found_it(own_state_dir: Path) -> None:
     finally:
         lease.release()
     assert hoststate.changes(before, hoststate.snapshot()) == []
-    assert _processes_mentioning(str(own_state_dir)) == []
+    assert hoststate.processes_mentioning(str(own_state_dir)) == []
     assert not daemon.socket.exists()
 
 
@@ -101,7 +88,7 @@ def test_leases_share_one_daemon_and_the_last_one_stops_it(own_state_dir: Path) 
     assert second._path is not None and daemon.holders() == [second._path.name]
     second.release()
     assert daemon.pid() is None and not daemon.answering()
-    assert _processes_mentioning(str(own_state_dir)) == []
+    assert hoststate.processes_mentioning(str(own_state_dir)) == []
     # The last holder removed every container: a new start finds none.
     with engines.acquire(state_dir=own_state_dir, external=False) as engine:
         assert engine.docker("ps", "--all", "--quiet").stdout.split() == []

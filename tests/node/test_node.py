@@ -36,19 +36,6 @@ def _pod(name: str, namespace: str, image: str, command: list[str] | None = None
     return json.dumps(pod)
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and proc.name != str(os.getpid()):
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(f"{proc.name}: {cmdline[:200]}")
-    return found
-
-
 def test_a_node_runs_a_pod_and_leaves_the_host_as_it_found_it(
     controlplane_binary: Path, node_parts: NodeParts, tmp_path: Path
 ) -> None:
@@ -70,7 +57,7 @@ def test_a_node_runs_a_pod_and_leaves_the_host_as_it_found_it(
         cp.stop(remove=True)
     assert hoststate.changes(before, hoststate.snapshot()) == []
     assert _private_dirs() == dirs  # made (with a mark) where missing, removed when no node runs
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert hoststate.processes_mentioning(str(tmp_path)) == []
 
 
 # A harness of its own, in a process the test kills: a control plane and a node, then "up".
@@ -106,7 +93,7 @@ def test_a_harness_killed_mid_run_leaves_nothing_the_next_run_does_not_remove(
         harness.kill()
         harness.wait()
     deadline = time.monotonic() + 30
-    while left := _processes_mentioning(str(tmp_path)):
+    while left := hoststate.processes_mentioning(str(tmp_path)):
         assert time.monotonic() < deadline, f"still running after the harness was killed: {left}"
         time.sleep(0.1)
     nodemod.remove_stale()
